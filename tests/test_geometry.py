@@ -1,0 +1,112 @@
+"""Boxes -> transforms -> warp matrices, and input validation."""
+
+import cv2
+import numpy as np
+import pytest
+
+from vitpose_trt.crop import normalize, preprocess
+from vitpose_trt.geometry import boxes_to_transforms, check_boxes, check_frame, heatmap_to_frame, warp_matrix
+
+
+def test_transform_pads_to_aspect_ratio():
+    # tall box: width grows to h * 192/256; wide box: height grows to w * 256/192; both x1.25
+    t = boxes_to_transforms(np.array([[10, 20, 40, 220], [0, 0, 300, 100]], dtype=np.float64))
+    np.testing.assert_allclose(t[0], [25, 120, 200 * 0.75 * 1.25, 200 * 1.25], rtol=1e-6)
+    np.testing.assert_allclose(t[1], [150, 50, 300 * 1.25, 400 * 1.25], rtol=1e-6)
+    assert t.dtype == np.float32
+
+
+@pytest.mark.parametrize("mode", ["udp", "classic"])
+def test_warp_matrix_maps_box_as_documented(mode):
+    t = boxes_to_transforms(np.array([[100.5, 40.25, 260.0, 300.0]]))[0]
+    m = warp_matrix(t, mode).astype(np.float64)
+    cx, cy, w, h = t.astype(np.float64)
+    corners = np.array([[cx - w / 2, cy - h / 2, 1], [cx + w / 2, cy + h / 2, 1], [cx, cy, 1]])
+    mapped = corners @ m.T
+    if mode == "udp":  # box edges on the centers of the first and last crop pixels
+        np.testing.assert_allclose(mapped[:2], [[0, 0], [191, 255]], atol=1e-3)
+        np.testing.assert_allclose(mapped[2], [95.5, 127.5], atol=1e-3)
+    else:  # box center on the crop center, box width onto the crop width
+        np.testing.assert_allclose(mapped[2], [96, 128], atol=1e-3)
+        np.testing.assert_allclose(mapped[1] - mapped[0], [192, 256], atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["udp", "classic"])
+def test_preprocess_is_cv2_warp_with_documented_matrix(mode):
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    boxes = np.array([[10, 5, 60, 100], [-20, -30, 40, 50], [80, 100, 200, 300]], dtype=np.float64)
+    crops, transforms = preprocess(frame, boxes, mode)
+    for i, t in enumerate(transforms):
+        ref = cv2.warpAffine(frame, warp_matrix(t, mode), (192, 256), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        np.testing.assert_array_equal(crops[i], normalize(ref))
+    # a box wholly outside the frame gives the normalized value of black everywhere
+    black = normalize(np.zeros((256, 192, 3), np.uint8))
+    np.testing.assert_array_equal(crops[2][:, -10:, -10:], black[:, -10:, -10:])
+
+
+def test_flip_crops_are_mirrors():
+    frame = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    crops, _ = preprocess(frame, [[5, 5, 50, 60], [0, 0, 64, 64]], flip=True)
+    assert crops.shape == (4, 3, 256, 192)
+    np.testing.assert_array_equal(crops[2:], crops[:2, :, :, ::-1])
+
+
+def test_bgr_to_rgb_and_imagenet_normalization():
+    pixel = np.array([[[255, 0, 0]]], dtype=np.uint8)  # pure blue in BGR
+    out = normalize(pixel)[:, 0, 0]
+    np.testing.assert_allclose(out, [(0 - 0.485) / 0.229, (0 - 0.456) / 0.224, (1 - 0.406) / 0.225], rtol=1e-6)
+
+
+def test_heatmap_to_frame_inverts_the_crop_mapping():
+    t = boxes_to_transforms(np.array([[30.0, 40.0, 130.0, 240.0]]))
+    corners = np.array([[[0, 0], [47, 63]]], dtype=np.float64)
+    udp = heatmap_to_frame(corners, t, (64, 48), "udp")[0]
+    cx, cy, w, h = t[0].astype(np.float64)
+    np.testing.assert_allclose(udp, [[cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]], atol=1e-4)
+    classic = heatmap_to_frame(np.array([[[24.0, 32.0]]]), t, (64, 48), "classic")[0, 0]
+    np.testing.assert_allclose(classic, [cx, cy], atol=1e-4)
+
+
+def test_box_validation():
+    assert check_boxes([]).shape == (0, 4)
+    assert check_boxes(np.zeros((0, 5))).shape == (0, 4)
+    np.testing.assert_array_equal(check_boxes([[1, 2, 3, 4, 0.9]]), [[1, 2, 3, 4]])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        check_boxes([[0, 0, np.nan, 1]])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        check_boxes([[0, 0, np.inf, 1]])
+    with pytest.raises(ValueError, match="x2 < x1"):
+        check_boxes([[10, 0, 5, 10]])
+    with pytest.raises(ValueError, match="zero width and height"):
+        check_boxes([[3, 3, 3, 3]])
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        check_boxes([[1, 2, 3]])
+    with pytest.raises(ValueError, match="single box"):
+        check_boxes([1, 2, 3, 4])
+    assert check_boxes([[3, 3, 3, 9]]).shape == (1, 4)  # zero width alone is fine: the aspect ratio widens it
+
+
+def test_frame_validation():
+    with pytest.raises(ValueError, match="uint8"):
+        check_frame(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        check_frame(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        check_frame(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(TypeError, match="numpy array"):
+        check_frame([[0, 0, 0]])
+    with pytest.raises(ValueError, match="empty"):
+        check_frame(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_unknown_mode_is_an_error():
+    with pytest.raises(ValueError, match="unknown mode"):
+        preprocess(np.zeros((8, 8, 3), np.uint8), [[0, 0, 4, 4]], mode="dark")
+
+
+def test_one_pixel_frame_and_huge_box():
+    frame = np.full((1, 1, 3), 200, np.uint8)
+    crops, _ = preprocess(frame, [[-1000, -1000, 1000, 1000], [0, 0, 1, 1]])
+    assert np.isfinite(crops).all()

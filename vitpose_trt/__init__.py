@@ -1,0 +1,41 @@
+"""vitpose_trt: ViTPose 2D human pose estimation without mmpose, fast on NVIDIA GPUs.
+
+    frame + boxes -> preprocess (crop, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
+                  -> postprocess (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
+
+Public API: `VitPoseTRT`, `load_model`, `preprocess`, `postprocess`, `open_engine`.
+Heavy modules (torch, onnxruntime, tensorrt) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "VitPoseTRT": "vitpose_trt.pipeline",
+    "PendingResult": "vitpose_trt.pipeline",
+    "load_model": "vitpose_trt.checkpoint",
+    "build_random_model": "vitpose_trt.checkpoint",
+    "ViTPose": "vitpose_trt.model",
+    "ViTPoseConfig": "vitpose_trt.model",
+    "preprocess": "vitpose_trt.crop",
+    "postprocess": "vitpose_trt.decode",
+    "open_engine": "vitpose_trt.engines",
+    "Engine": "vitpose_trt.engines",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vitpose_trt' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,173 @@
+"""`vitpose-trt`: a thin argparse layer over the Python API (export, build, infer, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _common_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("udp", "classic"), default="udp",
+                   help="pre/post pipeline: udp (official ViTPose, default) or classic")
+    p.add_argument("--flip-test", action="store_true", help="also run mirrored crops and average (2x compute)")
+    p.add_argument("--backend", choices=("auto", "tensorrt", "pytorch", "onnxruntime"), default="auto",
+                   help="engine runner (default: from the file type and the machine)")
+    p.add_argument("--device", default=None, help="PyTorch device: cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+                   help="PyTorch precision (default: fp16 on CUDA, fp32 on the CPU)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitpose-trt", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (opset >= 17, dynamic batch) and verify it")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="official .pth, Hugging Face folder/.safetensors, or easy_ViTPose .pth "
+                        "(omit for random-weight ViTPose-B)")
+    p.add_argument("-o", "--output", required=True, help="output .onnx path")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--variant", default=None, help="s/b/l/h when it cannot be inferred (random weights)")
+    p.add_argument("--num-keypoints", type=int, default=None, help="K (default: from the checkpoint, else 17)")
+    p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+
+    p = sub.add_parser("build", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)")
+    p.add_argument("source", help="checkpoint or .onnx")
+    p.add_argument("-o", "--output", required=True, help="output .engine path (a .json sidecar is written next to it)")
+    p.add_argument("--fp16", action="store_true", help="FP16 engine with LayerNorm kept in FP32 (recommended)")
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch of crops (default 64)")
+    p.add_argument("--opt-batch", type=int, default=8, help="batch size TensorRT tunes for (default 8)")
+    p.add_argument("--flip-test", action="store_true", help="engine for flip test (doubles the batch range)")
+    p.add_argument("--mode", choices=("udp", "classic"), default="udp", help="pipeline recorded in the sidecar")
+    p.add_argument("--no-verify", action="store_true", help="skip the build-time accuracy check against PyTorch")
+    p.add_argument("--workspace-gb", type=float, default=None, help="builder workspace limit in GiB")
+
+    p = sub.add_parser("infer", help="run pose estimation on images; write COCO results JSON and overlays")
+    p.add_argument("inputs", help="an image or a folder of images")
+    p.add_argument("--engine", default=None,
+                   help="engine (.engine), .onnx or checkpoint (default: random-weight ViTPose-B)")
+    p.add_argument("--boxes", default=None,
+                   help="COCO-format detections JSON (matched by file name or image id); default: whole frame")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--box-thr", type=float, default=0.0, help="ignore detections scoring below this")
+    p.add_argument("--kpt-thr", type=float, default=0.3, help="draw keypoints scoring above this")
+    _common_model_args(p)
+
+    p = sub.add_parser("bench", help="latency per frame and per stage (random weights by default)")
+    p.add_argument("--engine", default=None, help="engine, .onnx or checkpoint (default: random ViTPose-B)")
+    p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (default 1,4,16)")
+    p.add_argument("--batches", default="", help="also measure model throughput at these batch sizes, e.g. 1,8,64")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per scenario (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default 5)")
+    p.add_argument("--alternatives", default="auto",
+                   help="comma-separated rows to run: pipeline,baseline,onnxruntime,transformers,torch-fp16-eager "
+                        "(default auto: all that can run here)")
+    p.add_argument("--json", default=None, help="write the raw numbers here")
+    p.add_argument("--plot", default=None, help="write a PNG plot here (needs matplotlib)")
+    _common_model_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return {"export": _export, "build": _build, "infer": _infer, "bench": _bench}[args.command](args)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
+        print(f"vitpose-trt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _export(args) -> int:
+    from build_engine.onnx_export import export_onnx
+    from vitpose_trt.checkpoint import load_model
+
+    model = load_model(args.checkpoint, variant=args.variant, num_keypoints=args.num_keypoints, expert=args.expert)
+    res = export_onnx(model, args.output, opset=args.opset, check=not args.no_check)
+    note = " (RANDOM WEIGHTS)" if res.random_weights else ""
+    diff = "not checked" if args.no_check else f"max |ONNX - PyTorch| = {res.max_abs_diff:.2e}"
+    print(f"wrote {res.path}{note}: opset {args.opset}, dynamic batch, {diff}")
+    return 0
+
+
+def _build(args) -> int:
+    from build_engine.tensorrt_build import build
+    from vitpose_trt.engines.tensorrt import TensorRTUnavailableError
+
+    if not args.fp16:
+        logging.getLogger(__name__).warning("building an FP32 engine (pass --fp16 for the fast one)")
+    try:
+        out = build(args.source, args.output, fp16=args.fp16, max_batch=args.max_batch, opt_batch=args.opt_batch,
+                    flip_test=args.flip_test, verify=not args.no_verify, workspace_gb=args.workspace_gb,
+                    mode=args.mode)
+    except TensorRTUnavailableError as e:
+        print(f"vitpose-trt build: {e}", file=sys.stderr)
+        return 3
+    print(f"wrote {out}")
+    return 0
+
+
+def _list_images(path: Path) -> list[Path]:
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+        return images
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    return [path]
+
+
+def _infer(args) -> int:
+    import cv2
+    import numpy as np
+
+    from vitpose_trt.coco import image_id_from_name, keypoint_results, load_detections
+    from vitpose_trt.draw import draw_poses
+    from vitpose_trt.pipeline import VitPoseTRT
+
+    images = _list_images(Path(args.inputs))
+    dets = load_detections(args.boxes) if args.boxes else None
+    pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
+                      device=args.device, precision=args.precision)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, total = [], 0
+    for path in images:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise ValueError(f"cannot read image {path}")
+        image_id = image_id_from_name(path.name)
+        if dets is None:
+            boxes = np.array([[0, 0, frame.shape[1], frame.shape[0], 1.0]])
+        else:
+            boxes = dets["by_name"].get(path.name)
+            if boxes is None:
+                boxes = dets["by_id"].get(image_id, np.zeros((0, 5)))
+            boxes = boxes[boxes[:, 4] >= args.box_thr]
+        keypoints = pose.infer(frame, boxes)
+        total += len(keypoints)
+        results += keypoint_results(image_id if image_id is not None else len(results), keypoints, boxes[:, 4])
+        cv2.imwrite(str(out_dir / f"{path.stem}_pose.jpg"), draw_poses(frame, keypoints, boxes, args.kpt_thr))
+    with open(out_dir / "keypoints.json", "w") as f:
+        json.dump(results, f)
+    note = " (RANDOM WEIGHTS: poses are meaningless)" if pose.random_weights else ""
+    print(f"{len(images)} images, {total} people -> {out_dir / 'keypoints.json'} and overlays{note}")
+    return 0
+
+
+def _bench(args) -> int:
+    from vitpose_trt.bench import run_from_args
+
+    return run_from_args(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""COCO-17 keypoint metadata: names, left/right flip pairs, skeleton (0-based indices)."""
+
+KEYPOINT_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
+    (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+
+
+def flip_index(num_keypoints: int, flip_pairs=None) -> list[int]:
+    """Permutation p with p[k] = the channel of the flipped heatmaps that holds keypoint k.
+
+    Args:
+        num_keypoints: K.
+        flip_pairs: (left, right) index pairs; COCO's when None and K == 17.
+    """
+    if flip_pairs is None:
+        if num_keypoints != 17:
+            raise ValueError(
+                f"flip test needs flip_pairs for a {num_keypoints}-keypoint model (COCO's are only known for K=17)"
+            )
+        flip_pairs = FLIP_PAIRS
+    index = list(range(num_keypoints))
+    for a, b in flip_pairs:
+        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
+            raise ValueError(f"flip pair ({a}, {b}) is out of range for {num_keypoints} keypoints")
+        index[a], index[b] = b, a
+    return index
+
+
+# --- COCO files: detections in, keypoint results out --------------------------------------------
+
+def load_detections(path) -> dict:
+    """Person boxes from a COCO-format JSON, keyed by image id and by file name.
+
+    Accepts a detection results list ([{image_id, bbox: [x, y, w, h], score, category_id?}]) or a
+    COCO annotation file ({images, annotations}). Returns {"by_id": {id: boxes}, "by_name": {name: boxes}}
+    where boxes is an (M, 5) float64 array of x1, y1, x2, y2, score.
+    """
+    import json
+
+    import numpy as np
+
+    with open(path) as f:
+        data = json.load(f)
+    names: dict[int, str] = {}
+    if isinstance(data, dict):
+        if "annotations" not in data:
+            raise ValueError(f"{path}: expected a COCO detection list or a COCO file with 'annotations'")
+        names = {int(im["id"]): im["file_name"] for im in data.get("images", [])}
+        data = data["annotations"]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of detections")
+    by_id: dict[int, list] = {}
+    for i, det in enumerate(data):
+        if det.get("category_id", 1) != 1:
+            continue  # COCO category 1 is "person"
+        try:
+            x, y, w, h = (float(v) for v in det["bbox"])
+            image_id = int(det["image_id"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: detection {i} lacks a valid image_id / bbox [x, y, w, h]: {e}") from None
+        by_id.setdefault(image_id, []).append([x, y, x + w, y + h, float(det.get("score", 1.0))])
+    arrays = {k: np.array(v, dtype=np.float64) for k, v in by_id.items()}
+    return {"by_id": arrays, "by_name": {names[k]: v for k, v in arrays.items() if k in names}}
+
+
+def image_id_from_name(name: str) -> int | None:
+    """COCO file names are the zero-padded image id: 000000000785.jpg -> 785."""
+    import os
+
+    stem = os.path.splitext(os.path.basename(name))[0]
+    digits = stem.rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else None
+
+
+def keypoint_results(image_id: int, keypoints, box_scores, score_thr: float = 0.2) -> list[dict]:
+    """COCO keypoint results, scored as mmpose's top-down evaluation: box score times the mean
+    score of the keypoints above `score_thr` (no OKS NMS here)."""
+    out = []
+    for kpts, box_score in zip(keypoints, box_scores):
+        scores = kpts[:, 2]
+        good = scores[scores > score_thr]
+        mean = float(good.mean()) if good.size else 0.0
+        out.append({
+            "image_id": int(image_id),
+            "category_id": 1,
+            "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
+            "score": float(box_score) * mean,
+        })
+    return out

@@ -1,0 +1,122 @@
+"""Boxes -> center/scale -> affine warp matrices, for the two pipelines ("udp" and "classic").
+
+A *transform* is one row [cx, cy, w, h] (float32, frame pixels): the center of the padded box and
+its size after it was widened to the model's aspect ratio and padded by 1.25 (mmpose's
+`center` and `scale * 200`). Crops are warped from it, and keypoints are mapped back through it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MODES = ("udp", "classic")
+PADDING = 1.25  # context around the person, as the official top-down configs
+PIXEL_STD = 200.0  # mmpose expresses scale in units of 200 px; kept to reproduce its float32 rounding
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+    return mode
+
+
+def check_frame(frame) -> np.ndarray:
+    """A frame must be an HxWx3 uint8 BGR numpy array (OpenCV's convention)."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy array (HxWx3 uint8 BGR), got {type(frame).__name__}")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame must have shape (H, W, 3), got {frame.shape}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8, got {frame.dtype} (convert explicitly, e.g. frame.astype(np.uint8))")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame is empty: shape {frame.shape}")
+    return frame
+
+
+def check_boxes(boxes) -> np.ndarray:
+    """Boxes as an (N, 4) float64 array of x1, y1, x2, y2; an (N, 5) array's score column is dropped."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4), dtype=np.float64)
+    if arr.ndim == 1 and arr.shape[0] in (4, 5):
+        raise ValueError(f"boxes must be 2-D (N, 4) or (N, 5); got a single box of shape {arr.shape}: use [box]")
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ValueError(f"boxes must have shape (N, 4) x1,y1,x2,y2 or (N, 5) with a score, got {arr.shape}")
+    arr = arr[:, :4]
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise ValueError(f"boxes {np.flatnonzero(bad).tolist()} contain NaN or inf")
+    inverted = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
+    if inverted.any():
+        raise ValueError(f"boxes {np.flatnonzero(inverted).tolist()} have x2 < x1 or y2 < y1 (expected x1,y1,x2,y2)")
+    empty = (arr[:, 2] == arr[:, 0]) & (arr[:, 3] == arr[:, 1])
+    if empty.any():
+        raise ValueError(f"boxes {np.flatnonzero(empty).tolist()} have zero width and height")
+    return arr
+
+
+def boxes_to_transforms(boxes: np.ndarray, input_size: tuple[int, int] = (256, 192)) -> np.ndarray:
+    """(N, 4) x1,y1,x2,y2 -> (N, 4) float32 [cx, cy, w, h], exactly as mmpose's `_xywh2cs` (test mode).
+
+    The box grows along one side to the crop's aspect ratio (W/H = 192/256), then by 1.25.
+    """
+    transforms = np.zeros((len(boxes), 4), dtype=np.float32)
+    aspect = input_size[1] / input_size[0]
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        x, y, w, h = x1, y1, x2 - x1, y2 - y1
+        center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+        if w > aspect * h:
+            h = w * 1.0 / aspect
+        elif w < aspect * h:
+            w = h * aspect
+        scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32) * np.float32(PADDING)
+        transforms[i, :2] = center
+        transforms[i, 2:] = scale * np.float32(PIXEL_STD)
+    return transforms
+
+
+def warp_matrix(transform: np.ndarray, mode: str, input_size: tuple[int, int] = (256, 192)) -> np.ndarray:
+    """The (2, 3) float32 matrix mapping frame pixels to crop pixels, as cv2.warpAffine takes it.
+
+    udp: mmpose's `get_warp_matrix(0, 2*center, input_size - 1, size)`: the box's edges land on the
+        centers of the crop's first and last pixels (the unbiased data processing of UDP).
+    classic: mmpose's `get_affine_transform(center, scale, 0, input_size)`: one uniform scale
+        W_crop / w, the box center on the crop center.
+    """
+    cx, cy, w, h = (float(v) for v in transform)
+    out_h, out_w = input_size
+    if mode == "udp":
+        sx, sy = (out_w - 1.0) / w, (out_h - 1.0) / h
+        m = [[sx, 0.0, sx * (-cx + 0.5 * w)], [0.0, sy, sy * (-cy + 0.5 * h)]]
+    elif mode == "classic":
+        s = out_w / w
+        m = [[s, 0.0, out_w * 0.5 - s * cx], [0.0, s, out_h * 0.5 - s * cy]]
+    else:
+        check_mode(mode)
+    return np.array(m, dtype=np.float32)  # float32 like mmpose, so cv2 sees the same numbers
+
+
+def inverse_warp_matrices(transforms: np.ndarray, mode: str, input_size: tuple[int, int] = (256, 192)) -> np.ndarray:
+    """(N, 2, 3) float64 crop -> frame matrices: what cv2.warpAffine computes internally, for the kernels."""
+    inv = np.zeros((len(transforms), 2, 3), dtype=np.float64)
+    for i, t in enumerate(transforms):
+        inv[i] = cv2.invertAffineTransform(warp_matrix(t, mode, input_size).astype(np.float64))
+    return inv
+
+
+def heatmap_to_frame(coords: np.ndarray, transforms: np.ndarray, heatmap_size: tuple[int, int], mode: str) -> np.ndarray:
+    """Map (N, K, 2) heatmap coordinates to frame pixels (mmpose's `transform_preds`).
+
+    udp divides the box by (W - 1, H - 1) (pixel centers at both ends); classic by (W, H).
+    """
+    hm_h, hm_w = heatmap_size
+    t = transforms.astype(np.float64)[:, None, :]  # (N, 1, 4)
+    if mode == "udp":
+        step_x, step_y = t[..., 2] / (hm_w - 1.0), t[..., 3] / (hm_h - 1.0)
+    else:
+        step_x, step_y = t[..., 2] / hm_w, t[..., 3] / hm_h
+    out = np.empty(coords.shape, dtype=np.float64)
+    out[..., 0] = coords[..., 0] * step_x + t[..., 0] - t[..., 2] * 0.5
+    out[..., 1] = coords[..., 1] * step_y + t[..., 1] - t[..., 3] * 0.5
+    return out
