@@ -61,14 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
     _common_model_args(p)
 
     p = sub.add_parser("bench", help="latency per frame and per stage (random weights by default)")
-    p.add_argument("--engine", default=None, help="engine, .onnx or checkpoint (default: random ViTPose-B)")
-    p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (default 1,4,16)")
-    p.add_argument("--batches", default="", help="also measure model throughput at these batch sizes, e.g. 1,8,64")
-    p.add_argument("--iters", type=int, default=50, help="timed iterations per scenario (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default 5)")
+    p.add_argument("--engine", default=None,
+                   help="TensorRT .engine (tensorrt row), .onnx (onnxruntime row) or checkpoint "
+                        "(default: random ViTPose-B, which a random-weight engine build matches)")
+    p.add_argument("--checkpoint", default=None,
+                   help="weights for the PyTorch/ONNX/transformers rows (default: random, fixed seed)")
+    p.add_argument("--variant", default="b", help="random model size s/b/l/h when no checkpoint (default b)")
+    p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (default 1,4,16; 64 works)")
+    p.add_argument("--batches", default="",
+                   help="also measure model throughput at these batch sizes, e.g. 1,2,4,8,16,32,64,128")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per row (default 50; see --max-seconds-per-row)")
+    p.add_argument("--warmup", type=int, default=5,
+                   help="untimed iterations first on GPU rows (default 5; CPU rows: the correctness run)")
+    p.add_argument("--max-seconds-per-row", type=float, default=10.0,
+                   help="time budget per row (alternative x people, alternative x batch): fewer than --iters "
+                        "iterations run when it is reached, at least one (default 10; CPU rows hit it)")
     p.add_argument("--alternatives", default="auto",
-                   help="comma-separated rows to run: pipeline,baseline,onnxruntime,transformers,torch-fp16-eager "
-                        "(default auto: all that can run here)")
+                   help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, pytorch-cpu, baseline, "
+                        "transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu "
+                        "(default auto: all; those that cannot run here are listed as skipped)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: all)")
+    p.add_argument("--coco-sample", default=None,
+                   help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
+                        "../shared/data/coco-sample; synthetic where absent)")
+    p.add_argument("--synthetic", action="store_true", help="synthetic frame and boxes even where coco-sample exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     p.add_argument("--plot", default=None, help="write a PNG plot here (needs matplotlib)")
     _common_model_args(p)

@@ -75,10 +75,16 @@ def dark_udp(preds: np.ndarray, heatmaps: np.ndarray, kernel: int = DARK_KERNEL)
     dxx = at(1, 0) - 2 * c + at(-1, 0)
     dyy = at(0, 1) - 2 * c + at(0, -1)
     dxy = 0.5 * (at(1, 1) - at(1, 0) - at(0, 1) + c + c - at(-1, 0) - at(0, -1) + at(-1, -1))
-    hessian = np.stack([np.stack([dxx, dxy], -1), np.stack([dxy, dyy], -1)], -2)  # (M, 2, 2)
-    hessian = hessian + np.finfo(np.float32).eps * np.eye(2)
-    step = np.linalg.inv(hessian) @ np.stack([dx, dy], -1)[..., None]  # (M, 2, 1)
-    out[ni, ki] -= step[..., 0].astype(np.float32)
+    # Newton step -H^-1 g with H + eps*I as mmpose (float64, like its np.linalg.inv), written as the
+    # closed-form 2x2 inverse so a singular Hessian keeps the integer peak instead of raising.
+    eps = float(np.finfo(np.float32).eps)
+    a, b, d = dxx.astype(np.float64) + eps, dxy.astype(np.float64), dyy.astype(np.float64) + eps
+    det = a * d - b * b
+    ok = det != 0
+    safe = np.where(ok, det, 1.0)
+    step_x = np.where(ok, (d * dx - b * dy) / safe, 0.0)
+    step_y = np.where(ok, (a * dy - b * dx) / safe, 0.0)
+    out[ni, ki] -= np.stack([step_x, step_y], -1).astype(np.float32)
     return out
 
 

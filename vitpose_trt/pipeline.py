@@ -48,6 +48,9 @@ class VitPoseTRT:
                  impl: str | None = None) -> None:
         self.mode = check_mode(mode)
         self.engine: Engine = open_engine(engine, backend=backend, device=device, precision=precision)
+        built_mode = getattr(self.engine, "mode", None)  # TensorRT engines record theirs in the sidecar
+        if built_mode is not None and built_mode != mode:
+            log.warning("the engine was built for mode=%r but runs with mode=%r", built_mode, mode)
         self.flip_test = flip_test
         self.flip_pairs = flip_pairs
         if flip_test:

@@ -15,6 +15,7 @@ class TorchEngine(Engine):
 
     Args:
         model: the model (any nn.Module mapping (N, 3, H, W) crops to (N, K, H/4, W/4) heatmaps).
+            It is moved and cast in place (no copy: a ViT-H is 2.5 GB); pass a copy to keep yours.
         device: "cpu" or "cuda" (or "cuda:1").
         precision: "fp32" or "fp16". FP16 casts the weights (PyTorch's LayerNorm and softmax
             kernels accumulate in FP32 internally, so the overflow that hurts FP16 TensorRT

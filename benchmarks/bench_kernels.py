@@ -1,0 +1,186 @@
+"""Times the two kernel families of vitpose_trt._C against the numpy/OpenCV per-box reference.
+
+    python benchmarks/bench_kernels.py [--mode udp] [--flip] [--min-time 0.5] [--no-cuda]
+
+warp:   a 1920x1080 frame (a real COCO photo resized, or noise when the sample is absent) and N person
+        boxes -> (N, 3, 256, 192) float32 crops. numpy = the reference loop of cv2.warpAffine +
+        normalize per box; C++ = one warp_cpu call; CUDA = one warp_cuda launch (frame already on
+        the GPU). Bytes = crops written + ~N*h*w*3 frame bytes read.
+decode: (N, 17, 64, 48) float32 heatmaps -> (N, 17, 3) keypoints. numpy = postprocess(impl="numpy")
+        (argmax + per-keypoint cv2.GaussianBlur + DARK); C++ = one decode_cpu call; CUDA = one
+        decode_cuda launch. Bytes = heatmaps read + 12 B * N * K written.
+
+CPU times: time.perf_counter around each call after warm-up, median of repeats. CUDA times: CUDA
+events around each launch on the current stream, median. The C++ kernels use OpenMP with
+OMP_NUM_THREADS threads (default: all cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vitpose_trt import _C  # noqa: E402
+from vitpose_trt.crop import normalize, warp_crop  # noqa: E402
+from vitpose_trt.decode import postprocess  # noqa: E402
+from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices  # noqa: E402
+
+INPUT = (256, 192)
+HEATMAP = (64, 48)
+K = 17
+SIZES = (1, 8, 64)
+
+
+def sample_dir() -> Path | None:
+    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "coco-sample"
+    return path if (path / "person_detections.json").is_file() else None
+
+
+def frame_and_boxes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """A 1920x1080 BGR frame and n person boxes on it (real detections scaled up, jittered)."""
+    rng = np.random.default_rng(seed)
+    root = sample_dir()
+    if root is not None:
+        photo = cv2.imread(str(root / "000000000785.jpg"))
+        dets = [d for d in json.loads((root / "person_detections.json").read_text()) if d["image_id"] == 785]
+        sx, sy = 1920 / photo.shape[1], 1080 / photo.shape[0]
+        base = np.array([[x * sx, y * sy, (x + w) * sx, (y + h) * sy] for x, y, w, h in (d["bbox"] for d in dets)])
+        frame, source = cv2.resize(photo, (1920, 1080), interpolation=cv2.INTER_LINEAR), "COCO 000000000785.jpg resized"
+    else:
+        frame = cv2.GaussianBlur(rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8), (7, 7), 0)
+        base, source = np.array([[800.0, 200.0, 1100.0, 900.0]]), "synthetic noise (coco-sample absent)"
+    boxes = base[rng.integers(0, len(base), n)] + rng.normal(0, 20, (n, 4))
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 10)
+    return frame, boxes, source
+
+
+def heatmaps(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:HEATMAP[0], 0:HEATMAP[1]].astype(np.float32)
+    cx = rng.uniform(0, HEATMAP[1] - 1, (n, K, 1, 1)).astype(np.float32)
+    cy = rng.uniform(0, HEATMAP[0] - 1, (n, K, 1, 1)).astype(np.float32)
+    hm = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8.0) * rng.uniform(0.2, 0.9, (n, K, 1, 1))
+    return (hm + rng.normal(0, 0.01, hm.shape)).astype(np.float32)
+
+
+def time_cpu(fn, min_time: float) -> float:
+    """Median seconds per call: 3 warm-up calls, then repeats until min_time (5..1000 samples)."""
+    for _ in range(3):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < 5 or (time.perf_counter() - start < min_time and len(samples) < 1000):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def time_cuda(fn, min_time: float) -> float:
+    import torch
+
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < 20 or (time.perf_counter() - start < min_time and len(samples) < 2000):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        samples.append(a.elapsed_time(b) * 1e-3)
+    return statistics.median(samples)
+
+
+def row(op, n, impl, seconds, nbytes, baseline=None):
+    speedup = f"{baseline / seconds:8.1f}x" if baseline else " " * 9
+    print(f"{op:<7}{n:>4}  {impl:<7}{seconds * 1e6:>11.1f} us {nbytes / seconds / 1e9:>8.2f} GB/s {speedup}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("udp", "classic"), default="udp")
+    ap.add_argument("--flip", action="store_true", help="also write the flipped crops / merge flipped heatmaps")
+    ap.add_argument("--min-time", type=float, default=0.5, help="seconds of samples per measurement")
+    ap.add_argument("--no-cuda", action="store_true")
+    args = ap.parse_args()
+
+    use_cuda = not args.no_cuda and _C.cuda_available()
+    if use_cuda:
+        import torch
+
+        use_cuda = torch.cuda.is_available()
+    _, _, source = frame_and_boxes(1)
+    print(f"vitpose_trt._C {_C.__version__}: built_with_cuda={_C.built_with_cuda}, openmp={_C.built_with_openmp}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, cpu cores={os.cpu_count()}, "
+          f"cv2 {cv2.__version__} (cv2 threads {cv2.getNumThreads()})")
+    print(f"frame 1920x1080 ({source}), crops {INPUT[0]}x{INPUT[1]} float32, heatmaps {K}x{HEATMAP[0]}x{HEATMAP[1]} "
+          f"float32, mode {args.mode}, flip {args.flip}; CUDA: {'yes' if use_cuda else 'no'}")
+    print(f"{'op':<7}{'N':>4}  {'impl':<7}{'median':>14} {'effective':>13} {'vs numpy':>9}")
+
+    m = 2 if args.flip else 1
+    for n in SIZES:
+        frame, boxes, _ = frame_and_boxes(n)
+        transforms = boxes_to_transforms(check_boxes(boxes), INPUT)
+        inv = inverse_warp_matrices(transforms, args.mode, INPUT)
+        out = np.empty((m * n, 3, *INPUT), np.float32)
+        nbytes = out.nbytes + n * INPUT[0] * INPUT[1] * 3
+
+        def numpy_warp():
+            for i, t in enumerate(transforms):
+                out[i] = normalize(warp_crop(frame, t, args.mode, INPUT))
+            if args.flip:
+                out[n:] = out[:n, :, :, ::-1]
+
+        t_np = time_cpu(numpy_warp, args.min_time)
+        t_cpp = time_cpu(lambda: _C.warp_cpu(frame, inv, out, args.flip), args.min_time)
+        row("warp", n, "numpy", t_np, nbytes)
+        row("warp", n, "C++", t_cpp, nbytes, t_np)
+        if use_cuda:
+            import torch
+
+            dev, dinv = torch.from_numpy(frame).cuda(), torch.from_numpy(inv).cuda()
+            dout = torch.empty(out.shape, dtype=torch.float32, device="cuda")
+            stream = torch.cuda.current_stream().cuda_stream
+            t_cu = time_cuda(lambda: _C.warp_cuda(dev, dinv, dout, args.flip, stream), args.min_time)
+            row("warp", n, "CUDA", t_cu, nbytes, t_np)
+
+    for n in SIZES:
+        hm = heatmaps(n)
+        fl = heatmaps(n, seed=1) if args.flip else None
+        t = boxes_to_transforms(check_boxes(frame_and_boxes(n)[1]), INPUT)
+        kp = np.empty((n, K, 3), np.float32)
+        fidx = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15], np.int32) if args.flip else None
+        nbytes = hm.nbytes * m + kp.nbytes
+        t_np = time_cpu(lambda: postprocess(hm, t, args.mode, flipped=fl, impl="numpy"), args.min_time)
+        t_cpp = time_cpu(lambda: _C.decode_cpu(hm, t, kp, args.mode, fl, fidx), args.min_time)
+        row("decode", n, "numpy", t_np, nbytes)
+        row("decode", n, "C++", t_cpp, nbytes, t_np)
+        if use_cuda:
+            import torch
+
+            dhm, dt = torch.from_numpy(hm).cuda(), torch.from_numpy(t).cuda()
+            dfl = None if fl is None else torch.from_numpy(fl).cuda()
+            dfi = None if fidx is None else torch.from_numpy(fidx).cuda()
+            dkp = torch.empty((n, K, 3), device="cuda")
+            stream = torch.cuda.current_stream().cuda_stream
+            t_cu = time_cuda(lambda: _C.decode_cuda(dhm, dt, dkp, args.mode, dfl, dfi, stream), args.min_time)
+            row("decode", n, "CUDA", t_cu, nbytes, t_np)
+
+
+if __name__ == "__main__":
+    main()

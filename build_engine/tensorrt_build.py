@@ -1,0 +1,623 @@
+"""Build a TensorRT FP16 engine for ViTPose: checkpoint or ONNX -> `model.engine` + `model.engine.json`.
+
+    checkpoint --export_onnx--> FP32 ONNX --fp16.convert_to_fp16--> FP16 ONNX (LayerNorm in FP32)
+        --strongly typed TensorRT network--> plan, with one optimization profile over the batch
+        --> sidecar (what the plan was built from and for) --> accuracy check against FP32
+
+Precision lives in the ONNX graph and a strongly typed network honours it exactly. TensorRT
+releases without `NetworkDefinitionCreationFlag.STRONGLY_TYPED` (8.x) get the older recipe: the
+FP32 graph, the FP16 builder flag, and normalization layers pinned to FP32 with
+`OBEY_PRECISION_CONSTRAINTS`. TensorRT 11 removed that recipe's flags, and always builds strongly
+typed networks (the flag is then accepted and ignored).
+
+The pure-Python parts (profile shapes, sidecar, keypoint disagreement metric) are separate
+functions, tested without TensorRT; the TensorRT calls are kept in `_build_plan`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes, save_onnx
+from vitpose_trt.engines.tensorrt import (
+    EngineMismatchError,
+    TensorRTUnavailableError,
+    current_platform,
+    require_tensorrt,
+    sidecar_path,
+)
+
+if TYPE_CHECKING:
+    import onnx
+    import tensorrt as trt
+    import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Disagreement", "EngineVerificationError", "EngineMismatchError", "ModelInfo", "ProfileShapes",
+    "TensorRTUnavailableError", "build", "default_timing_cache_path", "keypoint_disagreement", "make_sidecar",
+    "onnx_sha256", "profile_shapes", "verification_crops", "write_sidecar",
+]
+
+SIDECAR_FORMAT = 1
+MAX_MEAN_DISAGREEMENT_PX = 0.1  # heatmap pixels; FP16 engines of trained ViTPose agree far closer
+CONFIDENT_SCORE = 0.3  # keypoints whose FP32 heatmap peak is at least this enter the pass/fail metric
+VERIFY_MAX_CROPS = 32
+TIMING_CACHE_SUFFIX = ".timing.cache"  # model.engine -> model.engine.timing.cache
+
+
+class EngineVerificationError(RuntimeError):
+    """The built engine's keypoints disagree with the FP32 model by more than the tolerance."""
+
+
+# --------------------------------------------------------------------------------------------
+# pure parts: profile, sidecar, metric
+
+
+@dataclass(frozen=True)
+class ProfileShapes:
+    """The input shapes of the optimization profile, (B, 3, H, W) each; B counts crops."""
+
+    min: tuple[int, int, int, int]
+    opt: tuple[int, int, int, int]
+    max: tuple[int, int, int, int]
+
+    @property
+    def batch_range(self) -> dict[str, int]:
+        return {"min": self.min[0], "opt": self.opt[0], "max": self.max[0]}
+
+
+def profile_shapes(input_size: Sequence[int], *, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64,
+                   flip_test: bool = False) -> ProfileShapes:
+    """The optimization profile over the batch axis.
+
+    Flip test runs each box's crop and its mirror in one batch, so it doubles `opt_batch` and
+    `max_batch` (in boxes, they stay what was asked). `opt_batch` is clamped into
+    [min_batch, max_batch], so `--max-batch 4` works without also lowering the default 8.
+
+    Raises:
+        ValueError: a batch size below 1, or min_batch > max_batch.
+    """
+    h, w = (int(s) for s in input_size)
+    if min(min_batch, opt_batch, max_batch) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got min {min_batch}, opt {opt_batch}, max {max_batch}")
+    if min_batch > max_batch:
+        raise ValueError(f"min_batch {min_batch} is larger than max_batch {max_batch}")
+    clamped = min(max(opt_batch, min_batch), max_batch)
+    if clamped != opt_batch:
+        log.info("opt_batch %d clamped to %d (into [%d, %d])", opt_batch, clamped, min_batch, max_batch)
+    factor = 2 if flip_test else 1
+    return ProfileShapes((min_batch, 3, h, w), (clamped * factor, 3, h, w), (max_batch * factor, 3, h, w))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the sidecar says about the model itself."""
+
+    variant: str = "unknown"
+    num_keypoints: int = 17
+    decoder: str = "unknown"
+    input_size: tuple[int, int] = (256, 192)
+    random_weights: bool = False
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Keypoint disagreement between two heatmap batches, in heatmap pixels.
+
+    Attributes:
+        max_px / mean_px: largest and mean Euclidean distance between decoded keypoints.
+        keypoints: how many keypoints the numbers cover.
+        min_score: only keypoints whose reference score is >= this were counted (0: all).
+        max_abs: largest absolute heatmap difference (all keypoints).
+    """
+
+    max_px: float
+    mean_px: float
+    keypoints: int
+    min_score: float
+    max_abs: float
+
+
+def keypoint_disagreement(reference: np.ndarray, candidate: np.ndarray, mode: str = "udp", *,
+                          min_score: float = 0.0) -> Disagreement:
+    """How far the keypoints decoded from `candidate` heatmaps lie from those of `reference`.
+
+    Decodes both with `vitpose_trt.postprocess` (argmax + DARK-UDP, or +/-0.25 px for classic)
+    in heatmap coordinates, by giving it the box that maps heatmap pixels to themselves. Only
+    keypoints whose reference score (heatmap maximum) is >= `min_score` count: an occluded
+    keypoint's heatmap is flat and its argmax moves across the map for a 1e-3 change, which says
+    nothing about the engine.
+
+    Args:
+        reference: (N, K, h, w) heatmaps of the FP32 model.
+        candidate: (N, K, h, w) heatmaps of the engine.
+        mode: "udp" or "classic" (how to decode).
+        min_score: reference score threshold (0 counts every keypoint).
+
+    Returns:
+        A `Disagreement`; with no keypoint above `min_score`, max_px = mean_px = 0 and keypoints = 0.
+    """
+    from vitpose_trt.decode import postprocess
+
+    ref = np.asarray(reference, dtype=np.float32)
+    cand = np.asarray(candidate, dtype=np.float32)
+    if ref.shape != cand.shape or ref.ndim != 4:
+        raise ValueError(f"heatmaps must have the same (N, K, h, w) shape, got {ref.shape} and {cand.shape}")
+    n, _, h, w = ref.shape
+    max_abs = float(np.abs(ref - cand).max()) if ref.size else 0.0
+    if n == 0:
+        return Disagreement(0.0, 0.0, 0, min_score, max_abs)
+    # [cx, cy, box w, box h] that makes heatmap_to_frame the identity: udp scales by box/(W-1),
+    # classic by box/W, both offset by center - box/2.
+    if mode == "udp":
+        box = [(w - 1) / 2, (h - 1) / 2, w - 1, h - 1]
+    else:
+        box = [w / 2, h / 2, w, h]
+    transforms = np.tile(np.asarray(box, dtype=np.float32), (n, 1))
+    kp_ref = postprocess(ref, transforms, mode)
+    kp_cand = postprocess(cand, transforms, mode)
+    dist = np.linalg.norm(kp_ref[..., :2].astype(np.float64) - kp_cand[..., :2], axis=-1)
+    counted = dist[kp_ref[..., 2] >= min_score] if min_score > 0 else dist.ravel()
+    if counted.size == 0:
+        return Disagreement(0.0, 0.0, 0, min_score, max_abs)
+    return Disagreement(float(counted.max()), float(counted.mean()), int(counted.size), min_score, max_abs)
+
+
+def default_timing_cache_path(engine_path: str | os.PathLike[str]) -> Path:
+    """`model.engine` -> `model.engine.timing.cache` (kept next to the engine, reused by rebuilds)."""
+    path = Path(os.fspath(engine_path))
+    return path.with_name(path.name + TIMING_CACHE_SUFFIX)
+
+
+def onnx_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of an .onnx file, followed by its external weight files if it has any (sorted by name)."""
+    import onnx
+
+    path = Path(os.fspath(path))
+    digest = hashlib.sha256()
+    _hash_file(path, digest)
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    locations = sorted({entry.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                        for entry in t.external_data if entry.key == "location"})
+    for location in locations:
+        _hash_file(path.parent / location, digest)
+    return digest.hexdigest()
+
+
+def make_sidecar(*, model: ModelInfo, mode: str, flip_test: bool, profile: ProfileShapes, precision: str,
+                 fp32_ops: Sequence[str], io: Mapping[str, Mapping[str, str]], strongly_typed: bool,
+                 tensorrt_version: str, gpu_name: str | None, compute_capability: str | None,
+                 source_path: str | None, source_onnx_sha256: str, build_args: Mapping[str, Any],
+                 built_at: str | None = None, package_version: str | None = None) -> dict[str, Any]:
+    """The sidecar dict written next to the plan as `model.engine.json`.
+
+    Everything the runtime and a reader need without deserializing the plan: the model, the
+    pipeline options it was built for, the batch range, the precision recipe and I/O dtypes, and
+    the TensorRT version and GPU that the plan is tied to (`check_compatibility` reads those).
+    """
+    if package_version is None:
+        import vitpose_trt
+
+        package_version = vitpose_trt.__version__
+    return {
+        "format": SIDECAR_FORMAT,
+        "variant": model.variant,
+        "decoder": model.decoder,
+        "num_keypoints": int(model.num_keypoints),
+        "input_size": [int(s) for s in model.input_size],
+        "random_weights": bool(model.random_weights),
+        "mode": mode,
+        "flip_test": bool(flip_test),
+        "batch": profile.batch_range,
+        "precision": precision,
+        "fp32_ops": list(fp32_ops),
+        "strongly_typed": bool(strongly_typed),
+        "io": {k: dict(v) for k, v in io.items()},
+        "tensorrt_version": tensorrt_version,
+        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
+        "source": {"path": source_path, "onnx_sha256": source_onnx_sha256},
+        "build_args": dict(build_args),
+        "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "vitpose_trt_version": package_version,
+    }
+
+
+def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Mapping[str, Any]) -> Path:
+    """Write `<engine>.json` atomically (a reader never sees half a file)."""
+    path = sidecar_path(engine_path)
+    _atomic_write(path, (json.dumps(sidecar, indent=2) + "\n").encode())
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# verification inputs
+
+
+def verification_crops(input_size: Sequence[int], mode: str = "udp", *, flip_test: bool = False,
+                       max_crops: int = VERIFY_MAX_CROPS, coco_dir: str | os.PathLike[str] | None = None,
+                       ) -> tuple[np.ndarray, str]:
+    """Real crops for the build-time check: the COCO sample photos cut by their detector boxes.
+
+    Falls back to seeded synthetic crops when the photos are not there (an installed package).
+
+    Returns:
+        (crops (M, 3, H, W) float32, a description of where they came from).
+    """
+    from vitpose_trt.crop import preprocess
+
+    size = (int(input_size[0]), int(input_size[1]))
+    root = Path(os.fspath(coco_dir)) if coco_dir is not None else _coco_sample_dir()
+    per = max(1, max_crops // 2) if flip_test else max_crops
+    if root is not None and (root / "person_detections.json").is_file():
+        import cv2
+
+        from vitpose_trt.coco import image_id_from_name, load_detections
+
+        detections = load_detections(root / "person_detections.json")["by_id"]
+        photos = []
+        for image in sorted(root.glob("*.jpg")):
+            boxes = detections.get(image_id_from_name(image.name))
+            frame = cv2.imread(str(image), cv2.IMREAD_COLOR)
+            if boxes is not None and frame is not None and len(boxes):
+                photos.append((frame, boxes[np.argsort(-boxes[:, 4])]))  # most confident first: whole people
+        if photos:
+            per_photo = -(-per // len(photos))  # ceil: every photo contributes
+            crops = np.concatenate([preprocess(frame, boxes[:per_photo, :4], mode, input_size=size)[0]
+                                    for frame, boxes in photos])[:per]
+            if flip_test:
+                crops = np.concatenate([crops, crops[..., ::-1]])
+            return np.ascontiguousarray(crops), f"{len(crops)} crops of the COCO sample photos in {root}"
+    rng = np.random.default_rng(0)
+    crops = rng.standard_normal((per * (2 if flip_test else 1), 3, *size)).astype(np.float32)
+    return crops, f"{len(crops)} synthetic crops (the COCO sample photos were not found)"
+
+
+def _coco_sample_dir() -> Path | None:
+    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
+    if env:
+        return Path(env)
+    import vitpose_trt
+
+    # a development checkout: <repo>/../shared/data/coco-sample, as the tests use
+    path = Path(vitpose_trt.__file__).resolve().parents[2] / "shared" / "data" / "coco-sample"
+    return path if path.is_dir() else None
+
+
+# --------------------------------------------------------------------------------------------
+# build
+
+
+@dataclass
+class _Source:
+    onnx_path: Path
+    info: ModelInfo
+    reference: Callable[[np.ndarray], np.ndarray]  # FP32 heatmaps for crops
+    reference_name: str
+    given: str | None  # the source path as given (None: random weights or an in-memory model)
+
+
+def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str], *,
+          fp16: bool = True, max_batch: int = 64, opt_batch: int = 8, min_batch: int = 1, flip_test: bool = False,
+          verify: bool = True, workspace_gb: float | None = None,
+          timing_cache: str | os.PathLike[str] | None = None, mode: str = "udp",
+          fp32_softmax: bool = DEFAULT_FP32_SOFTMAX) -> Path:
+    """Build a TensorRT engine and its sidecar.
+
+    Args:
+        source: a checkpoint (exported to ONNX first, into a temporary folder beside `output`),
+            an FP32 .onnx from `vitpose-trt export`, an nn.Module, or None (random-weight
+            ViTPose-B, for benchmarks).
+        output: the plan path, e.g. "model.engine"; the sidecar goes to "model.engine.json".
+        fp16: FP16 engine with LayerNorm in FP32 (else FP32, TF32 off).
+        max_batch / opt_batch / min_batch: the profile's batch range in boxes (see `profile_shapes`).
+        flip_test: the engine will run crops and mirrored crops together (doubles opt and max).
+        verify: compare the engine with the FP32 model on real crops; raise beyond tolerance.
+        workspace_gb: builder workspace limit in GiB (None: TensorRT's default, the GPU's memory).
+        timing_cache: timing cache file (default `model.engine.timing.cache`); loaded when present,
+            saved after the build, so rebuilds skip most kernel timing.
+        mode: "udp" or "classic": the pipeline the engine is for (sidecar, verification crops).
+        fp32_softmax: also keep Softmax in FP32 (see `build_engine.fp16`).
+
+    Returns:
+        The plan path.
+
+    Raises:
+        TensorRTUnavailableError: TensorRT is not installed (one line saying how to install it).
+        ValueError: bad batch sizes, or a source that is not an FP32 ViTPose ONNX/checkpoint.
+        RuntimeError: TensorRT failed to parse or build (its errors are logged and quoted).
+        EngineVerificationError: the engine disagrees with the FP32 model (files removed).
+    """
+    require_tensorrt()  # before the minutes of export, with the one-line install hint
+    import tensorrt as trt
+
+    from vitpose_trt.geometry import check_mode
+
+    check_mode(mode)
+    output = Path(os.fspath(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cache_path = Path(os.fspath(timing_cache)) if timing_cache is not None else default_timing_cache_path(output)
+    with tempfile.TemporaryDirectory(prefix=".vitpose-trt-build-", dir=output.parent) as tmp:
+        src = _resolve_source(source, Path(tmp))
+        profile = profile_shapes(src.info.input_size, min_batch=min_batch, opt_batch=opt_batch,
+                                 max_batch=max_batch, flip_test=flip_test)
+        strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+        fp32_ops: tuple[str, ...] = ()
+        network_onnx = src.onnx_path
+        if fp16:
+            fp32_ops = fp32_ops_for(fp32_softmax)
+            if strongly_typed:
+                graph = convert_to_fp16(src.onnx_path, fp32_softmax=fp32_softmax)
+                network_onnx = save_onnx(graph.model, Path(tmp) / "model.fp16.onnx")
+            else:
+                log.warning("TensorRT %s has no strongly typed networks: using the FP16 builder flag with "
+                            "normalization layers pinned to FP32 (upgrade to TensorRT >= 10 for the exact recipe)",
+                            trt.__version__)
+        plan, io = _build_plan(network_onnx, profile, fp16=fp16, strongly_typed=strongly_typed,
+                               fp32_ops=fp32_ops, workspace_gb=workspace_gb, timing_cache=cache_path)
+        _atomic_write(output, plan)
+        log.info("wrote %s (%.1f MB)", output, len(plan) / 1e6)
+
+        platform = current_platform()
+        sidecar = make_sidecar(
+            model=src.info, mode=mode, flip_test=flip_test, profile=profile, precision="fp16" if fp16 else "fp32",
+            fp32_ops=fp32_ops, io=io, strongly_typed=strongly_typed, tensorrt_version=platform.tensorrt_version,
+            gpu_name=platform.gpu_name, compute_capability=platform.compute_capability, source_path=src.given,
+            source_onnx_sha256=onnx_sha256(src.onnx_path),
+            build_args={"fp16": fp16, "max_batch": max_batch, "opt_batch": opt_batch, "min_batch": min_batch,
+                        "flip_test": flip_test, "mode": mode, "fp32_softmax": fp32_softmax,
+                        "workspace_gb": workspace_gb},
+        )
+        write_sidecar(output, sidecar)
+        if verify:
+            result = _verify(output, src, mode=mode, flip_test=flip_test)
+            sidecar["verification"] = result
+            write_sidecar(output, sidecar)
+    if src.info.random_weights:
+        log.warning("%s was built from RANDOM weights (not a trained model)", output)
+    return output
+
+
+def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp: Path) -> _Source:
+    """The FP32 ONNX to build from, what it is, and the FP32 reference to verify against.
+
+    A checkpoint/module's reference is the PyTorch model itself; an .onnx file's is ONNX Runtime
+    on that FP32 graph (which `vitpose-trt export` already checked against PyTorch to 1e-4).
+    """
+    import onnx
+    import torch
+
+    if isinstance(source, (str, os.PathLike)) and Path(os.fspath(source)).suffix.lower() == ".onnx":
+        path = Path(os.fspath(source))
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        proto = onnx.load(os.fspath(path), load_external_data=False)
+        info = _info_from_onnx(proto, path)
+        return _Source(path, info, _onnxruntime_reference(path), "ONNX Runtime FP32", os.fspath(path))
+
+    from build_engine.onnx_export import export_onnx
+
+    if isinstance(source, torch.nn.Module):
+        model, given = source, None
+    else:
+        from vitpose_trt.checkpoint import load_model
+
+        given = None if source is None else os.fspath(source)
+        model = load_model(given)
+    model = model.eval().float()
+    config: Any = model.config  # a ViTPoseConfig (nn.Module's __getattr__ types it as Tensor | Module)
+    info = ModelInfo(str(config.variant), int(config.num_keypoints), str(config.decoder),
+                     (int(config.input_size[0]), int(config.input_size[1])),
+                     bool(getattr(model, "random_weights", False)))
+    exported: Any = export_onnx(model, tmp / "model.onnx", opset=17, dynamic_batch=True)
+    onnx_path = Path(getattr(exported, "path", exported))  # an ExportResult (or a plain Path)
+    return _Source(onnx_path, info, _torch_reference(model), "PyTorch FP32", given)
+
+
+def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    io = graph_io_dtypes(proto)
+    if io["input"]["dtype"] != "float32" or io["output"]["dtype"] != "float32":
+        raise ValueError(f"{path}: expected the FP32 ONNX from `vitpose-trt export`, got {io}; the builder makes "
+                         "the FP16 graph itself")
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or not dims[2] or not dims[3] or len(out_dims) != 4 or not out_dims[1]:
+        raise ValueError(f"{path}: expected a static (N, 3, H, W) -> (N, K, h, w) graph, got {dims} -> {out_dims}")
+    return ModelInfo(meta.get("variant", "unknown"), int(out_dims[1]), meta.get("decoder", "unknown"),
+                     (int(dims[2]), int(dims[3])), meta.get("random_weights", "false") == "true")
+
+
+def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(crops: np.ndarray) -> np.ndarray:
+        import torch
+
+        # FP32 for real: no TF32 in cuDNN convolutions or matmuls, on the GPU when there is one.
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            m = model.to(device)
+            with torch.inference_mode():
+                out = [m(torch.from_numpy(crops[i:i + 8]).to(device)).float().cpu().numpy()
+                       for i in range(0, len(crops), 8)]
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+            model.cpu()
+        return np.concatenate(out)
+
+    return run
+
+
+def _onnxruntime_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def run(crops: np.ndarray) -> np.ndarray:
+        from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(path).run(crops)
+
+    return run
+
+
+def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool) -> dict[str, Any]:
+    """Engine vs the FP32 reference on real crops; raises EngineVerificationError past tolerance."""
+    from vitpose_trt.engines.tensorrt import TensorRTEngine
+
+    engine = TensorRTEngine(engine_path)
+    crops, where = verification_crops(engine.input_size, mode, flip_test=flip_test,
+                                      max_crops=min(VERIFY_MAX_CROPS, engine.max_batch or VERIFY_MAX_CROPS))
+    candidate = engine.run(crops)
+    engine.close()
+    reference = src.reference(crops)
+    confident = keypoint_disagreement(reference, candidate, mode, min_score=CONFIDENT_SCORE)
+    every = keypoint_disagreement(reference, candidate, mode)
+    log.info("verification on %s against %s: confident keypoints (score >= %.1f, %d): mean %.3f px, max %.2f px; "
+             "all %d keypoints: mean %.3f px, max %.2f px (heatmap pixels); max |heatmap diff| %.3g",
+             where, src.reference_name, CONFIDENT_SCORE, confident.keypoints, confident.mean_px, confident.max_px,
+             every.keypoints, every.mean_px, every.max_px, every.max_abs)
+    result = {"crops": where, "reference": src.reference_name, "confident": asdict(confident), "all": asdict(every),
+              "tolerance_mean_px": MAX_MEAN_DISAGREEMENT_PX}
+    if confident.keypoints == 0:
+        # Random weights, or synthetic crops: no heatmap has a real peak, so argmax positions are
+        # noise and comparing them would fail good engines. Report, do not judge.
+        log.warning("verification: no keypoint scored >= %.1f on %s (random weights or synthetic crops?); "
+                    "the disagreement above is not a precision measure and was not enforced", CONFIDENT_SCORE, where)
+        result["enforced"] = False
+        return result
+    result["enforced"] = True
+    if confident.mean_px > MAX_MEAN_DISAGREEMENT_PX:
+        for path in (engine_path, sidecar_path(engine_path)):
+            path.unlink(missing_ok=True)
+        raise EngineVerificationError(
+            f"{engine_path}: the engine's keypoints are {confident.mean_px:.3f} heatmap px from {src.reference_name} "
+            f"on average (max {confident.max_px:.2f}) > {MAX_MEAN_DISAGREEMENT_PX}; the engine was removed. "
+            "Try fp32_softmax=True, or build with verify=False (--no-verify) to keep it anyway")
+    return result
+
+
+def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_typed: bool,
+                fp32_ops: Sequence[str], workspace_gb: float | None, timing_cache: Path,
+                ) -> tuple[bytes, dict[str, dict[str, str]]]:
+    """The TensorRT part: parse, configure, build. Returns (plan bytes, {"input"/"output": name, dtype})."""
+    import tensorrt as trt
+
+    from vitpose_trt.engines.tensorrt import trt_logger
+
+    logger = trt_logger()
+    builder = trt.Builder(logger)
+    flags = 0
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # TensorRT 8.x needs it for ONNX
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(os.fspath(onnx_path)):  # from file: finds external weight data beside it
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+    if network.num_inputs != 1 or network.num_outputs != 1:
+        raise ValueError(f"expected one input and one output, got {network.num_inputs} and {network.num_outputs}")
+    inp, out = network.get_input(0), network.get_output(0)
+
+    config = builder.create_builder_config()
+    if workspace_gb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if fp16 and not strongly_typed:
+        _pin_fp32_layers(network, config, fp32_ops)
+        inp.dtype = trt.DataType.HALF  # the same I/O as the strongly typed engine: FP16 crops in,
+        out.dtype = trt.DataType.FLOAT  # FP32 heatmaps out
+    if not fp16 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # an "fp32" engine is the accuracy reference: real FP32
+
+    opt_profile = builder.create_optimization_profile()
+    opt_profile.set_shape(inp.name, trt.Dims(list(profile.min)), trt.Dims(list(profile.opt)),
+                          trt.Dims(list(profile.max)))
+    config.add_optimization_profile(opt_profile)
+
+    _load_timing_cache(config, timing_cache)
+    log.info("building the TensorRT engine (%s, batch %s): this takes minutes the first time",
+             "fp16" if fp16 else "fp32", profile.batch_range)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path.name}; see the TensorRT errors logged")
+    plan = bytes(memoryview(serialized))
+    # the config's cache gained this build's timings: keep them for the next build
+    _atomic_write(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    log.info("timing cache saved to %s", timing_cache)
+    io = {"input": {"name": inp.name, "dtype": _dtype_name(inp.dtype)},
+          "output": {"name": out.name, "dtype": _dtype_name(out.dtype)}}
+    return plan, io
+
+
+def _pin_fp32_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig, fp32_ops: Sequence[str]) -> None:
+    """The pre-strong-typing recipe: FP16 builder flag, normalization (and softmax) layers forced FP32."""
+    import tensorrt as trt
+
+    wanted = {"LayerNormalization": trt.LayerType.NORMALIZATION, "Softmax": trt.LayerType.SOFTMAX}
+    types = [wanted[op] for op in fp32_ops if op in wanted]
+    config.set_flag(trt.BuilderFlag.FP16)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)  # a hint TensorRT may ignore is no fix
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if any(layer.type == t for t in types):
+            layer.precision = trt.DataType.FLOAT
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.DataType.FLOAT)
+            pinned += 1
+    if pinned == 0 and "LayerNormalization" in fp32_ops:
+        log.warning("this TensorRT parsed LayerNormalization into elementwise layers (TensorRT < 8.6): they could "
+                    "not be pinned to FP32 and may overflow in FP16")
+    log.info("pinned %d layers to FP32 (%s)", pinned, ", ".join(fp32_ops))
+
+
+def _load_timing_cache(config: trt.IBuilderConfig, path: Path) -> trt.ITimingCache:
+    """Attach the timing cache at `path` (or a new one) to `config` and return it."""
+    data = path.read_bytes() if path.is_file() else b""
+    cache: trt.ITimingCache | None
+    try:
+        cache = config.create_timing_cache(data)
+    except RuntimeError:  # a damaged file: some versions raise, others return None
+        cache = None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        if data:
+            log.info("using the timing cache %s", path)
+        return cache
+    # Made by another TensorRT version or GPU, or damaged: start afresh (it is overwritten after).
+    log.warning("timing cache %s does not fit this TensorRT/GPU; starting a new one", path)
+    cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def _dtype_name(dtype: trt.DataType) -> str:
+    import tensorrt as trt
+
+    for trt_type, name in ((trt.DataType.FLOAT, "float32"), (trt.DataType.HALF, "float16"),
+                           (trt.DataType.BF16, "bfloat16")):
+        if dtype == trt_type:
+            return name
+    return str(dtype)
+
+
+def _hash_file(path: Path, digest: Any) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

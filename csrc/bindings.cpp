@@ -1,0 +1,497 @@
+// vitpose_trt._C: argument checks and module definitions only; the work is in warp.* / decode.*.
+//
+// Every entry point validates its arguments at the boundary and raises TypeError (wrong kind of
+// object, wrong dtype) or ValueError (rank, shape, strides, values) naming the argument, then
+// releases the GIL around the work. *_cpu take numpy arrays; *_cuda take objects exposing
+// __cuda_array_interface__ (torch CUDA tensors, CuPy arrays) and enqueue on the caller's stream
+// without synchronizing. Objects without the interface are rejected before any CUDA call, so the
+// errors are the same on machines without a GPU.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "decode.h"
+#include "warp.h"
+
+#ifndef VITPOSE_TRT_VERSION
+#define VITPOSE_TRT_VERSION "unknown"
+#endif
+#ifndef VITPOSE_TRT_CUDA_ARCHS
+#define VITPOSE_TRT_CUDA_ARCHS ""
+#endif
+
+namespace py = pybind11;
+using namespace vitpose_trt;
+
+namespace {
+
+// ---- a view of one array argument, from numpy or from __cuda_array_interface__ ------------------
+
+enum class DType { kUInt8, kInt32, kFloat16, kFloat32, kFloat64, kOther };
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::kUInt8: return "uint8";
+    case DType::kInt32: return "int32";
+    case DType::kFloat16: return "float16";
+    case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
+    default: return "unsupported";
+  }
+}
+
+DType dtype_from(char kind, int64_t itemsize) {
+  if (kind == 'u' && itemsize == 1) return DType::kUInt8;
+  if (kind == 'i' && itemsize == 4) return DType::kInt32;
+  if (kind == 'f' && itemsize == 2) return DType::kFloat16;
+  if (kind == 'f' && itemsize == 4) return DType::kFloat32;
+  if (kind == 'f' && itemsize == 8) return DType::kFloat64;
+  return DType::kOther;
+}
+
+struct Array {
+  const char* name = "";
+  void* data = nullptr;
+  bool readonly = false;
+  DType dtype = DType::kOther;
+  std::string dtype_str;          // as the caller spelled it, for messages
+  int64_t itemsize = 0;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;   // bytes
+  bool on_device = false;         // from __cuda_array_interface__
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    return n;
+  }
+};
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << '(';
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << (shape.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+std::string type_name(const py::handle& obj) {
+  const py::handle type = py::type::handle_of(obj);
+  const std::string module = py::str(type.attr("__module__"));
+  const std::string qual = py::str(type.attr("__qualname__"));
+  return module == "builtins" ? qual : module + "." + qual;
+}
+
+std::string fmt(const char* name, const std::string& what) { return std::string(name) + ": " + what; }
+
+bool native_byte_order(char order) {
+  const uint16_t probe = 1;
+  const bool little = *reinterpret_cast<const uint8_t*>(&probe) == 1;
+  return order == '=' || order == '|' || order == (little ? '<' : '>');
+}
+
+Array from_numpy(const py::object& obj, const char* name, bool writable) {
+  if (!py::isinstance<py::array>(obj)) {
+    throw py::type_error(fmt(name, "expected a numpy array, got " + type_name(obj)));
+  }
+  const auto arr = py::reinterpret_borrow<py::array>(obj);
+  Array a;
+  a.name = name;
+  const py::dtype dt = arr.dtype();
+  a.itemsize = dt.itemsize();
+  a.dtype = dtype_from(dt.kind(), a.itemsize);
+  a.dtype_str = py::str(dt);
+  if (!native_byte_order(dt.byteorder())) {
+    throw py::type_error(fmt(name, "expected native byte order, got dtype " + a.dtype_str));
+  }
+  for (py::ssize_t i = 0; i < arr.ndim(); ++i) {
+    a.shape.push_back(arr.shape(i));
+    a.strides.push_back(arr.strides(i));
+  }
+  if (writable && !arr.writeable()) throw py::value_error(fmt(name, "array is read-only"));
+  a.readonly = !arr.writeable();
+  a.data = const_cast<void*>(arr.data());
+  return a;
+}
+
+// __cuda_array_interface__ (v2/v3): shape, typestr, data=(ptr, readonly), strides (None = C order).
+Array from_cuda_array_interface(const py::object& obj, const char* name, bool writable) {
+  if (!py::hasattr(obj, "__cuda_array_interface__")) {
+    throw py::type_error(fmt(name, "expected a CUDA array (an object with __cuda_array_interface__, e.g. a torch "
+                                   "CUDA tensor), got " + type_name(obj) +
+                                   " (host memory? use the *_cpu entry point)"));
+  }
+  const py::dict cai = obj.attr("__cuda_array_interface__");
+  Array a;
+  a.name = name;
+  a.on_device = true;
+  for (const auto& s : cai["shape"].cast<py::tuple>()) a.shape.push_back(s.cast<int64_t>());
+  a.dtype_str = cai["typestr"].cast<std::string>();
+  if (a.dtype_str.size() < 3 || !native_byte_order(a.dtype_str[0])) {
+    throw py::type_error(fmt(name, "unsupported typestr " + a.dtype_str));
+  }
+  a.itemsize = std::stoll(a.dtype_str.substr(2));
+  a.dtype = dtype_from(a.dtype_str[1], a.itemsize);
+  const py::tuple data = cai["data"].cast<py::tuple>();
+  a.data = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
+  a.readonly = data[1].cast<bool>();
+  if (writable && a.readonly) throw py::value_error(fmt(name, "array is read-only"));
+  if (cai.contains("mask") && !cai["mask"].is_none()) {
+    throw py::value_error(fmt(name, "masked arrays are not supported"));
+  }
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    for (const auto& s : cai["strides"].cast<py::tuple>()) a.strides.push_back(s.cast<int64_t>());
+  } else {  // C-contiguous
+    a.strides.assign(a.shape.size(), 0);
+    int64_t st = a.itemsize;
+    for (size_t i = a.shape.size(); i-- > 0;) {
+      a.strides[i] = st;
+      st *= a.shape[i];
+    }
+  }
+  return a;
+}
+
+// ---- checks -------------------------------------------------------------------------------------
+
+void check_dtype(const Array& a, std::initializer_list<DType> allowed) {
+  for (DType d : allowed) {
+    if (a.dtype == d) return;
+  }
+  std::string names;
+  for (DType d : allowed) names += std::string(names.empty() ? "" : " or ") + dtype_name(d);
+  throw py::type_error(fmt(a.name, "expected dtype " + names + ", got " + a.dtype_str));
+}
+
+void check_ndim(const Array& a, size_t ndim, const char* layout) {
+  if (a.shape.size() != ndim) {
+    throw py::value_error(fmt(a.name, "expected " + std::to_string(ndim) + " dimensions " + layout + ", got " +
+                                          std::to_string(a.shape.size()) + " with shape " + shape_str(a.shape)));
+  }
+}
+
+void check_shape(const Array& a, const std::vector<int64_t>& expected, const std::string& why = "") {
+  if (a.shape != expected) {
+    throw py::value_error(fmt(a.name, "expected shape " + shape_str(expected) + why + ", got " + shape_str(a.shape)));
+  }
+}
+
+// numpy's rule: dimensions of size 1 may have any stride; an empty array is contiguous.
+void check_c_contiguous(const Array& a) {
+  if (a.numel() == 0) return;
+  int64_t expected = a.itemsize;
+  for (size_t i = a.shape.size(); i-- > 0;) {
+    if (a.shape[i] != 1 && a.strides[i] != expected) {
+      throw py::value_error(fmt(a.name, "must be C-contiguous, got strides " + shape_str(a.strides) +
+                                            " (bytes) for shape " + shape_str(a.shape) +
+                                            " (use np.ascontiguousarray / tensor.contiguous())"));
+    }
+    expected *= a.shape[i];
+  }
+}
+
+FloatType float_type(const Array& a) { return a.dtype == DType::kFloat16 ? FloatType::kFloat16 : FloatType::kFloat32; }
+
+// ---- warp ---------------------------------------------------------------------------------------
+
+// Which sub-pixel arithmetic matches the cv2 in this process (see warp.h): OpenCV 5 computes
+// coordinates in float, 4.x in 1/32-px fixed point. Without cv2, the 4.x model (what the
+// official ViTPose results were produced with).
+WarpCoords installed_opencv_coords() {
+  static const WarpCoords coords = [] {
+    try {
+      const std::string version = py::module_::import("cv2").attr("__version__").cast<std::string>();
+      return std::stoi(version.substr(0, version.find('.'))) >= 5 ? WarpCoords::kFloat : WarpCoords::kFixed;
+    } catch (const std::exception&) {
+      PyErr_Clear();
+      return WarpCoords::kFixed;
+    }
+  }();
+  return coords;
+}
+
+WarpCoords parse_coords(const std::string& coords) {
+  if (coords == "auto") return installed_opencv_coords();
+  if (coords == "fixed") return WarpCoords::kFixed;
+  if (coords == "float") return WarpCoords::kFloat;
+  throw py::value_error("coords: expected 'auto', 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5), got '" + coords + "'");
+}
+
+WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool flip, const std::string& coords) {
+  check_dtype(frame, {DType::kUInt8});
+  check_ndim(frame, 3, "(H, W, 3)");
+  if (frame.shape[2] != 3) {
+    throw py::value_error(fmt("frame", "expected shape (H, W, 3), got " + shape_str(frame.shape)));
+  }
+  if (frame.shape[0] < 1 || frame.shape[1] < 1) {
+    throw py::value_error(fmt("frame", "is empty: shape " + shape_str(frame.shape)));
+  }
+  if (frame.shape[0] > INT32_MAX || frame.shape[1] > INT32_MAX / 3) {
+    throw py::value_error(fmt("frame", "too large: " + shape_str(frame.shape)));
+  }
+  if (frame.strides[2] != 1 || frame.strides[1] != 3) {
+    throw py::value_error(fmt("frame", "pixels must be packed BGR (strides (row, 3, 1) bytes), got strides " +
+                                       shape_str(frame.strides) + " (use np.ascontiguousarray)"));
+  }
+  if (frame.shape[0] > 1 && frame.strides[0] < frame.shape[1] * 3) {
+    throw py::value_error(fmt("frame", "row stride " + std::to_string(frame.strides[0]) + " is below W * 3 = " +
+                                       std::to_string(frame.shape[1] * 3) + " (flipped or overlapping rows?)"));
+  }
+  check_dtype(inv, {DType::kFloat64});
+  check_ndim(inv, 3, "(N, 2, 3)");
+  const int64_t n = inv.shape[0];
+  check_shape(inv, {n, 2, 3});
+  check_c_contiguous(inv);
+  check_dtype(out, {DType::kFloat32, DType::kFloat16});
+  check_ndim(out, 4, "(N, 3, h, w)");
+  if (out.shape[2] < 1 || out.shape[3] < 1 || out.shape[2] > INT32_MAX || out.shape[3] > INT32_MAX) {
+    throw py::value_error(fmt("out", "crop size must be at least 1x1, got shape " + shape_str(out.shape)));
+  }
+  check_shape(out, {flip ? 2 * n : n, 3, out.shape[2], out.shape[3]},
+              flip ? " (2N crops with flip=True)" : " (N crops)");
+  check_c_contiguous(out);
+
+  WarpArgs a;
+  a.frame = static_cast<const uint8_t*>(frame.data);
+  a.frame_row_stride = frame.shape[0] > 1 ? frame.strides[0] : frame.shape[1] * 3;
+  a.frame_h = static_cast<int>(frame.shape[0]);
+  a.frame_w = static_cast<int>(frame.shape[1]);
+  a.inv = static_cast<const double*>(inv.data);
+  a.n = n;
+  a.out = out.data;
+  a.out_type = float_type(out);
+  a.out_h = static_cast<int>(out.shape[2]);
+  a.out_w = static_cast<int>(out.shape[3]);
+  a.flip = flip;
+  a.coords = parse_coords(coords);
+  return a;
+}
+
+// ---- decode -------------------------------------------------------------------------------------
+
+DecodeMode parse_mode(const std::string& mode) {
+  if (mode == "udp") return DecodeMode::kUdp;
+  if (mode == "classic") return DecodeMode::kClassic;
+  throw py::value_error("mode: expected 'udp' or 'classic', got '" + mode + "'");
+}
+
+DecodeArgs check_decode(const Array& hm, const Array& transforms, const Array& out, const std::string& mode,
+                        const Array* flipped, const Array* flip_index) {
+  check_dtype(hm, {DType::kFloat32, DType::kFloat16});
+  check_ndim(hm, 4, "(N, K, H, W)");
+  const int64_t n = hm.shape[0], k = hm.shape[1], h = hm.shape[2], w = hm.shape[3];
+  if (h < 2 || w < 2) throw py::value_error(fmt("heatmaps", "must be at least 2x2, got shape " + shape_str(hm.shape)));
+  if (h * w > INT32_MAX || k > INT32_MAX) throw py::value_error(fmt("heatmaps", "too large: " + shape_str(hm.shape)));
+  check_c_contiguous(hm);
+  check_dtype(transforms, {DType::kFloat32});
+  check_ndim(transforms, 2, "(N, 4)");
+  check_shape(transforms, {n, 4}, " (one cx, cy, w, h row per heatmap batch entry)");
+  check_c_contiguous(transforms);
+  check_dtype(out, {DType::kFloat32});
+  check_ndim(out, 3, "(N, K, 3)");
+  check_shape(out, {n, k, 3});
+  check_c_contiguous(out);
+  if ((flipped == nullptr) != (flip_index == nullptr)) {
+    throw py::value_error(flipped ? "flip_index: required when flipped is given" : "flip_index: given without flipped");
+  }
+  if (flipped) {
+    if (flipped->dtype != hm.dtype) {
+      throw py::type_error(fmt("flipped", std::string("expected dtype ") + dtype_name(hm.dtype) +
+                                              " like heatmaps, got " + flipped->dtype_str));
+    }
+    check_shape(*flipped, hm.shape, " like heatmaps");
+    check_c_contiguous(*flipped);
+    check_dtype(*flip_index, {DType::kInt32});
+    check_shape(*flip_index, {k}, " (one entry per keypoint)");
+    check_c_contiguous(*flip_index);
+  }
+  DecodeArgs a;
+  a.heatmaps = hm.data;
+  a.flipped = flipped ? flipped->data : nullptr;
+  a.type = float_type(hm);
+  a.flip_index = flip_index ? static_cast<const int32_t*>(flip_index->data) : nullptr;
+  a.transforms = static_cast<const float*>(transforms.data);
+  a.out = static_cast<float*>(out.data);
+  a.n = n;
+  a.k = static_cast<int>(k);
+  a.h = static_cast<int>(h);
+  a.w = static_cast<int>(w);
+  a.mode = parse_mode(mode);
+  return a;
+}
+
+// Host-side value check (decode_cuda cannot read device memory without synchronizing; its kernel
+// turns out-of-range entries into NaN keypoints instead of reading out of bounds).
+void check_flip_index_values(const DecodeArgs& a) {
+  for (int i = 0; i < a.k; ++i) {
+    const int32_t v = a.flip_index[i];
+    if (v < 0 || v >= a.k) {
+      throw py::value_error("flip_index: values must be in [0, " + std::to_string(a.k) + "), got " +
+                            std::to_string(v) + " at position " + std::to_string(i));
+    }
+  }
+}
+
+// ---- CUDA ---------------------------------------------------------------------------------------
+
+bool cuda_available() {
+#ifdef VITPOSE_TRT_WITH_CUDA
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear: no driver / no device is an answer, not an error
+    return false;
+  }
+  return count > 0;
+#else
+  return false;
+#endif
+}
+
+void require_cuda_build(const char* entry) {
+#ifndef VITPOSE_TRT_WITH_CUDA
+  throw std::runtime_error(std::string(entry) +
+                           ": vitpose_trt._C was built without CUDA (no nvcc at build time, or VITPOSE_TRT_CUDA=0); "
+                           "reinstall with nvcc on PATH, or use the *_cpu entry point");
+#else
+  (void)entry;
+#endif
+}
+
+// All non-empty arrays must be device (or managed) memory on one device; returns that device.
+int check_device_arrays(std::initializer_list<const Array*> arrays) {
+  int device = -1;
+  const Array* first = nullptr;
+#ifdef VITPOSE_TRT_WITH_CUDA
+  for (const Array* a : arrays) {
+    if (a == nullptr || a->numel() == 0) continue;
+    cudaPointerAttributes attr{};
+    const cudaError_t err = cudaPointerGetAttributes(&attr, a->data);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      throw py::value_error(fmt(a->name, std::string("cannot query its pointer: ") + cudaGetErrorString(err)));
+    }
+    if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
+      throw py::value_error(fmt(a->name, "expected CUDA device memory, got a host pointer"));
+    }
+    if (first && attr.device != device) {
+      throw py::value_error(fmt(a->name, "is on cuda:" + std::to_string(attr.device) + " but " + first->name +
+                                             " is on cuda:" + std::to_string(device)));
+    }
+    device = attr.device;
+    first = first ? first : a;
+  }
+  if (device < 0) CUDA_CHECK(cudaGetDevice(&device));
+#else
+  (void)arrays;
+  (void)first;
+#endif
+  return device;
+}
+
+// ---- entry points -------------------------------------------------------------------------------
+
+void py_warp_cpu(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
+                 const std::string& coords) {
+  const WarpArgs a = check_warp(from_numpy(frame, "frame", false), from_numpy(inv, "inv_matrices", false),
+                                from_numpy(out, "out", true), flip, coords);
+  py::gil_scoped_release release;
+  warp_cpu(a);
+}
+
+void py_warp_cuda(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
+                  std::uintptr_t stream, const std::string& coords) {
+  const Array f = from_cuda_array_interface(frame, "frame", false);
+  const Array m = from_cuda_array_interface(inv, "inv_matrices", false);
+  const Array o = from_cuda_array_interface(out, "out", true);
+  const WarpArgs a = check_warp(f, m, o, flip, coords);
+  require_cuda_build("warp_cuda");
+  const int device = check_device_arrays({&f, &m, &o});
+  py::gil_scoped_release release;
+  warp_cuda(a, stream, device);
+}
+
+void py_decode_cpu(const py::object& hm, const py::object& transforms, const py::object& out, const std::string& mode,
+                   const py::object& flipped, const py::object& flip_index) {
+  const Array h = from_numpy(hm, "heatmaps", false);
+  const Array t = from_numpy(transforms, "transforms", false);
+  const Array o = from_numpy(out, "out", true);
+  Array fl, fi;
+  if (!flipped.is_none()) fl = from_numpy(flipped, "flipped", false);
+  if (!flip_index.is_none()) fi = from_numpy(flip_index, "flip_index", false);
+  const DecodeArgs a =
+      check_decode(h, t, o, mode, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi);
+  if (a.flip_index) check_flip_index_values(a);
+  py::gil_scoped_release release;
+  decode_cpu(a);
+}
+
+void py_decode_cuda(const py::object& hm, const py::object& transforms, const py::object& out, const std::string& mode,
+                    const py::object& flipped, const py::object& flip_index, std::uintptr_t stream) {
+  const Array h = from_cuda_array_interface(hm, "heatmaps", false);
+  const Array t = from_cuda_array_interface(transforms, "transforms", false);
+  const Array o = from_cuda_array_interface(out, "out", true);
+  Array fl, fi;
+  if (!flipped.is_none()) fl = from_cuda_array_interface(flipped, "flipped", false);
+  if (!flip_index.is_none()) fi = from_cuda_array_interface(flip_index, "flip_index", false);
+  const Array* flp = flipped.is_none() ? nullptr : &fl;
+  const Array* fip = flip_index.is_none() ? nullptr : &fi;
+  const DecodeArgs a = check_decode(h, t, o, mode, flp, fip);
+  require_cuda_build("decode_cuda");
+  const int device = check_device_arrays({&h, &t, &o, flp, fip});
+  py::gil_scoped_release release;
+  decode_cuda(a, stream, device);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "vitpose_trt C++/CUDA kernels: batched crop (warp + normalize) and heatmap decode";
+  m.attr("__version__") = VITPOSE_TRT_VERSION;
+#ifdef VITPOSE_TRT_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+  m.attr("cuda_runtime_version") = CUDART_VERSION;
+#else
+  m.attr("built_with_cuda") = false;
+  m.attr("cuda_runtime_version") = py::none();
+#endif
+  m.attr("cuda_architectures") = VITPOSE_TRT_CUDA_ARCHS;
+#ifdef _OPENMP
+  m.attr("built_with_openmp") = true;
+#else
+  m.attr("built_with_openmp") = false;
+#endif
+
+  m.def("cuda_available", &cuda_available,
+        "True when built with CUDA and the CUDA runtime sees at least one GPU (never raises).");
+  m.def("opencv_warp_coords", [] { return installed_opencv_coords() == WarpCoords::kFloat ? "float" : "fixed"; },
+        "The sub-pixel model coords='auto' resolves to: 'float' with OpenCV >= 5 in this process, else 'fixed'.");
+
+  m.def("warp_cpu", &py_warp_cpu, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip") = false,
+        py::kw_only(), py::arg("coords") = "auto",
+        "Crop every box: out[i] = normalized RGB of cv2.warpAffine(frame, M_i) (bilinear, zero border), "
+        "out[N + i] = its horizontal flip when flip.\n\n"
+        "frame: (H, W, 3) uint8 BGR (rows may be padded); inv_matrices: (N, 2, 3) float64 crop -> frame "
+        "(cv2.invertAffineTransform); out: (N or 2N, 3, h, w) float32 or float16, C-contiguous. "
+        "coords: 'auto' (match the installed cv2), 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5).");
+  m.def("warp_cuda", &py_warp_cuda, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip") = false,
+        py::arg("stream") = 0, py::kw_only(), py::arg("coords") = "auto",
+        "warp_cpu on CUDA arrays (__cuda_array_interface__), one kernel enqueued on `stream` "
+        "(cudaStream_t as int, 0 = legacy default); never synchronizes.");
+  m.def("decode_cpu", &py_decode_cpu, py::arg("heatmaps"), py::arg("transforms"), py::arg("out"), py::arg("mode"),
+        py::arg("flipped") = py::none(), py::arg("flip_index") = py::none(),
+        "Heatmaps (N, K, H, W) float32/float16 -> out (N, K, 3) float32 x, y, score in frame pixels, as "
+        "vitpose_trt.decode.postprocess(impl='numpy'). mode: 'udp' | 'classic'. flipped: the flipped crops' "
+        "heatmaps (same shape and dtype) with flip_index (K,) int32, for the flip test.");
+  m.def("decode_cuda", &py_decode_cuda, py::arg("heatmaps"), py::arg("transforms"), py::arg("out"), py::arg("mode"),
+        py::arg("flipped") = py::none(), py::arg("flip_index") = py::none(), py::arg("stream") = 0,
+        "decode_cpu on CUDA arrays, one kernel for all N*K heatmaps enqueued on `stream`; never "
+        "synchronizes. flip_index values are not checked on the host (that would synchronize): an "
+        "out-of-range entry gives a NaN keypoint.");
+}

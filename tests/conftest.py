@@ -1,0 +1,107 @@
+"""Shared fixtures: the real COCO sample photos with their detector boxes, tiny models, CUDA skips,
+and a generator of realistic synthetic heatmaps."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CUDA_SKIP_REASON = "needs an NVIDIA GPU and the CUDA build of vitpose_trt._C"
+
+
+def coco_sample_dir() -> Path | None:
+    """`../shared/data/coco-sample` beside the checkout (or $VITPOSE_TRT_COCO_SAMPLE), if present."""
+    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "coco-sample"
+    return path if (path / "person_detections.json").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def coco_sample() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """[(file name, BGR frame, (M, 5) x1,y1,x2,y2,score detector boxes)] for the 4 real photos."""
+    import cv2
+
+    root = coco_sample_dir()
+    if root is None:
+        pytest.skip("real photos not found: ../shared/data/coco-sample is absent (set VITPOSE_TRT_COCO_SAMPLE)")
+    images = json.loads((root / "person_keypoints.json").read_text())["images"]
+    dets = json.loads((root / "person_detections.json").read_text())
+    out = []
+    for im in sorted(images, key=lambda im: im["file_name"]):
+        frame = cv2.imread(str(root / im["file_name"]), cv2.IMREAD_COLOR)
+        assert frame is not None, im["file_name"]
+        boxes = [[x, y, x + w, y + h, d["score"]] for d in dets if d["image_id"] == im["id"]
+                 for x, y, w, h in [d["bbox"]]]
+        out.append((im["file_name"], frame, np.array(boxes, dtype=np.float64).reshape(-1, 5)))
+    return out
+
+
+@functools.cache
+def cuda_ready() -> tuple[bool, str]:
+    """(True, "") when torch sees a GPU and vitpose_trt._C has working CUDA kernels, else (False, why)."""
+    try:
+        import torch
+    except ImportError:
+        return False, "torch is not installed"
+    if not torch.cuda.is_available():
+        return False, "torch.cuda.is_available() is False"
+    try:
+        from vitpose_trt import _C
+    except ImportError:
+        return False, "vitpose_trt._C is not built"
+    if not _C.cuda_available():
+        why = "was built without CUDA" if not _C.built_with_cuda else "sees no GPU"
+        return False, f"vitpose_trt._C {why}"
+    return True, ""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked `requires_cuda` where there is no GPU or no CUDA build (checked lazily:
+    torch is only imported when a collected test carries the marker)."""
+    marked = [item for item in items if "requires_cuda" in item.keywords]
+    if not marked:
+        return
+    ok, why = cuda_ready()
+    if ok:
+        return
+    skip = pytest.mark.skip(reason=f"{CUDA_SKIP_REASON} ({why})")
+    for item in marked:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A 2-block ViTPose with random weights: fast on the CPU, same code path as ViTPose-B."""
+    import torch
+
+    from vitpose_trt.model import ViTPose, ViTPoseConfig
+
+    torch.manual_seed(0)
+    model = ViTPose(ViTPoseConfig(variant="tiny", embed_dim=64, depth=2, num_heads=2)).eval()
+    model.random_weights = True
+    return model
+
+
+def synthetic_heatmaps(n: int, k: int = 17, h: int = 64, w: int = 48, seed: int = 0,
+                       noise: float = 0.01) -> np.ndarray:
+    """(n, k, h, w) float32 heatmaps shaped like a trained ViTPose's: per keypoint one sub-pixel
+    Gaussian peak (sigma 2 heatmap px, amplitude 0.05-0.95, anywhere including the borders), a
+    weaker second peak (a confusable limb), and small Gaussian noise that dips below zero."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+
+    def bump(amp, cx, cy, sigma):
+        return amp[..., None, None] * np.exp(
+            -((xs - cx[..., None, None]) ** 2 + (ys - cy[..., None, None]) ** 2) / (2 * sigma**2))
+
+    cx, cy = rng.uniform(-0.5, w - 0.5, (n, k)), rng.uniform(-0.5, h - 0.5, (n, k))
+    hm = bump(rng.uniform(0.05, 0.95, (n, k)), cx, cy, 2.0)
+    hm += bump(rng.uniform(0.0, 0.3, (n, k)), rng.uniform(0, w - 1, (n, k)), rng.uniform(0, h - 1, (n, k)), 2.5)
+    hm += rng.normal(0.0, noise, hm.shape)
+    return hm.astype(np.float32)

@@ -1,0 +1,38 @@
+"""ONNX export: opset, LayerNormalization kept whole, dynamic batch, metadata, numeric check."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from build_engine.onnx_export import export_onnx
+
+
+def test_tiny_export_structure_and_dynamic_batch(tiny_model, tmp_path):
+    res = export_onnx(tiny_model, tmp_path / "tiny.onnx")
+    assert res.max_abs_diff <= 1e-4 and res.random_weights
+    proto = onnx.load(str(res.path))
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("LayerNormalization") == 2 * tiny_model.config.depth + 1  # norm1, norm2 per block + last
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["random_weights"] == "true" and meta["num_keypoints"] == "17"
+    x = np.random.default_rng(0).standard_normal((3, 3, 256, 192)).astype(np.float32)
+    got = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with torch.inference_mode():
+        np.testing.assert_allclose(got, tiny_model(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_opset_below_17_is_refused(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(tiny_model, tmp_path / "m.onnx", opset=16)
+
+
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_vitpose_b_onnx_equals_pytorch(decoder, tmp_path):
+    from vitpose_trt.checkpoint import build_random_model
+
+    model = build_random_model("b", decoder=decoder)
+    res = export_onnx(model, tmp_path / f"b-{decoder}.onnx")
+    assert res.max_abs_diff <= 1e-4

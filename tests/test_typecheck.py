@@ -1,0 +1,83 @@
+"""mypy over the TensorRT build tools and runner, against the TensorRT type stubs.
+
+TensorRT cannot be installed on the machines that run these tests, so the stubs are the only
+check that the TensorRT calls match the API (names, argument types, return types).
+
+tensorrt-stubs 10.13 ships its modules without a py.typed marker (mypy would skip them and, with
+`ignore_missing_imports`, type every TensorRT object as Any: a check that checks nothing), and
+`tensorrt_bindings/tensorrt.pyi` has a few lines that are not valid Python (parameters named
+`in`, a required parameter after defaulted ones). So the test copies the stubs, repairs those
+lines, puts the copy on MYPYPATH, and first proves that the stubs are really in use.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ["build_engine/", "vitpose_trt/engines/tensorrt.py"]
+STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
+
+
+def _repair(text: str) -> str:
+    """The two kinds of invalid lines in tensorrt-stubs 10.13, made valid without changing meaning."""
+    text = re.sub(r"([(,]\s*)in(\s*:)", r"\1in_\2", text)  # `def f(self, in: ...)`: `in` is a keyword
+    # `..., power: Weights = None, channel_axis: int)`: a required parameter after defaulted ones
+    return re.sub(r"(=\s*None,\s*\w+:\s*[\w\[\]. ]+?)\)", r"\1 = ...)", text)
+
+
+@pytest.fixture(scope="module")
+def stub_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install -e '.[test]')")
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("tensorrt-stubs")
+    except metadata.PackageNotFoundError:
+        pytest.skip("tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)")
+    out = tmp_path_factory.mktemp("stubs")
+    for package in STUB_PACKAGES:
+        src = Path(str(dist.locate_file(package)))
+        files = sorted(src.glob("*.pyi"))
+        if not files:
+            pytest.skip(f"tensorrt-stubs {dist.version} has no {package}/*.pyi to check against")
+        (out / package).mkdir()
+        for f in files:
+            text = _repair(f.read_text())
+            try:
+                ast.parse(text)
+            except SyntaxError as e:
+                pytest.skip(f"tensorrt-stubs {dist.version}: {f.name} line {e.lineno} is invalid Python that this "
+                            f"test cannot repair: {e.msg}")
+            (out / package / f.name).write_text(text)
+    return out
+
+
+def _mypy(args: list[str], stubs: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MYPYPATH": str(stubs)}
+    return subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(cache), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def test_the_stubs_are_really_used(stub_path, tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import tensorrt as trt\n"
+                     "reveal_type(trt.Runtime)\n"
+                     "trt.Builder(1, 2)\n")  # wrong arity: must be an error if the stubs are in use
+    result = _mypy([str(probe)], stub_path, tmp_path / "cache")
+    out = result.stdout + result.stderr
+    assert "tensorrt_bindings.tensorrt.Runtime" in out, out
+    assert result.returncode == 1 and 'Too many arguments for "Builder"' in out, out
+
+
+@pytest.mark.slow  # ~25 s: mypy analyses torch and numpy too
+def test_mypy_passes(stub_path, tmp_path):
+    result = _mypy(TARGETS, stub_path, tmp_path / "cache")
+    assert result.returncode == 0, f"mypy {' '.join(TARGETS)} failed:\n{result.stdout}{result.stderr}"

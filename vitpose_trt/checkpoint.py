@@ -1,0 +1,546 @@
+"""Loading ViTPose checkpoints into `vitpose_trt.model.ViTPose`.
+
+Formats, detected automatically:
+
+* official ViTPose / easy_ViTPose `.pth` (also `.pt`, `.bin`, `.ckpt`): `{'state_dict': sd}`,
+  `{'model': sd}` or a bare state dict, optionally with a `module.` (DataParallel) prefix. Our
+  module names mirror the official ones, so this is a plain load. Read with
+  `torch.load(..., weights_only=True)` only: files that need arbitrary unpickling are refused.
+* Hugging Face transformers `VitPoseForPoseEstimation`: a folder with `config.json` and
+  `model.safetensors` (or sharded safetensors / `pytorch_model.bin`), or a `.safetensors` file
+  alone (the architecture is then inferred from the tensor shapes).
+* ViTPose++ mixture-of-experts checkpoints (official or HF): pick a dataset with `expert=i`;
+  the expert is folded into a plain `fc2` (exact) and the matching keypoint head is used.
+
+Each format has a small adapter that returns a state dict with our (= the official) key names;
+`_load_state_dict_strict` then checks it against the model and loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from vitpose_trt.model import VARIANTS, ViTPose, ViTPoseConfig, canonical_variant, config_for
+
+log = logging.getLogger(__name__)
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+SAFETENSORS_SUFFIX = ".safetensors"
+# ViTPose++ dataset order: expert i and keypoint head i were trained on DATASETS[i]
+DATASETS = ("COCO", "AIC", "MPII", "AP-10K", "APT-36K", "COCO-WholeBody")
+HF_DEFAULT_LAYER_NORM_EPS = 1e-12  # VitPoseBackboneConfig's default, used when config.json omits it
+_MAX_LISTED = 8
+
+StateDict = dict[str, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPoseConfig | None = None,
+               num_keypoints: int | None = None, *, decoder: str | None = None, expert: int | None = None,
+               device: str | torch.device = "cpu") -> ViTPose:
+    """Load a ViTPose checkpoint (or build the random-weight model) in eval mode.
+
+    Args:
+        path: an official/easy_ViTPose `.pth`, a Hugging Face VitPose folder or `.safetensors`
+            file, or None for the fixed-seed random model (see `build_random_model`).
+        variant: "s", "b", "l", "h" (or "vitpose-b", "base", ...): checked against the checkpoint;
+            inferred from the shapes when None. A `ViTPoseConfig` may be given for non-standard
+            sizes (their head count cannot be read from the shapes).
+        num_keypoints: K, checked against the checkpoint (inferred when None).
+        decoder: "classic" or "simple", checked against the checkpoint (inferred when None).
+        expert: ViTPose++ (mixture-of-experts) checkpoints only: the dataset index whose expert
+            and keypoint head to use (0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody).
+        device: where to put the model.
+
+    Returns:
+        The ViTPose model in eval mode, FP32.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: unknown format, unsafe pickle, MoE checkpoint without `expert`, or a checkpoint
+            that does not fit (the message names the missing/unexpected keys and mismatched shapes).
+    """
+    if path is None:
+        if expert is not None:
+            raise ValueError("expert= only applies to ViTPose++ checkpoints; no checkpoint path was given")
+        model = build_random_model(variant if variant is not None else "b", decoder or "classic",
+                                   num_keypoints if num_keypoints is not None else 17)
+        return model.to(device).eval()
+
+    path = Path(os.fspath(path))
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state_dict, hf_config = read_checkpoint(path)  # its errors name the path already
+    hints = _hf_config_hints(hf_config, path) if hf_config is not None else {}
+    try:
+        state_dict = convert_state_dict(state_dict, expert=expert)
+        config = infer_config(state_dict, variant, decoder, num_keypoints, **hints)
+        with torch.device("meta"):
+            model = ViTPose(config)  # no memory, no random init: every tensor comes from the checkpoint
+        _load_state_dict_strict(model, state_dict)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    log.info("loaded %s: %s, %s decoder, %d keypoints", path, config.variant, config.decoder, config.num_keypoints)
+    return model.to(device).eval()
+
+
+def build_random_model(variant: str | ViTPoseConfig = "b", decoder: str = "classic", num_keypoints: int = 17,
+                       seed: int = 0) -> ViTPose:
+    """A ViTPose with fixed-seed random weights, for benchmarks and tests (not for real poses).
+
+    The global RNG state is left untouched. Sets `model.random_weights = True` and logs a warning.
+
+    Args:
+        variant: "s", "b", "l", "h" (any accepted spelling) or a ViTPoseConfig.
+        decoder: "classic" or "simple" (ignored when `variant` is a ViTPoseConfig).
+        num_keypoints: K (ignored when `variant` is a ViTPoseConfig).
+        seed: the RNG seed; the same seed gives the same weights.
+    """
+    if isinstance(variant, ViTPoseConfig):
+        config = variant
+    else:
+        config = config_for(variant, decoder=decoder, num_keypoints=num_keypoints)
+    with torch.device("meta"):
+        model = ViTPose(config)  # allocate once, initialize once (below)
+    model.to_empty(device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.reset_parameters()
+    model.random_weights = True
+    log.warning("%s (%s decoder, %d keypoints) has RANDOM weights (seed %d): not a trained model, "
+                "its poses are meaningless", config.variant, config.decoder, config.num_keypoints, seed)
+    return model.eval()
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict | None]:
+    """Read the raw tensors of a checkpoint (names as stored) and the HF config.json if any.
+
+    Returns:
+        (state_dict, hf_config): hf_config is the parsed config.json of a Hugging Face folder
+        (or one next to a `.safetensors` file), else None.
+    """
+    path = Path(os.fspath(path))
+    if path.is_dir():
+        return _read_hf_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == SAFETENSORS_SUFFIX:
+        sibling = path.parent / "config.json"
+        hf_config = _read_json(sibling) if sibling.is_file() else None
+        if hf_config is not None and hf_config.get("model_type") != "vitpose":
+            hf_config = None
+        return _read_safetensors([path]), hf_config
+    if suffix in TORCH_SUFFIXES:
+        return _read_torch_file(path), None
+    raise ValueError(
+        f"{path}: unsupported checkpoint type {suffix or '(no extension)'!r}; expected an official/easy_ViTPose "
+        f"checkpoint ({', '.join(TORCH_SUFFIXES)}), a Hugging Face VitPose folder (config.json + "
+        "model.safetensors) or a .safetensors file"
+    )
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], expert: int | None = None) -> StateDict:
+    """Any supported layout -> our (official) key names, with a ViTPose++ expert folded in.
+
+    Args:
+        state_dict: tensors as stored in an official, easy_ViTPose or HF checkpoint.
+        expert: dataset index for ViTPose++ checkpoints (see `load_model`).
+    """
+    sd = _strip_prefix(dict(state_dict), "module.")
+    sd = _from_hf(sd) if _detect_format(sd) == "hf" else _from_official(sd)
+    return _select_expert(sd, expert)
+
+
+def infer_config(state_dict: Mapping[str, torch.Tensor], variant: str | ViTPoseConfig | None = None,
+                 decoder: str | None = None, num_keypoints: int | None = None, *, num_heads: int | None = None,
+                 layer_norm_eps: float | None = None, input_size: tuple[int, int] | None = None) -> ViTPoseConfig:
+    """The ViTPoseConfig of a state dict with our key names, from its tensor shapes.
+
+    Only `.shape` is read, so meta tensors work. Given arguments are checked against the shapes.
+
+    Args:
+        state_dict: our key names, experts already folded (see `convert_state_dict`).
+        variant: expected size name, or a full ViTPoseConfig to check and return.
+        decoder: expected decoder.
+        num_keypoints: expected K.
+        num_heads: head count (shapes do not tell it); default: that of the matching standard size.
+        layer_norm_eps: default 1e-6 (official).
+        input_size: (H, W); default (256, 192) when the position embedding fits it.
+
+    Raises:
+        ValueError: the shapes contradict a given argument, or fit no model we can build.
+    """
+    facts = _shape_facts(state_dict)
+    if decoder is not None and decoder != facts["decoder"]:
+        raise ValueError(f"decoder={decoder!r} was asked for, but the checkpoint has a {facts['decoder']!r} decoder")
+    if num_keypoints is not None and num_keypoints != facts["num_keypoints"]:
+        raise ValueError(f"num_keypoints={num_keypoints} was asked for, but the checkpoint's head has "
+                         f"{facts['num_keypoints']} keypoints")
+
+    if isinstance(variant, ViTPoseConfig):
+        checked = [k for k in facts if not (k == "deconv_channels" and facts["decoder"] == "simple")]
+        diff = [f"{k}: config {getattr(variant, k)!r} vs checkpoint {facts[k]!r}"
+                for k in checked if getattr(variant, k) != facts[k]]
+        if diff:
+            raise ValueError("the given ViTPoseConfig does not match the checkpoint: " + "; ".join(diff))
+        return variant
+
+    embed_dim, depth = facts["embed_dim"], facts["depth"]
+    name: str | None = None
+    if variant is not None:
+        name = canonical_variant(variant)
+        v_embed, v_depth, _ = VARIANTS[name]
+        if (v_embed, v_depth) != (embed_dim, depth):
+            raise ValueError(f"variant {name!r} has embed_dim {v_embed} and depth {v_depth}, but the checkpoint "
+                             f"has embed_dim {embed_dim} and depth {depth}")
+    else:
+        name = next((n for n, (e, d, _) in VARIANTS.items() if (e, d) == (embed_dim, depth)), None)
+    if num_heads is None:
+        if name is None:
+            sizes = ", ".join(f"{n} ({e}x{d})" for n, (e, d, _) in VARIANTS.items())
+            raise ValueError(f"embed_dim {embed_dim} x depth {depth} matches no standard ViTPose size ({sizes}); "
+                             "pass variant=ViTPoseConfig(...) to load a custom size")
+        num_heads = VARIANTS[name][2]
+    h, w = input_size if input_size is not None else ViTPoseConfig().input_size
+    config = ViTPoseConfig(
+        variant=name or f"vitpose-custom-{embed_dim}x{depth}", embed_dim=embed_dim, depth=depth,
+        num_heads=num_heads, mlp_ratio=facts["mlp_ratio"], patch_size=facts["patch_size"],
+        input_size=(h, w), decoder=facts["decoder"], num_keypoints=facts["num_keypoints"],
+        deconv_channels=facts["deconv_channels"],
+        layer_norm_eps=1e-6 if layer_norm_eps is None else float(layer_norm_eps), qkv_bias=facts["qkv_bias"],
+    )
+    if config.num_patches != facts["num_patches"]:
+        raise ValueError(f"the position embedding holds {facts['num_patches']} tokens, but a {h}x{w} input gives "
+                         f"{config.num_patches}; pass variant=ViTPoseConfig(input_size=...)")
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# readers
+
+
+def _read_torch_file(path: Path) -> StateDict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if unsafe:
+            raise ValueError(
+                f"{path}: the file holds non-tensor pickled objects (e.g. {unsafe.group(1)}); it is refused for "
+                "safety: checkpoints are read with torch.load(weights_only=True) only. If you trust the file, "
+                "re-save just its tensors elsewhere: torch.save(ckpt['state_dict'], 'clean.pth')"
+            ) from None
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint (the weights-only loader refused it: {first})"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj: object, path: Path) -> StateDict:
+    """`{'state_dict': sd}`, `{'model': sd}` or a bare state dict -> sd."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{path}: expected a state dict (or {{'state_dict': ...}}), got {type(obj).__name__}")
+    not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{path}: expected a state dict of tensors or {{'state_dict': ...}} / {{'model': ...}}; "
+                         f"these entries are not tensors: {_fmt(not_tensors)}")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _read_safetensors(files: list[Path]) -> StateDict:
+    from safetensors.torch import load_file
+
+    sd: StateDict = {}
+    for f in files:
+        try:
+            sd.update(load_file(str(f), device="cpu"))
+        except Exception as e:  # safetensors raises its own SafetensorError
+            raise ValueError(f"{f}: not a readable safetensors file ({e})") from e
+    return sd
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: unreadable JSON ({e})") from e
+
+
+def _read_hf_folder(folder: Path) -> tuple[StateDict, dict]:
+    """A `save_pretrained` folder: config.json + model.safetensors (or shards, or pytorch_model.bin)."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{folder}: a checkpoint folder must be a Hugging Face VitPose folder with config.json "
+                         "and model.safetensors; config.json is missing")
+    config = _read_json(config_file)
+    if (folder / "model.safetensors").is_file():
+        return _read_safetensors([folder / "model.safetensors"]), config
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        return _read_safetensors([folder / s for s in shards]), config
+    if (folder / "pytorch_model.bin").is_file():
+        return _read_torch_file(folder / "pytorch_model.bin"), config
+    raise ValueError(f"{folder}: no weights found (expected model.safetensors, model.safetensors.index.json "
+                     "or pytorch_model.bin next to config.json)")
+
+
+def _hf_config_hints(cfg: dict, path: Path) -> dict:
+    """What config.json tells that the shapes do not: heads, LayerNorm eps, input size."""
+    if cfg.get("model_type", "vitpose") != "vitpose":
+        raise ValueError(f"{path}: config.json has model_type {cfg.get('model_type')!r}, expected 'vitpose'")
+    bb = cfg.get("backbone_config") or {}
+    if bb.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"{path}: hidden_act {bb['hidden_act']!r} is not supported (ViTPose uses exact 'gelu')")
+    if cfg.get("scale_factor", 4) != 4:
+        raise ValueError(f"{path}: scale_factor {cfg['scale_factor']} is not supported (ViTPose upsamples by 4)")
+    image_size = bb.get("image_size", (256, 192))
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    return {
+        "num_heads": int(bb.get("num_attention_heads", 12)),
+        "layer_norm_eps": float(bb.get("layer_norm_eps", HF_DEFAULT_LAYER_NORM_EPS)),
+        "input_size": (int(image_size[0]), int(image_size[1])),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# format adapters: everything -> official key names
+
+
+def _strip_prefix(sd: StateDict, prefix: str) -> StateDict:
+    return {k.removeprefix(prefix): v for k, v in sd.items()}
+
+
+def _detect_format(sd: StateDict) -> str:
+    if any(k.startswith(("backbone.embeddings.", "backbone.encoder.", "head.")) for k in sd):
+        return "hf"
+    if any(k.startswith(("backbone.patch_embed.", "backbone.blocks.", "keypoint_head.")) for k in sd):
+        return "official"
+    raise ValueError(
+        f"unrecognized checkpoint layout (keys such as {_fmt(sorted(sd), 5)}); expected official ViTPose names "
+        "(backbone.blocks.*, keypoint_head.*) or Hugging Face VitPose names (backbone.encoder.layer.*, head.*)"
+    )
+
+
+def _from_official(sd: StateDict) -> StateDict:
+    """Official ViTPose and easy_ViTPose: our names already; the unused class token is dropped."""
+    sd.pop("backbone.cls_token", None)
+    return sd
+
+
+_HF_RENAMES = [
+    (r"^backbone\.embeddings\.patch_embeddings\.projection\.", "backbone.patch_embed.proj."),
+    (r"^backbone\.embeddings\.position_embeddings$", "backbone.pos_embed"),
+    (r"^backbone\.encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"backbone.blocks.\1.attn.proj."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.layernorm_before\.", r"backbone.blocks.\1.norm1."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.layernorm_after\.", r"backbone.blocks.\1.norm2."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.mlp\.", r"backbone.blocks.\1.mlp."),  # fc1, fc2, experts.{j}
+    (r"^backbone\.layernorm\.", "backbone.last_norm."),
+    (r"^head\.conv\.", "keypoint_head.final_layer."),  # both decoders call the last conv "conv"
+    (r"^head\.deconv1\.", "keypoint_head.deconv_layers.0."),
+    (r"^head\.batchnorm1\.", "keypoint_head.deconv_layers.1."),
+    (r"^head\.deconv2\.", "keypoint_head.deconv_layers.3."),
+    (r"^head\.batchnorm2\.", "keypoint_head.deconv_layers.4."),
+]
+_HF_QKV = re.compile(r"^backbone\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+
+
+def _from_hf(sd: StateDict) -> StateDict:
+    """transformers VitPoseForPoseEstimation -> official names; query/key/value -> fused qkv."""
+    out: StateDict = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        m = _HF_QKV.match(key)
+        if m:
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+            continue
+        for pattern, repl in _HF_RENAMES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                key = new
+                break
+        out[key] = value
+    for (layer, kind), parts in qkv.items():
+        absent = [p for p in ("query", "key", "value") if p not in parts]
+        if absent:
+            raise ValueError(f"layer {layer}: attention {kind} has no {', '.join(absent)} tensor")
+        out[f"backbone.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    return out
+
+
+_EXPERT = re.compile(r"\.mlp\.experts\.(\d+)\.")
+_ASSOC_HEAD = re.compile(r"^associate_keypoint_heads\.(\d+)\.")
+
+
+def _dataset_name(i: int) -> str:
+    return DATASETS[i] if i < len(DATASETS) else f"dataset {i}"
+
+
+def _select_expert(sd: StateDict, expert: int | None) -> StateDict:
+    """ViTPose++: fold expert `expert` into fc2 and move its keypoint head to `keypoint_head`.
+
+    The MoE MLP computes cat([fc2(h), experts[i](h)], -1), i.e. one Linear whose weight and bias
+    are fc2's and the expert's stacked along the output dimension, so the fold is exact. The
+    official checkpoints keep dataset 0's head in `keypoint_head` and dataset j+1's in
+    `associate_keypoint_heads.{j}`; Hugging Face ones keep only dataset 0's.
+    """
+    experts = sorted({int(m.group(1)) for k in sd if (m := _EXPERT.search(k))})
+    assoc = sorted({int(m.group(1)) for k in sd if (m := _ASSOC_HEAD.match(k))})
+    heads = [0] + [j + 1 for j in assoc]
+
+    if not experts and not assoc:
+        if expert not in (None, 0):
+            raise ValueError(f"expert={expert} was asked for, but this is a plain (single-dataset) checkpoint "
+                             "without ViTPose++ experts; drop expert=")
+        return sd
+    if expert is None:
+        if experts:
+            raise ValueError(_moe_message(sd, experts, heads))
+        log.info("checkpoint has %d extra keypoint heads (%s); using keypoint_head (dataset 0); pick another with "
+                 "expert=", len(assoc), ", ".join(_dataset_name(i) for i in heads[1:]))
+        expert = 0
+    if (experts and expert not in experts) or (not experts and expert not in heads):
+        valid = experts or heads
+        raise ValueError(f"expert={expert} is not in this checkpoint; available: "
+                         + ", ".join(f"{i} ({_dataset_name(i)})" for i in valid))
+
+    out: StateDict = {}
+    for key, value in sd.items():
+        if _EXPERT.search(key) or _ASSOC_HEAD.match(key):
+            continue
+        if experts and re.search(r"\.mlp\.fc2\.(weight|bias)$", key):
+            expert_key = key.replace(".mlp.fc2.", f".mlp.experts.{expert}.")
+            if expert_key not in sd:
+                raise ValueError(f"{key} has no matching {expert_key}")
+            value = torch.cat([value, sd[expert_key]], dim=0)
+        out[key] = value
+    if expert != 0:
+        if expert in heads:
+            prefix = f"associate_keypoint_heads.{expert - 1}."
+            out = {k: v for k, v in out.items() if not k.startswith("keypoint_head.")}
+            out.update({"keypoint_head." + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
+        else:
+            log.warning("expert=%d (%s): the checkpoint holds a single keypoint head, which is used with this "
+                        "expert; make sure it was trained for this dataset (Hugging Face ViTPose++ checkpoints "
+                        "keep only the COCO head)", expert, _dataset_name(expert))
+    return out
+
+
+def _moe_message(sd: StateDict, experts: list[int], heads: list[int]) -> str:
+    def k_of(i: int) -> str:
+        prefix = "keypoint_head." if i == 0 else f"associate_keypoint_heads.{i - 1}."
+        w = sd.get(prefix + "final_layer.weight")
+        return f", {w.shape[0]} keypoints" if w is not None and i in heads else ""
+
+    available = "; ".join(f"expert={i}: {_dataset_name(i)}{k_of(i)}" for i in experts)
+    single = "" if len(heads) > 1 else (" The checkpoint holds a single keypoint head (dataset 0's), "
+                                        "used whichever expert is chosen.")
+    return (
+        f"this is a ViTPose++ mixture-of-experts checkpoint with {len(experts)} experts; choose the dataset "
+        f"to run, e.g. load_model(path, expert=0). Available: {available}. "
+        f"(Official dataset order: {', '.join(DATASETS)}.){single} Alternatively split it into plain "
+        "per-dataset checkpoints with the official ViTPose tools/model_split.py."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# shape inference and the strict load
+
+
+_BLOCK = re.compile(r"^backbone\.blocks\.(\d+)\.")
+
+
+def _need(sd: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in sd:
+        raise ValueError(f"the checkpoint has no {key!r}; it does not look like a ViTPose checkpoint "
+                         f"(keys such as {_fmt(sorted(sd), 5)})")
+    return sd[key]
+
+
+def _shape_facts(sd: Mapping[str, torch.Tensor]) -> dict:
+    """Everything the shapes of an official-named state dict tell about the architecture."""
+    proj = _need(sd, "backbone.patch_embed.proj.weight")  # (D, 3, p, p)
+    pos = _need(sd, "backbone.pos_embed")  # (1, 1 + T, D)
+    final = _need(sd, "keypoint_head.final_layer.weight")  # (K, C_in, k, k)
+    blocks = sorted({int(m.group(1)) for k in sd if (m := _BLOCK.match(k))})
+    fc1 = next((sd[k] for i in blocks if (k := f"backbone.blocks.{i}.mlp.fc1.weight") in sd), None)  # (hidden, D)
+    if fc1 is None:
+        raise ValueError("the checkpoint has no transformer block with an mlp.fc1.weight")
+    embed_dim = int(proj.shape[0])
+    depth = 1 + blocks[-1]
+    if proj.shape[-1] != proj.shape[-2]:
+        raise ValueError(f"non-square patches {tuple(proj.shape[-2:])} are not supported")
+    ratio = fc1.shape[0] / embed_dim
+    if "keypoint_head.deconv_layers.0.weight" in sd:
+        decoder, kernel = "classic", 1
+        deconv_channels = int(sd["keypoint_head.deconv_layers.0.weight"].shape[1])  # (D, 256, 4, 4)
+    else:
+        decoder, kernel, deconv_channels = "simple", 3, 256
+    if final.shape[-1] != kernel:
+        raise ValueError(f"a {decoder} decoder needs a {kernel}x{kernel} final conv, the checkpoint has "
+                         f"{final.shape[-2]}x{final.shape[-1]}")
+    return {
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "patch_size": int(proj.shape[-1]),
+        "num_patches": int(pos.shape[1]) - 1,
+        "mlp_ratio": int(ratio) if ratio == int(ratio) else ratio,
+        "qkv_bias": any(k.endswith(".attn.qkv.bias") for k in sd),
+        "decoder": decoder,
+        "num_keypoints": int(final.shape[0]),
+        "deconv_channels": deconv_channels,
+    }
+
+
+def _fmt(items: list[str], limit: int = _MAX_LISTED) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _load_state_dict_strict(model: ViTPose, sd: StateDict) -> None:
+    """Check names and shapes of `sd` against `model`, then load it (tensors are assigned, FP32).
+
+    Raises:
+        ValueError: naming the missing keys, unexpected keys and mismatched shapes. Only a missing
+            BatchNorm `num_batches_tracked` (unused at inference) is tolerated.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(expected[k].shape)})"
+                  for k in sd if k in expected and sd[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        parts = [f"{name} ({len(keys)}): {_fmt(keys)}" for name, keys in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("mismatched shapes", mismatched))
+                 if keys]
+        raise ValueError(f"the checkpoint does not fit {model.config.variant} ({model.config.decoder} decoder, "
+                         f"{model.config.num_keypoints} keypoints): " + "; ".join(parts))
+    tensors = {}
+    for k, ref in expected.items():
+        value = sd.get(k)
+        if value is None:  # num_batches_tracked
+            value = torch.zeros((), dtype=ref.dtype)
+        tensors[k] = value.to(device="cpu", dtype=ref.dtype).contiguous()
+    model.load_state_dict(tensors, strict=True, assign=True)
+
+
+__all__ = ["DATASETS", "build_random_model", "convert_state_dict", "infer_config", "load_model", "read_checkpoint"]

@@ -1,0 +1,456 @@
+"""TensorRT engine runner: a built `model.engine` (plan) plus its `model.engine.json` sidecar.
+
+TensorRT is imported inside functions only, so `import vitpose_trt` works without it. A bare
+`import tensorrt` is not proof that TensorRT is there: the `tensorrt-stubs` typing package makes
+that import succeed with no library behind it, hence `tensorrt_available()` looks for
+`tensorrt.Builder` / `tensorrt.Runtime`.
+
+Device memory (crops, heatmaps) comes from PyTorch: TensorRT and PyTorch share the one CUDA
+primary context and PyTorch's caching allocator, and no pycuda / cuda-python is needed. The
+engine's own scratch memory is allocated by TensorRT itself (in that same context) when the
+execution context is created.
+
+This module is the runtime half. `build_engine.tensorrt_build` makes the plan and the sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vitpose_trt.engines.base import Engine
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+    import torch
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "TensorRT is not installed: `pip install tensorrt` (pick the release whose CUDA major version matches your "
+    "driver and PyTorch, e.g. tensorrt-cu12), or use NVIDIA's TensorRT wheels / NGC containers "
+    "(https://docs.nvidia.com/deeplearning/tensorrt/latest/installing-tensorrt/installing.html)"
+)
+SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
+DEFAULT_BUILD_ARGS = {"max_batch": 64, "opt_batch": 8, "mode": "udp"}  # the CLI's defaults
+
+
+class TensorRTUnavailableError(ImportError):
+    """The tensorrt package (the real one, not only its type stubs) is not importable."""
+
+
+class EngineMismatchError(RuntimeError):
+    """The engine was built for another TensorRT version or GPU, or TensorRT could not load it."""
+
+
+# --------------------------------------------------------------------------------------------
+# availability
+
+
+def tensorrt_available() -> bool:
+    """True when the real TensorRT Python package is importable (not only `tensorrt-stubs`)."""
+    try:
+        import tensorrt
+    except ImportError:
+        return False
+    return hasattr(tensorrt, "Builder") and hasattr(tensorrt, "Runtime")
+
+
+def require_tensorrt() -> None:
+    """Raise `TensorRTUnavailableError` (one line: how to install it) unless TensorRT is importable."""
+    if not tensorrt_available():
+        raise TensorRTUnavailableError(INSTALL_HINT)
+
+
+_TRT_LOGGER: trt.ILogger | None = None
+
+
+def trt_logger() -> trt.ILogger:
+    """The process-wide TensorRT logger, forwarding to Python `logging` (TensorRT wants one to outlive
+    every builder, runtime and engine made with it, so it is created once and kept)."""
+    global _TRT_LOGGER
+    if _TRT_LOGGER is None:
+        require_tensorrt()
+        import tensorrt as trt
+
+        # TensorRT severities 0..4 (internal error, error, warning, info, verbose). Build-time INFO
+        # is dozens of lines per build, so it goes to DEBUG; VERBOSE below that.
+        levels = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.DEBUG, 4: 5}
+        trt_log = logging.getLogger("tensorrt")
+
+        class _LoggingBridge(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)  # pybind11 trampolines need the explicit base __init__
+
+            def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+                level = levels.get(int(severity), logging.INFO)
+                if trt_log.isEnabledFor(level):
+                    trt_log.log(level, "%s", msg)
+
+        _TRT_LOGGER = _LoggingBridge()
+    return _TRT_LOGGER
+
+
+# --------------------------------------------------------------------------------------------
+# sidecar and compatibility (pure functions: testable without TensorRT or a GPU)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a plan is tied to: the TensorRT version and the GPU.
+
+    Attributes:
+        tensorrt_version: `tensorrt.__version__`, e.g. "10.13.0.35".
+        gpu_name: e.g. "NVIDIA H100 80GB HBM3" (None: unknown).
+        compute_capability: "major.minor", e.g. "9.0" (None: unknown).
+    """
+
+    tensorrt_version: str
+    gpu_name: str | None = None
+    compute_capability: str | None = None
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    """`model.engine` -> `model.engine.json`."""
+    path = Path(os.fspath(engine_path))
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The engine's sidecar as a dict, or None when there is none.
+
+    Raises:
+        ValueError: the sidecar exists but is not a JSON object.
+    """
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); delete it and rebuild the engine") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def rebuild_command(sidecar: Mapping[str, Any] | None, engine_path: str | os.PathLike[str] = "model.engine") -> str:
+    """The `vitpose-trt build` command that rebuilds this engine with the options it was built with."""
+    sidecar = sidecar or {}
+    args = sidecar.get("build_args") or {}
+    source = (sidecar.get("source") or {}).get("path") or "CHECKPOINT"
+    parts = ["vitpose-trt", "build", shlex.quote(str(source)), "-o", shlex.quote(os.fspath(engine_path))]
+    if sidecar.get("precision", "fp16") == "fp16":
+        parts.append("--fp16")
+    for key, flag in (("max_batch", "--max-batch"), ("opt_batch", "--opt-batch"), ("mode", "--mode")):
+        if key in args and args[key] != DEFAULT_BUILD_ARGS[key]:
+            parts += [flag, str(args[key])]
+    if args.get("flip_test", sidecar.get("flip_test", False)):
+        parts.append("--flip-test")
+    return " ".join(parts)
+
+
+def check_compatibility(sidecar: Mapping[str, Any], current: Platform,
+                        engine_path: str | os.PathLike[str] = "model.engine") -> None:
+    """Refuse a plan built for another TensorRT version or GPU architecture, before TensorRT tries.
+
+    A serialized engine only deserializes with the exact TensorRT version that built it, and its
+    kernels are compiled for one compute capability. Another GPU model of the same compute
+    capability works (TensorRT only warns that the kernel choice may be slower), so a GPU name
+    mismatch alone is logged, not raised. Keys missing from the sidecar are not checked.
+
+    Args:
+        sidecar: the engine's sidecar (see `build_engine.tensorrt_build.make_sidecar`).
+        current: this machine's TensorRT version and GPU (`current_platform()`).
+        engine_path: used in the message and the rebuild command.
+
+    Raises:
+        EngineMismatchError: one line: what differs, and the exact command that rebuilds it here.
+    """
+    built_trt = sidecar.get("tensorrt_version")
+    gpu = sidecar.get("gpu") or {}
+    built_cc, built_name = gpu.get("compute_capability"), gpu.get("name")
+    problems = []
+    if built_trt and built_trt != current.tensorrt_version:
+        problems.append(f"TensorRT {built_trt} (this machine has {current.tensorrt_version})")
+    if built_cc and current.compute_capability and str(built_cc) != current.compute_capability:
+        problems.append(f"compute capability {built_cc} / {built_name or 'unknown GPU'} "
+                        f"(this GPU is {current.compute_capability} / {current.gpu_name or 'unknown'})")
+    name = os.fspath(engine_path)
+    if problems:
+        raise EngineMismatchError(
+            f"{name} was built for {' and '.join(problems)}; a TensorRT engine only loads with the TensorRT version "
+            f"and GPU architecture it was built for: rebuild it here with `{rebuild_command(sidecar, engine_path)}`"
+        )
+    if built_name and current.gpu_name and built_name != current.gpu_name:
+        log.warning("%s was built on a %s and runs on a %s (same compute capability): it works, but may be slower "
+                    "than an engine built here (`%s`)", name, built_name, current.gpu_name,
+                    rebuild_command(sidecar, engine_path))
+
+
+def current_platform(device: torch.device | None = None) -> Platform:
+    """This machine's TensorRT version and the GPU `device` (default: the current CUDA device)."""
+    require_tensorrt()
+    import tensorrt as trt
+    import torch
+
+    name = capability = None
+    if torch.cuda.is_available():
+        index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
+        name = torch.cuda.get_device_name(index)
+        major, minor = torch.cuda.get_device_capability(index)
+        capability = f"{major}.{minor}"
+    return Platform(trt.__version__, name, capability)
+
+
+# --------------------------------------------------------------------------------------------
+# the runner
+
+
+class TensorRTEngine(Engine):
+    """Runs a TensorRT plan built by `vitpose-trt build` (TensorRT 10/11 name-based I/O).
+
+    The engine file is trusted code: a plan holds compiled CUDA kernels (and may hold plugin
+    or host code) that run with this process's rights. Only load plans you built or got over a
+    trusted channel; this class does not and cannot sandbox them.
+
+    Before deserializing, the sidecar's TensorRT version and GPU compute capability are compared
+    with this machine's: a mismatch raises `EngineMismatchError` with the rebuild command instead
+    of TensorRT's deserialization error. `run_cuda` enqueues on the caller's stream and does not
+    chunk: batches must lie in the plan's optimization profile (`min_batch`..`max_batch`), which
+    the pipeline respects by chunking with `max_batch`. One call at a time per engine: calls on
+    different streams share the output buffer and TensorRT's scratch memory, so the caller orders
+    them.
+
+    Args:
+        path: the .engine/.plan file; its sidecar `<path>.json` is read when present.
+        device: the CUDA device (default: the current one).
+
+    Attributes:
+        sidecar: the sidecar dict ({} when there is none).
+        min_batch / max_batch: the optimization profile's batch range (crops, flip pairs included).
+        input_dtype / output_dtype: torch dtypes of the engine's input and output.
+        mode / flip_test: the pipeline options the engine was built for (from the sidecar).
+    """
+
+    name = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, path: str | os.PathLike[str], *, device: int | str | torch.device | None = None) -> None:
+        import torch
+
+        self.path = Path(os.fspath(path))
+        if not self.path.is_file():
+            raise FileNotFoundError(f"TensorRT engine not found: {self.path}")
+        require_tensorrt()
+        import tensorrt as trt
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("TensorRT engines need an NVIDIA GPU visible to PyTorch (torch.cuda.is_available() "
+                               "is False: no GPU, or a CPU-only torch build)")
+        self.torch_device = _cuda_device(device)
+        sidecar = read_sidecar(self.path)
+        self.sidecar: dict[str, Any] = sidecar or {}
+        current = current_platform(self.torch_device)
+        if sidecar is None:
+            log.warning("%s has no sidecar %s: cannot check the TensorRT version and GPU it was built for",
+                        self.path, sidecar_path(self.path).name)
+        else:
+            check_compatibility(sidecar, current, self.path)
+
+        plan = self.path.read_bytes()
+        with torch.cuda.device(self.torch_device):
+            self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
+            try:
+                engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
+            except RuntimeError as e:  # some versions raise instead of returning None
+                raise EngineMismatchError(self._unloadable(current, str(e))) from None
+            if engine is None:
+                raise EngineMismatchError(self._unloadable(current, "see the TensorRT error logged above"))
+            self._engine: trt.ICudaEngine | None = engine
+            context: trt.IExecutionContext | None = engine.create_execution_context()
+            if context is None:
+                raise RuntimeError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+            self._context: trt.IExecutionContext | None = context
+
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"{self.path}: expected one input and one output tensor, got inputs {inputs} "
+                             f"and outputs {outputs}")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_dtype = _torch_dtype(engine.get_tensor_dtype(self.input_name), self.input_name)
+        self.output_dtype = _torch_dtype(engine.get_tensor_dtype(self.output_name), self.output_name)
+        in_shape = _dims(engine.get_tensor_shape(self.input_name))
+        out_shape = _dims(engine.get_tensor_shape(self.output_name))
+        if len(in_shape) != 4 or in_shape[1] != 3 or len(out_shape) != 4:
+            raise ValueError(f"{self.path}: expected (N, 3, H, W) -> (N, K, h, w), got {in_shape} -> {out_shape}")
+        self.input_size = (int(in_shape[2]), int(in_shape[3]))
+        self.num_keypoints = int(out_shape[1])
+        self._heatmap_shape = (int(out_shape[2]), int(out_shape[3]))
+        lo, _opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)  # (min, opt, max) of profile 0
+        self.min_batch, self.profile_max_batch = int(lo[0]), int(hi[0])
+        self.max_batch = self.profile_max_batch  # what the pipeline chunks by
+        self.precision = "fp16" if self.input_dtype == torch.float16 else "fp32"
+        self.random_weights = bool(self.sidecar.get("random_weights", False))
+        self.mode: str | None = self.sidecar.get("mode")
+        self.flip_test = bool(self.sidecar.get("flip_test", False))
+
+        self._bound_batch = -1  # the batch size the context's input shape is set to
+        self._out_flat = torch.empty(0, dtype=self.output_dtype, device=self.torch_device)
+        self._out_views: dict[int, torch.Tensor] = {}
+        if self.random_weights:
+            log.warning("%s was built from RANDOM weights (not a trained model)", self.path)
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return self._heatmap_shape
+
+    def run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
+        """Enqueue the engine on `stream` for a contiguous CUDA batch of crops; no synchronization.
+
+        Args:
+            crops: (N, 3, H, W) CUDA tensor on this engine's device, dtype `input_dtype`
+                (float16 for the FP16 engines), contiguous, min_batch <= N <= max_batch.
+            stream: the stream the crops were written on; the engine runs there.
+
+        Returns:
+            (N, K, h, w) heatmaps (`output_dtype`) in a buffer owned by the engine, valid until the
+            next call.
+        """
+        context = self._live_context()
+        self._check_crops(crops)
+        n = int(crops.shape[0])
+        out = self._output(n)
+        if n != self._bound_batch:
+            if not context.set_input_shape(self.input_name, tuple(int(s) for s in crops.shape)):
+                raise ValueError(f"TensorRT rejected input shape {tuple(crops.shape)} for {self.path}")
+            self._bound_batch = n
+        # The caching allocator must not hand this block out again while `stream` may still write it.
+        self._out_flat.record_stream(stream)
+        context.set_tensor_address(self.input_name, crops.data_ptr())
+        context.set_tensor_address(self.output_name, out.data_ptr())
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"TensorRT failed to enqueue {self.path} (batch {n}); see the TensorRT error logged")
+        return out
+
+    def run(self, crops: np.ndarray) -> np.ndarray:
+        """Host path: (N, 3, H, W) float32 numpy -> (N, K, h, w) float32 numpy.
+
+        The crops are uploaded and converted to `input_dtype` on the GPU (an explicit, documented
+        conversion: FP16 engines take FP16 crops); batches above `max_batch` run in chunks.
+        """
+        import torch
+
+        x = np.ascontiguousarray(crops, dtype=np.float32)
+        h, w = self.input_size
+        if x.ndim != 4 or x.shape[1:] != (3, h, w):
+            raise ValueError(f"crops: expected (N, 3, {h}, {w}), got {x.shape}")
+        k, (hh, hw) = self.num_keypoints, self._heatmap_shape
+        if len(x) == 0:
+            return np.zeros((0, k, hh, hw), dtype=np.float32)
+        out = np.empty((len(x), k, hh, hw), dtype=np.float32)
+        stream = torch.cuda.current_stream(self.torch_device)
+        with torch.cuda.device(self.torch_device):
+            dev = torch.from_numpy(x).to(self.torch_device).to(self.input_dtype)
+            step = self.profile_max_batch
+            for lo in range(0, len(x), step):
+                chunk = dev[lo:lo + step]
+                m = len(chunk)
+                if m < self.min_batch:  # pad up to the profile's minimum
+                    pad = chunk.new_zeros((self.min_batch - m, *chunk.shape[1:]))
+                    chunk = torch.cat([chunk, pad])
+                heatmaps = self.run_cuda(chunk.contiguous(), stream)
+                # .cpu() is issued on the current stream, after the engine: it sees finished heatmaps
+                out[lo:lo + m] = heatmaps[:m].float().cpu().numpy()
+        return out
+
+    def close(self) -> None:
+        """Release the TensorRT objects (context, then engine, then runtime: TensorRT's order)."""
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._out_views.clear()
+
+    def __del__(self) -> None:
+        if hasattr(self, "_runtime"):
+            self.close()
+
+    # ----------------------------------------------------------------------------------------
+
+    def _live_context(self) -> trt.IExecutionContext:
+        if self._context is None:
+            raise RuntimeError(f"{self.path}: the engine was closed")
+        return self._context
+
+    def _check_crops(self, crops: torch.Tensor) -> None:
+        h, w = self.input_size
+        if crops.device != self.torch_device:
+            raise ValueError(f"crops: expected a tensor on {self.torch_device}, got {crops.device}")
+        if crops.dtype != self.input_dtype:
+            raise ValueError(f"crops: the engine takes {self.input_dtype}, got {crops.dtype} (no implicit casts)")
+        if crops.ndim != 4 or tuple(crops.shape[1:]) != (3, h, w):
+            raise ValueError(f"crops: expected (N, 3, {h}, {w}), got {tuple(crops.shape)}")
+        if not crops.is_contiguous():
+            raise ValueError("crops: expected a contiguous tensor (TensorRT reads dense NCHW memory)")
+        n = int(crops.shape[0])
+        if not self.min_batch <= n <= self.profile_max_batch:
+            raise ValueError(f"crops: batch {n} is outside the engine's profile [{self.min_batch}, "
+                             f"{self.profile_max_batch}]; "
+                             "chunk by `max_batch` or rebuild with a larger --max-batch")
+
+    def _output(self, n: int) -> torch.Tensor:
+        """The (n, K, h, w) output view; one flat buffer, allocated once and grown, views cached."""
+        import torch
+
+        view = self._out_views.get(n)
+        if view is not None:
+            return view
+        k, (hh, hw) = self.num_keypoints, self._heatmap_shape
+        numel = n * k * hh * hw
+        if numel > self._out_flat.numel():
+            self._out_flat = torch.empty(numel, dtype=self.output_dtype, device=self.torch_device)
+            self._out_views.clear()
+        view = self._out_flat[:numel].view(n, k, hh, hw)
+        self._out_views[n] = view
+        return view
+
+    def _unloadable(self, current: Platform, detail: str) -> str:
+        built = self.sidecar.get("tensorrt_version", "an unknown TensorRT version")
+        return (f"TensorRT {current.tensorrt_version} could not load {self.path} (built with {built}; {detail}): "
+                f"rebuild it here with `{rebuild_command(self.sidecar, self.path)}`")
+
+
+def _cuda_device(device: int | str | torch.device | None) -> torch.device:
+    import torch
+
+    if device is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    dev = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"TensorRT runs on a CUDA device, got {dev}")
+    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def _dims(dims: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _torch_dtype(dtype: trt.DataType, tensor: str) -> torch.dtype:
+    import tensorrt as trt
+    import torch
+
+    for trt_type, torch_type in ((trt.DataType.FLOAT, torch.float32), (trt.DataType.HALF, torch.float16),
+                                 (trt.DataType.BF16, torch.bfloat16)):
+        if dtype == trt_type:
+            return torch_type
+    raise ValueError(f"tensor {tensor!r} has TensorRT dtype {dtype}; expected FLOAT, HALF or BF16")
