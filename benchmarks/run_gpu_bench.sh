@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call for a GPU session: build the extension, run the CUDA tests of the benchmark, run
+# One call for a GPU session: build the extension, run every CUDA test (-m requires_cuda), run
 # `vitpose-trt bench` on the GPU, and leave the table, JSON and plot in $OUT.
 #
 #   OUT=/some/dir benchmarks/run_gpu_bench.sh          # on the device machine: OUT is set for you
@@ -34,8 +34,9 @@ fi
 "$PY" -c "from vitpose_trt import _ext; print('cpp', _ext.has_cpp(), 'cuda kernels', _ext.has_cuda_kernels())" \
     2>&1 | tee -a "$OUT/steps.log"
 
-log "tests of the benchmark (the CUDA one included)"
-"$PY" -m pytest tests/test_bench.py -q -p no:cacheprovider 2>&1 | tail -15 | tee -a "$OUT/steps.log"
+log "every GPU test (requires_cuda: kernels vs the references, the zero-copy pipeline, the bench)"
+"$PY" -m pytest tests -q -m requires_cuda -p no:cacheprovider >"$OUT/gpu_tests.log" 2>&1
+tail -25 "$OUT/gpu_tests.log" | tee -a "$OUT/steps.log"
 
 ENGINE_ARGS=()
 if [ -n "${ENGINE:-}" ]; then

@@ -10,6 +10,8 @@ frame t is still computing; a slot is reused only after its previous frame finis
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -54,8 +56,13 @@ class GpuPipeline:
     def infer(self, frame, boxes) -> np.ndarray:
         return self.infer_async(frame, boxes).result()
 
-    def infer_async(self, frame, boxes):
+    def infer_async(self, frame, boxes, stage_hook: Callable[[str], None] | None = None):
+        """Enqueue one frame. `stage_hook(name)`, when given, is called right after each stage is
+        enqueued on the compute stream ("upload", then per chunk "crop", "model", "decode", then
+        "download"): the benchmark records a CUDA event there to time the stages of this very path."""
         from vitpose_trt.pipeline import PendingResult, _chunks
+
+        mark = stage_hook or (lambda stage: None)
 
         boxes = check_boxes(boxes)
         n, k = len(boxes), self.engine.num_keypoints
@@ -96,6 +103,7 @@ class GpuPipeline:
             t_dev = slot.trans_dev.get(n, 4)
             t_dev.copy_(t_host, non_blocking=True)
         self.compute.wait_stream(self.upload)
+        mark("upload")
 
         # 2. Crop -> engine -> decode, all on the compute stream, no host round trip.
         out_dev = slot.out_dev.get(n, k, 3)
@@ -104,12 +112,16 @@ class GpuPipeline:
             m = hi - lo
             crops = self.input.get(2 * m if self.flip else m, 3, h_in, w_in)
             self.ext.warp_cuda(frame_dev, inv_dev[lo:hi], crops, self.flip, stream)
+            mark("crop")
             heatmaps = self.engine.run_cuda(crops, self.compute)
+            mark("model")
             self.ext.decode_cuda(heatmaps[:m], t_dev[lo:hi], out_dev[lo:hi], self.mode,
                                  heatmaps[m:] if self.flip else None, self.flip_index, stream)
+            mark("decode")
         out_host = slot.out_host.get(n, k, 3)
         with torch.cuda.stream(self.compute):
             out_host.copy_(out_dev, non_blocking=True)
+        mark("download")
         slot.done.record(self.compute)
 
         def wait() -> np.ndarray:

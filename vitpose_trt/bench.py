@@ -591,70 +591,15 @@ def _cpu_pipeline_runner(name: str, pose, description: str) -> Runner:
                   e2e=pose.infer if host_roundtrip else None, batch=batch, notes=notes)
 
 
-class _GpuStaged:
-    """`VitPoseTRT`'s GPU path (see _gpu_pipeline.py) with CUDA events between the stages."""
+def _gpu_staged(pose):
+    """`VitPoseTRT`'s own GPU path, with a CUDA event recorded on its compute stream after each stage."""
 
-    def __init__(self, pose) -> None:
-        import torch
-
-        from vitpose_trt.gpu import GrowBuffer
-
-        self.pose, self.g = pose, pose._gpu
-        dev = self.g.device
-        self.frame_host = GrowBuffer(torch.uint8, "cpu", pin_memory=True)
-        self.frame_dev = GrowBuffer(torch.uint8, dev)
-        self.inv_host = GrowBuffer(torch.float64, "cpu", pin_memory=True)
-        self.inv_dev = GrowBuffer(torch.float64, dev)
-        self.t_host = GrowBuffer(torch.float32, "cpu", pin_memory=True)
-        self.t_dev = GrowBuffer(torch.float32, dev)
-        self.out_host = GrowBuffer(torch.float32, "cpu", pin_memory=True)
-        self.out_dev = GrowBuffer(torch.float32, dev)
-        self.input = GrowBuffer(torch.float16 if pose.engine.precision == "fp16" else torch.float32, dev)
-
-    def __call__(self, frame, boxes, timer: Timer) -> np.ndarray:
-        import torch
-
-        from vitpose_trt.geometry import check_boxes
-        from vitpose_trt.pipeline import _chunks, transforms_and_inverse
-
-        pose, g = self.pose, self.g
-        eng, mode, flip = pose.engine, pose.mode, pose.flip_test
-        boxes = check_boxes(boxes)
-        n, k = len(boxes), eng.num_keypoints
-        h, w = eng.input_size
-        stream = g.compute
-        raw = stream.cuda_stream
-        with torch.cuda.stream(stream):
-            staged = self.frame_host.get(*frame.shape)
-            np.copyto(staged.numpy(), frame)
-            frame_dev = self.frame_dev.get(*frame.shape)
-            frame_dev.copy_(staged, non_blocking=True)
-            transforms, inv = transforms_and_inverse(boxes, mode, (h, w))
-            inv_h = self.inv_host.get(n, 2, 3)
-            inv_h.numpy()[:] = inv
-            inv_d = self.inv_dev.get(n, 2, 3)
-            inv_d.copy_(inv_h, non_blocking=True)
-            t_h = self.t_host.get(n, 4)
-            t_h.numpy()[:] = transforms
-            t_d = self.t_dev.get(n, 4)
-            t_d.copy_(t_h, non_blocking=True)
-            timer.mark("upload", gpu=True)
-            out_d = self.out_dev.get(n, k, 3)
-            for lo, hi in _chunks(n, eng.max_batch, flip):
-                m = hi - lo
-                crops = self.input.get(2 * m if flip else m, 3, h, w)
-                g.ext.warp_cuda(frame_dev, inv_d[lo:hi], crops, flip, raw)
-                timer.mark("crop", gpu=True)
-                heat = eng.run_cuda(crops, stream)
-                timer.mark("model", gpu=True)
-                g.ext.decode_cuda(heat[:m], t_d[lo:hi], out_d[lo:hi], mode, heat[m:] if flip else None,
-                                  g.flip_index, raw)
-                timer.mark("decode", gpu=True)
-            out_h = self.out_host.get(n, k, 3)
-            out_h.copy_(out_d, non_blocking=True)
-            timer.mark("download", gpu=True)
+    def infer(frame, boxes, timer: Timer) -> np.ndarray:
+        pending = pose._gpu.infer_async(frame, boxes, stage_hook=lambda stage: timer.mark(stage, gpu=True))
         timer.stop()
-        return out_h.numpy().copy()
+        return pending.result()
+
+    return infer
 
 
 def _pipeline_runner(name: str, pose, description: str) -> Runner:
@@ -671,8 +616,8 @@ def _pipeline_runner(name: str, pose, description: str) -> Runner:
         return lambda: eng.run_cuda(x, stream)
 
     return Runner(name=name, device="cuda", precision=eng.precision, description=description,
-                  infer=_GpuStaged(pose), e2e=pose.infer, batch=batch, stream=stream,
-                  notes=["stages: instrumented replica of the GPU path; e2e: VitPoseTRT.infer"])
+                  infer=_gpu_staged(pose), e2e=pose.infer, batch=batch, stream=stream,
+                  notes=["stages: CUDA events inside the GPU path of VitPoseTRT; e2e: VitPoseTRT.infer"])
 
 
 def tensorrt_version() -> str | None:
@@ -1575,7 +1520,7 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def _int_list(text: str | Sequence[int] | None, what: str) -> list[int]:
+def int_list(text: str | Sequence[int] | None, what: str) -> list[int]:
     if text is None or text == "":
         return []
     if not isinstance(text, str):
@@ -1589,39 +1534,9 @@ def _int_list(text: str | Sequence[int] | None, what: str) -> list[int]:
     return values
 
 
-def run_from_args(args) -> int:
-    """`vitpose-trt bench`: run, print the table, write --json / --plot. Returns the exit code."""
-    people = _int_list(args.people, "--people")
-    if not people:
-        raise ValueError("--people: give at least one people count")
-    coco = getattr(args, "coco_sample", None)
-    if getattr(args, "synthetic", False):
-        coco = False
-    result = run_benchmark(
-        checkpoint=getattr(args, "checkpoint", None), variant=getattr(args, "variant", None) or "b",
-        engine=args.engine, people=people, batches=_int_list(args.batches, "--batches"),
-        alternatives=args.alternatives, iters=args.iters, warmup=args.warmup,
-        max_seconds_per_row=getattr(args, "max_seconds_per_row", 10.0), mode=args.mode,
-        flip_test=args.flip_test, device=getattr(args, "device", None), coco_sample=coco,
-        threads=getattr(args, "threads", None), progress=not getattr(args, "no_progress", False))
-    print(format_table(result))
-    if args.json:
-        print(f"wrote {write_json(result, args.json)}")
-    if args.plot:
-        try:
-            print(f"wrote {plot_results(result, args.plot)}")
-        except ImportError:
-            print("--plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
-            return 2
-    if not any(r.get("status") == "ok" for r in result["rows"]):
-        print("vitpose-trt bench: no alternative could run here", file=sys.stderr)
-        return 1
-    return 0
-
-
 __all__ = [
     "ALTERNATIVES", "BenchContext", "Runner", "Scenario", "Skip", "Timer", "build_hf_model", "build_scenarios",
     "count_macs", "environment", "format_table", "keypoint_disagreement", "measure_matmul_rate", "model_flops",
-    "plot_results", "reference_keypoints", "resolve_alternatives", "run_benchmark", "run_from_args", "summarize",
+    "plot_results", "reference_keypoints", "resolve_alternatives", "run_benchmark", "summarize",
     "to_hf_state_dict", "write_json",
 ]

@@ -181,9 +181,30 @@ def _infer(args) -> int:
 
 
 def _bench(args) -> int:
-    from vitpose_trt.bench import run_from_args
+    from vitpose_trt.bench import format_table, int_list, plot_results, run_benchmark, write_json
 
-    return run_from_args(args)
+    people = int_list(args.people, "--people")
+    if not people:
+        raise ValueError("--people: give at least one people count")
+    result = run_benchmark(
+        checkpoint=args.checkpoint, variant=args.variant or "b", engine=args.engine, people=people,
+        batches=int_list(args.batches, "--batches"), alternatives=args.alternatives, iters=args.iters,
+        warmup=args.warmup, max_seconds_per_row=args.max_seconds_per_row, mode=args.mode,
+        flip_test=args.flip_test, device=args.device, coco_sample=False if args.synthetic else args.coco_sample,
+        threads=args.threads, progress=not args.no_progress)
+    print(format_table(result))
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}")
+    if args.plot:
+        try:
+            print(f"wrote {plot_results(result, args.plot)}")
+        except ImportError:
+            print("vitpose-trt bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+            return 2
+    if not any(r.get("status") == "ok" for r in result["rows"]):
+        print("vitpose-trt bench: no alternative could run here", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

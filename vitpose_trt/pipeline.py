@@ -20,7 +20,7 @@ from vitpose_trt.coco import flip_index
 from vitpose_trt.crop import preprocess
 from vitpose_trt.decode import postprocess
 from vitpose_trt.engines import Engine, open_engine
-from vitpose_trt.geometry import boxes_to_transforms, check_boxes, check_frame, check_mode, inverse_warp_matrices
+from vitpose_trt.geometry import check_boxes, check_frame, check_mode
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,3 @@ def _host_frame(frame) -> np.ndarray:
         return torch.as_tensor(frame).cpu().numpy()
     return check_frame(frame)
 
-
-def transforms_and_inverse(boxes, mode: str, input_size) -> tuple[np.ndarray, np.ndarray]:
-    """Per-box transforms (N, 4) float32 and crop->frame matrices (N, 2, 3) float64, for the kernels."""
-    transforms = boxes_to_transforms(boxes, input_size)
-    return transforms, inverse_warp_matrices(transforms, mode, input_size)
