@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes, save_onnx
+from vitpose_trt.coco import sample_dir
 from vitpose_trt.engines.tensorrt import (
     EngineMismatchError,
     TensorRTUnavailableError,
@@ -259,7 +260,7 @@ def verification_crops(input_size: Sequence[int], mode: str = "udp", *, flip_tes
     from vitpose_trt.crop import preprocess
 
     size = (int(input_size[0]), int(input_size[1]))
-    root = Path(os.fspath(coco_dir)) if coco_dir is not None else _coco_sample_dir()
+    root = Path(os.fspath(coco_dir)) if coco_dir is not None else sample_dir()
     per = max(1, max_crops // 2) if flip_test else max_crops
     if root is not None and (root / "person_detections.json").is_file():
         import cv2
@@ -283,17 +284,6 @@ def verification_crops(input_size: Sequence[int], mode: str = "udp", *, flip_tes
     rng = np.random.default_rng(0)
     crops = rng.standard_normal((per * (2 if flip_test else 1), 3, *size)).astype(np.float32)
     return crops, f"{len(crops)} synthetic crops (the COCO sample photos were not found)"
-
-
-def _coco_sample_dir() -> Path | None:
-    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
-    if env:
-        return Path(env)
-    import vitpose_trt
-
-    # a development checkout: <repo>/../shared/data/coco-sample, as the tests use
-    path = Path(vitpose_trt.__file__).resolve().parents[2] / "shared" / "data" / "coco-sample"
-    return path if path.is_dir() else None
 
 
 # --------------------------------------------------------------------------------------------

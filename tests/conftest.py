@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ CUDA_SKIP_REASON = "needs an NVIDIA GPU and the CUDA build of vitpose_trt._C"
 
 def coco_sample_dir() -> Path | None:
     """`../shared/data/coco-sample` beside the checkout (or $VITPOSE_TRT_COCO_SAMPLE), if present."""
-    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "coco-sample"
-    return path if (path / "person_detections.json").is_file() else None
+    from vitpose_trt.coco import sample_dir
+
+    return sample_dir()
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from vitpose_trt import bench
+from vitpose_trt.coco import sample_dir
 from vitpose_trt.bench import (
     Runner,
     Skip,
@@ -136,7 +137,7 @@ def test_missing_coco_sample_falls_back_to_synthetic(tmp_path, monkeypatch):
 
 
 def test_coco_sample_scenarios_repeat_real_boxes():
-    root = bench.coco_sample_dir()
+    root = sample_dir()
     if root is None:
         pytest.skip("real photos not found: ../shared/data/coco-sample is absent (set VITPOSE_TRT_COCO_SAMPLE)")
     frame, boxes = bench.compose_coco_frame(root)

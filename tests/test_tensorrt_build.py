@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import types
@@ -34,6 +33,7 @@ from build_engine.tensorrt_build import (
     verification_crops,
     write_sidecar,
 )
+from vitpose_trt.coco import sample_dir
 from vitpose_trt.engines.tensorrt import (
     INSTALL_HINT,
     EngineMismatchError,
@@ -422,16 +422,10 @@ def test_keypoint_disagreement_rejects_mismatched_shapes():
         keypoint_disagreement(np.zeros((1, 2, 64, 48), np.float32), np.zeros((1, 3, 64, 48), np.float32))
 
 
-def _coco_sample_dir() -> Path:
-    """Where the `coco_sample` fixture found the photos (it skips the test when they are absent)."""
-    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "coco-sample"
-
-
 def test_verification_crops_real_and_synthetic(coco_sample, tmp_path):
-    crops, where = verification_crops((256, 192), "udp", max_crops=8, coco_dir=_coco_sample_dir())
+    crops, where = verification_crops((256, 192), "udp", max_crops=8, coco_dir=sample_dir())
     assert crops.shape == (8, 3, 256, 192) and crops.dtype == np.float32 and "COCO sample" in where
-    flipped, _ = verification_crops((256, 192), "udp", flip_test=True, max_crops=8, coco_dir=_coco_sample_dir())
+    flipped, _ = verification_crops((256, 192), "udp", flip_test=True, max_crops=8, coco_dir=sample_dir())
     assert flipped.shape == (8, 3, 256, 192)
     np.testing.assert_array_equal(flipped[4:], flipped[:4, :, :, ::-1])
     synthetic, where = verification_crops((256, 192), max_crops=3, coco_dir=tmp_path)

@@ -25,9 +25,10 @@ Alternatives (each only where installed and runnable; all from the same weights 
 Weights are the fixed-seed random ViTPose-B by default (speed does not depend on the weights) and
 the output says so.
 
-On the GPU the per-stage numbers of the package's rows come from an instrumented replica of
-`VitPoseTRT`'s GPU path (the same buffers, kernels and engine call, with events between stages);
-the e2e column of those rows times the real `VitPoseTRT.infer`.
+The per-stage numbers of the package's rows come from `VitPoseTRT`'s own paths through their stage
+hooks (CUDA events on its compute stream on the GPU, perf_counter on the CPU); the e2e column times
+`VitPoseTRT.infer`. On the GPU, "upload" also holds the host-side staging of the frame and the
+per-box matrices that precede the copy.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from vitpose_trt.coco import sample_dir
+from vitpose_trt.engines.tensorrt import tensorrt_available
 
 log = logging.getLogger(__name__)
 
@@ -214,20 +218,6 @@ class Scenario:
         return f"{self.people} people"
 
 
-def coco_sample_dir(path: str | os.PathLike | None = None) -> Path | None:
-    """The coco-sample folder (photos + person_detections.json), or None when it is absent.
-
-    Order: `path`, $VITPOSE_TRT_COCO_SAMPLE, <repo>/../shared/data/coco-sample.
-    """
-    if path is None:
-        env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
-        path = env if env else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-sample"
-    p = Path(path)
-    if (p / "person_detections.json").is_file() and any(p.glob("*.jpg")):
-        return p
-    return None
-
-
 def compose_coco_frame(sample_dir: Path, frame_size: tuple[int, int] = FRAME_SIZE,
                        min_score: float = COCO_MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
     """The coco-sample photos on a grid over one frame, and their detector boxes moved with them.
@@ -297,14 +287,14 @@ def build_scenarios(people: Sequence[int], coco_sample: str | os.PathLike | bool
 
     Args:
         people: people per frame, e.g. (1, 4, 16).
-        coco_sample: the coco-sample folder; None: found as `coco_sample_dir` does; False: synthetic.
+        coco_sample: the coco-sample folder; None: found as `vitpose_trt.coco.sample_dir` does; False: synthetic.
             Real detector boxes are used where the folder exists; they repeat (in score order) to
             reach the count.
     """
     if coco_sample is False:
         sample = None
     else:
-        sample = coco_sample_dir(None if coco_sample is None or coco_sample is True else coco_sample)
+        sample = sample_dir(None if coco_sample is None or coco_sample is True else coco_sample)
     if sample is not None:
         frame, boxes = compose_coco_frame(sample, frame_size)
         source = "coco-sample"
@@ -355,9 +345,8 @@ def reference_keypoints(model, frame: np.ndarray, boxes: np.ndarray, mode: str =
     with torch.inference_mode():
         heat = np.concatenate([model(torch.from_numpy(crops[i:i + chunk])).numpy()
                                for i in range(0, len(crops), chunk)])
-    keypoints = postprocess(heat[:n], transforms, mode, flipped=heat[n:] if flip else None, flip_pairs=flip_pairs,
-                            impl="numpy")
     merged = merge_flip(heat[:n], heat[n:], mode, flip_pairs) if flip else heat
+    keypoints = postprocess(merged, transforms, mode, impl="numpy")
     return Reference(keypoints=keypoints, heatmaps=merged, transforms=transforms, mode=mode)
 
 
@@ -560,25 +549,12 @@ class BenchContext:
 
 
 def _cpu_pipeline_runner(name: str, pose, description: str) -> Runner:
-    """VitPoseTRT's CPU path, stage by stage (it is what `VitPoseTRT._infer_cpu` runs)."""
-    from vitpose_trt.crop import preprocess
-    from vitpose_trt.decode import postprocess
-    from vitpose_trt.geometry import check_boxes
-
-    eng, mode, flip = pose.engine, pose.mode, pose.flip_test
+    """VitPoseTRT's own CPU path, timed per stage through its stage hook."""
+    eng = pose.engine
     host_roundtrip = eng.device == "cuda"
 
     def infer(frame, boxes, timer):
-        boxes = check_boxes(boxes)
-        n = len(boxes)
-        crops, transforms = preprocess(frame, boxes, mode, input_size=eng.input_size, impl=pose.impl, flip=flip)
-        timer.mark("crop")
-        heat = eng.run(crops)
-        timer.mark("model")
-        out = postprocess(heat[:n], transforms, mode, flipped=heat[n:] if flip else None,
-                          flip_pairs=pose.flip_pairs, impl=pose.impl)
-        timer.mark("decode")
-        return out
+        return pose._infer_cpu(frame, boxes, stage_hook=timer.mark)
 
     def batch(b):
         x = np.random.default_rng(0).standard_normal((b, 3, *eng.input_size)).astype(np.float32)
@@ -643,7 +619,7 @@ def _cuda_reason() -> str:
 def runner_tensorrt(ctx: BenchContext) -> Runner:
     if ctx.plan_path is None:
         raise Skip("no TensorRT engine given (pass --engine model.engine, built with `vitpose-trt build`)")
-    if tensorrt_version() is None:
+    if not tensorrt_available():
         raise Skip("the tensorrt package is not installed")
     ctx.need_cuda()
     from vitpose_trt.engines import open_engine
@@ -1151,6 +1127,9 @@ def run_benchmark(*, model=None, checkpoint=None, variant: str = "b", engine=Non
     from vitpose_trt.geometry import check_mode
 
     check_mode(mode)
+    if iters < 1 or warmup < 0 or max_seconds_per_row <= 0:
+        raise ValueError(f"need iters >= 1, warmup >= 0 and max_seconds_per_row > 0; got {iters}, {warmup}, "
+                         f"{max_seconds_per_row}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     saved_threads = torch.get_num_threads()

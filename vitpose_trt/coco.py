@@ -38,6 +38,23 @@ def flip_index(num_keypoints: int, flip_pairs=None) -> list[int]:
 
 # --- COCO files: detections in, keypoint results out --------------------------------------------
 
+def sample_dir(path=None):
+    """The folder of real COCO photos + person_detections.json used by tests, benchmarks and the
+    engine build's accuracy check, or None when absent.
+
+    Order: `path`, $VITPOSE_TRT_COCO_SAMPLE, then `../shared/data/coco-sample` beside a development
+    checkout. Nothing is downloaded.
+    """
+    import os
+    from pathlib import Path
+
+    if path is None:
+        env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
+        path = env if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-sample"
+    p = Path(path)
+    return p if (p / "person_detections.json").is_file() and any(p.glob("*.jpg")) else None
+
+
 def load_detections(path) -> dict:
     """Person boxes from a COCO-format JSON, keyed by image id and by file name.
 

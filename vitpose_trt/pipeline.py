@@ -11,6 +11,7 @@ Two paths share the one pre/post implementation:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +101,10 @@ class VitPoseTRT:
             return self._gpu.infer_async(frame, boxes)
         return PendingResult(lambda: None, self._infer_cpu(frame, boxes))
 
-    def _infer_cpu(self, frame, boxes) -> np.ndarray:
+    def _infer_cpu(self, frame, boxes, stage_hook: Callable[[str], None] | None = None) -> np.ndarray:
+        """The CPU path. `stage_hook(name)` is called after each stage of each chunk ("crop",
+        "model", "decode"): the benchmark times this very path with it."""
+        mark = stage_hook or (lambda stage: None)
         frame = _host_frame(frame)
         boxes = check_boxes(boxes)
         k = self.engine.num_keypoints
@@ -111,11 +115,14 @@ class VitPoseTRT:
         for lo, hi in _chunks(len(boxes), self.engine.max_batch, self.flip_test):
             crops, transforms = preprocess(frame, boxes[lo:hi], self.mode, input_size=self.engine.input_size,
                                            impl=self.impl, flip=self.flip_test)
+            mark("crop")
             heatmaps = self.engine.run(crops)
+            mark("model")
             n = hi - lo
             flipped = heatmaps[n:] if self.flip_test else None
             out[lo:hi] = postprocess(heatmaps[:n], transforms, self.mode, flipped=flipped,
                                      flip_pairs=self.flip_pairs, impl=self.impl)
+            mark("decode")
         return out
 
 
