@@ -55,6 +55,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
+from build_engine.onnx_export import EXTERNAL_DATA_BYTES, save_onnx
+
 log = logging.getLogger(__name__)
 
 FP32_OPS = ("LayerNormalization",)  # always FP32: FP16 LayerNorm overflows (see the module docstring)
@@ -66,7 +68,6 @@ OUTPUT_DTYPE = "float32"  # default graph output dtype (heatmaps)
 _DTYPES: dict[str, int] = {"float16": TensorProto.FLOAT16, "float32": TensorProto.FLOAT}
 _DTYPE_NAMES: dict[int, str] = {v: k for k, v in _DTYPES.items()}
 # Protobuf cannot serialize a message over 2 GiB; leave headroom for the graph itself.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,12 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
 
     blocked = fp32_ops_for(fp32_softmax)
     _untie_initializers(model.graph, blocked)
+    shape_kwargs: dict[str, bool] = {}
+    if sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES:
+        # Over protobuf's 2 GB (ViTPose-H in FP32) the converter's in-memory shape inference fails:
+        # infer by path instead, and tell the converter the shapes are there (I/O dtypes are checked above).
+        model = _infer_shapes_by_path(model)
+        shape_kwargs = {"disable_shape_infer": True, "check_fp16_ready": False}
     with warnings.catch_warnings(record=True) as caught:
         # The converter warns once per tensor whose values it clamps into FP16 range (values
         # below 1e-7 in magnitude, typically exact-zero-ish weights): informative, not a problem.
@@ -134,7 +141,7 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
         # keep_io_types=False: the converter then makes input and output FP16; the output dtype
         # is set afterwards (it only knows "both FP32" or "both FP16").
         converted = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=list(blocked),
-                                                     check_fp16_ready=True)
+                                                     **shape_kwargs)
     clamped = sum(1 for w in caught if "truncated" in str(w.message))
     for w in caught:
         if "truncated" not in str(w.message):
@@ -154,19 +161,6 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
     return Fp16Graph(converted, blocked, input_dtype, output_dtype, clamped)
 
 
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
-    """Save a ModelProto, with external weight data beside it when it is too big for protobuf."""
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    big = sum(len(t.raw_data) for t in model.graph.initializer) > _EXTERNAL_DATA_BYTES
-    if big:
-        onnx.save_model(model, os.fspath(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data")
-    else:
-        onnx.save_model(model, os.fspath(path))
-    return path
-
-
 def graph_io_dtypes(model: onnx.ModelProto) -> dict[str, dict[str, str]]:
     """{"input": {"name": ..., "dtype": "float16"}, "output": {...}} for a one-input one-output graph."""
     def one(values: Sequence[onnx.ValueInfoProto], what: str) -> dict[str, str]:
@@ -176,6 +170,16 @@ def graph_io_dtypes(model: onnx.ModelProto) -> dict[str, dict[str, str]]:
         return {"name": values[0].name, "dtype": _DTYPE_NAMES.get(elem, TensorProto.DataType.Name(elem).lower())}
 
     return {"input": one(list(model.graph.input), "input"), "output": one(list(model.graph.output), "output")}
+
+
+def _infer_shapes_by_path(model: onnx.ModelProto) -> onnx.ModelProto:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "shapes.onnx"
+        save_onnx(model, src)
+        onnx.shape_inference.infer_shapes_path(os.fspath(src), os.fspath(dst))
+        return onnx.load(os.fspath(dst))
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,21 @@ log = logging.getLogger(__name__)
 INPUT_NAME, OUTPUT_NAME = "input", "heatmaps"
 MIN_OPSET = 17
 MAX_ABS_DIFF = 1e-4  # fp32 ONNX Runtime vs fp32 PyTorch: summation order only
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf cannot hold a message over 2 GB (ViTPose-H in FP32 is 2.5 GB)
+
+
+def save_onnx(model, path: str | os.PathLike) -> Path:
+    """Save a ModelProto; over ~1.8 GB of weights they go to one `<name>.data` file beside it."""
+    import onnx
+
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES:
+        onnx.save_model(model, os.fspath(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data")
+    else:
+        onnx.save_model(model, os.fspath(path))
+    return path
 
 
 @dataclass
@@ -55,17 +71,16 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
     model = model.eval().float().cpu()
     config = model.config
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, *config.input_size)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # The TorchScript exporter is "legacy" since torch 2.9 but gives the plain, well-trodden
         # graph TensorRT parses best, and it needs no onnxscript. Its deprecation notice is noise here.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        raw = Path(tmp) / "model.onnx"  # over 2 GB torch writes one loose file per weight here
+        torch.onnx.export(model, (dummy,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
-
-    proto = onnx.load(str(path))
+        proto = onnx.load(str(raw))
     random_weights = bool(getattr(model, "random_weights", False))
     meta = {
         "variant": config.variant,
@@ -78,8 +93,8 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    save_onnx(proto, path)
+    onnx.checker.check_model(str(path))  # by path: works past 2 GB
 
     diff = float("nan")
     if check:

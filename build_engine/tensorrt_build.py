@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Disagreement", "EngineVerificationError", "EngineMismatchError", "ModelInfo", "ProfileShapes",
-    "TensorRTUnavailableError", "build", "default_timing_cache_path", "keypoint_disagreement", "make_sidecar",
+    "TensorRTUnavailableError", "build", "default_timing_cache_path", "heatmap_disagreement", "make_sidecar",
     "onnx_sha256", "profile_shapes", "verification_crops", "write_sidecar",
 ]
 
@@ -132,7 +132,7 @@ class Disagreement:
     max_abs: float
 
 
-def keypoint_disagreement(reference: np.ndarray, candidate: np.ndarray, mode: str = "udp", *,
+def heatmap_disagreement(reference: np.ndarray, candidate: np.ndarray, mode: str = "udp", *,
                           min_score: float = 0.0) -> Disagreement:
     """How far the keypoints decoded from `candidate` heatmaps lie from those of `reference`.
 
@@ -470,8 +470,8 @@ def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool) -> d
     candidate = engine.run(crops)
     engine.close()
     reference = src.reference(crops)
-    confident = keypoint_disagreement(reference, candidate, mode, min_score=CONFIDENT_SCORE)
-    every = keypoint_disagreement(reference, candidate, mode)
+    confident = heatmap_disagreement(reference, candidate, mode, min_score=CONFIDENT_SCORE)
+    every = heatmap_disagreement(reference, candidate, mode)
     log.info("verification on %s against %s: confident keypoints (score >= %.1f, %d): mean %.3f px, max %.2f px; "
              "all %d keypoints: mean %.3f px, max %.2f px (heatmap pixels); max |heatmap diff| %.3g",
              where, src.reference_name, CONFIDENT_SCORE, confident.keypoints, confident.mean_px, confident.max_px,
@@ -554,8 +554,9 @@ def _pin_fp32_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig
     """The pre-strong-typing recipe: FP16 builder flag, normalization (and softmax) layers forced FP32."""
     import tensorrt as trt
 
-    wanted = {"LayerNormalization": trt.LayerType.NORMALIZATION, "Softmax": trt.LayerType.SOFTMAX}
-    types = [wanted[op] for op in fp32_ops if op in wanted]
+    # getattr: LayerType.NORMALIZATION only exists from TensorRT 8.6 (older parsers split LayerNorm up)
+    wanted = {"LayerNormalization": getattr(trt.LayerType, "NORMALIZATION", None), "Softmax": trt.LayerType.SOFTMAX}
+    types = [wanted[op] for op in fp32_ops if wanted.get(op) is not None]
     config.set_flag(trt.BuilderFlag.FP16)
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)  # a hint TensorRT may ignore is no fix
     pinned = 0
@@ -594,9 +595,10 @@ def _load_timing_cache(config: trt.IBuilderConfig, path: Path) -> trt.ITimingCac
 def _dtype_name(dtype: trt.DataType) -> str:
     import tensorrt as trt
 
+    # getattr: BF16 is new in TensorRT 9, and the 8.x fallback path must not fail on reading it
     for trt_type, name in ((trt.DataType.FLOAT, "float32"), (trt.DataType.HALF, "float16"),
-                           (trt.DataType.BF16, "bfloat16")):
-        if dtype == trt_type:
+                           (getattr(trt.DataType, "BF16", None), "bfloat16")):
+        if trt_type is not None and dtype == trt_type:
             return name
     return str(dtype)
 

@@ -26,7 +26,7 @@ from build_engine.tensorrt_build import (
     ModelInfo,
     build,
     default_timing_cache_path,
-    keypoint_disagreement,
+    heatmap_disagreement,
     make_sidecar,
     onnx_sha256,
     profile_shapes,
@@ -281,7 +281,7 @@ def test_fp16_graph_accuracy_vitpose(tiny_vitpose_onnx, real_crops, tmp_path, fp
     fp16 = ort_run(fp16_path, real_crops)
     _check_fp16_argmax(reference, fp16)
     # the build's metric (decode-based, heatmap pixels) sees the same: only near-tied maps differ
-    d = keypoint_disagreement(reference, fp16, "udp")
+    d = heatmap_disagreement(reference, fp16, "udp")
     assert d.keypoints == reference.shape[0] * reference.shape[1]
     moved = np.linalg.norm(argmax_xy(fp16) - argmax_xy(reference), axis=-1) > 0
     assert d.mean_px <= d.max_px * moved.mean() + 1e-3
@@ -384,7 +384,7 @@ def gaussian_heatmaps(centers: np.ndarray, size=(64, 48), sigma=2.0, peak=0.9) -
 
 def test_keypoint_disagreement_identical_is_zero():
     hm = gaussian_heatmaps(np.array([[[10.0, 20.0], [30.0, 40.0]]]))
-    d = keypoint_disagreement(hm, hm.copy())
+    d = heatmap_disagreement(hm, hm.copy())
     assert (d.max_px, d.mean_px, d.keypoints, d.max_abs) == (0.0, 0.0, 2, 0.0)
 
 
@@ -392,7 +392,7 @@ def test_keypoint_disagreement_identical_is_zero():
 def test_keypoint_disagreement_measures_shifts_in_heatmap_pixels(mode):
     centers = np.array([[[10.0, 20.0], [30.0, 40.0], [24.0, 12.0]]])
     shift = np.array([[[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]]])
-    d = keypoint_disagreement(gaussian_heatmaps(centers), gaussian_heatmaps(centers + shift), mode)
+    d = heatmap_disagreement(gaussian_heatmaps(centers), gaussian_heatmaps(centers + shift), mode)
     # integer shifts of a Gaussian: argmax moves exactly; DARK (udp) refines both to the center
     assert d.max_px == pytest.approx(2.0, abs=0.02)
     assert d.mean_px == pytest.approx(1.0, abs=0.02)
@@ -400,7 +400,7 @@ def test_keypoint_disagreement_measures_shifts_in_heatmap_pixels(mode):
 
 def test_keypoint_disagreement_subpixel_with_dark():
     centers = np.array([[[20.3, 30.0]]])
-    d = keypoint_disagreement(gaussian_heatmaps(centers), gaussian_heatmaps(centers + [[[0.25, 0.0]]]), "udp")
+    d = heatmap_disagreement(gaussian_heatmaps(centers), gaussian_heatmaps(centers + [[[0.25, 0.0]]]), "udp")
     assert d.mean_px == pytest.approx(0.25, abs=0.03)  # DARK resolves what argmax cannot
 
 
@@ -410,16 +410,16 @@ def test_keypoint_disagreement_counts_only_confident_keypoints():
     ref[0, 1] *= 0.1  # an occluded keypoint: peak 0.09
     cand = gaussian_heatmaps(centers + [[[0.0, 0.0], [5.0, 0.0]]])
     cand[0, 1] *= 0.1
-    assert keypoint_disagreement(ref, cand).max_px == pytest.approx(5.0, abs=0.05)
-    confident = keypoint_disagreement(ref, cand, min_score=0.3)
+    assert heatmap_disagreement(ref, cand).max_px == pytest.approx(5.0, abs=0.05)
+    confident = heatmap_disagreement(ref, cand, min_score=0.3)
     assert (confident.keypoints, confident.max_px) == (1, 0.0)
-    none = keypoint_disagreement(ref * 0.1, cand * 0.1, min_score=0.3)
+    none = heatmap_disagreement(ref * 0.1, cand * 0.1, min_score=0.3)
     assert none.keypoints == 0
 
 
 def test_keypoint_disagreement_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="same"):
-        keypoint_disagreement(np.zeros((1, 2, 64, 48), np.float32), np.zeros((1, 3, 64, 48), np.float32))
+        heatmap_disagreement(np.zeros((1, 2, 64, 48), np.float32), np.zeros((1, 3, 64, 48), np.float32))
 
 
 def test_verification_crops_real_and_synthetic(coco_sample, tmp_path):

@@ -41,14 +41,16 @@ class _Slot:
 class GpuPipeline:
     def __init__(self, engine: Engine, mode: str, flip_test: bool, flip_pairs=None) -> None:
         self.engine, self.mode, self.flip = engine, mode, flip_test
-        self.device = torch.device("cuda", torch.cuda.current_device())
+        self.device = engine.torch_device  # every CUDA engine has it, and the input_dtype it reads
+        if getattr(engine, "min_batch", 1) > 1:
+            raise ValueError(f"the engine's optimization profile starts at batch {engine.min_batch}; the GPU "
+                             "pipeline runs any number of boxes: rebuild it with the default minimum of 1")
         self.ext = _ext.extension()
         self.compute = torch.cuda.Stream(self.device)
         self.upload = torch.cuda.Stream(self.device)
         self.slots = [_Slot(self.device) for _ in range(SLOTS)]
         self.next_slot = 0
-        dtype = torch.float16 if engine.precision == "fp16" else torch.float32
-        self.input = GrowBuffer(dtype, self.device)
+        self.input = GrowBuffer(engine.input_dtype, self.device)
         k = engine.num_keypoints
         self.flip_index = (torch.tensor(flip_index(k, flip_pairs), dtype=torch.int32, device=self.device)
                            if flip_test else None)

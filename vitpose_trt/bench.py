@@ -585,10 +585,9 @@ def _pipeline_runner(name: str, pose, description: str) -> Runner:
     import torch
 
     eng, stream = pose.engine, pose._gpu.compute
-    dtype = torch.float16 if eng.precision == "fp16" else torch.float32
 
     def batch(b):
-        x = torch.randn(b, 3, *eng.input_size, device="cuda").to(dtype)
+        x = torch.randn(b, 3, *eng.input_size, device=eng.torch_device).to(eng.input_dtype)
         return lambda: eng.run_cuda(x, stream)
 
     return Runner(name=name, device="cuda", precision=eng.precision, description=description,

@@ -42,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="checkpoint or .onnx")
     p.add_argument("-o", "--output", required=True, help="output .engine path (a .json sidecar is written next to it)")
     p.add_argument("--fp16", action="store_true", help="FP16 engine with LayerNorm kept in FP32 (recommended)")
-    p.add_argument("--max-batch", type=int, default=64, help="largest batch of crops (default 64)")
-    p.add_argument("--opt-batch", type=int, default=8, help="batch size TensorRT tunes for (default 8)")
+    p.add_argument("--max-batch", type=int, default=64,
+                   help="most boxes per engine call (default 64; --flip-test doubles the crops)")
+    p.add_argument("--opt-batch", type=int, default=8, help="box count TensorRT tunes for (default 8)")
+    p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
+    p.add_argument("--fp32-softmax", action="store_true",
+                   help="also keep the attention softmax in FP32 (if the accuracy check asks for it)")
     p.add_argument("--flip-test", action="store_true", help="engine for flip test (doubles the batch range)")
     p.add_argument("--mode", choices=("udp", "classic"), default="udp", help="pipeline recorded in the sidecar")
     p.add_argument("--no-verify", action="store_true", help="skip the build-time accuracy check against PyTorch")
@@ -120,8 +124,13 @@ def _build(args) -> int:
 
     if not args.fp16:
         logging.getLogger(__name__).warning("building an FP32 engine (pass --fp16 for the fast one)")
+    source = args.source
+    if args.expert is not None:  # the builder takes a model; the expert is chosen when loading it
+        from vitpose_trt.checkpoint import load_model
+
+        source = load_model(args.source, expert=args.expert)
     try:
-        out = build(args.source, args.output, fp16=args.fp16, max_batch=args.max_batch, opt_batch=args.opt_batch,
+        out = build(source, args.output, fp16=args.fp16, fp32_softmax=args.fp32_softmax, max_batch=args.max_batch, opt_batch=args.opt_batch,
                     flip_test=args.flip_test, verify=not args.no_verify, workspace_gb=args.workspace_gb,
                     mode=args.mode)
     except TensorRTUnavailableError as e:
@@ -157,7 +166,7 @@ def _infer(args) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, total = [], 0
-    for path in images:
+    for index, path in enumerate(images):
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             raise ValueError(f"cannot read image {path}")
@@ -171,7 +180,7 @@ def _infer(args) -> int:
             boxes = boxes[boxes[:, 4] >= args.box_thr]
         keypoints = pose.infer(frame, boxes)
         total += len(keypoints)
-        results += keypoint_results(image_id if image_id is not None else len(results), keypoints, boxes[:, 4])
+        results += keypoint_results(image_id if image_id is not None else index, keypoints, boxes[:, 4])
         cv2.imwrite(str(out_dir / f"{path.stem}_pose.jpg"), draw_poses(frame, keypoints, boxes, args.kpt_thr))
     with open(out_dir / "keypoints.json", "w") as f:
         json.dump(results, f)

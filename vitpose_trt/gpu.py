@@ -21,6 +21,9 @@ def as_cuda_frame(frame, device: torch.device | str = "cuda") -> torch.Tensor:
         t = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(frame, device="cuda")
         if t.device.type != "cuda":
             raise ValueError(f"frame: expected a CUDA tensor or a numpy array, got a tensor on {t.device}")
+        want = torch.device(device)
+        if want.index is not None and t.device != want:
+            raise ValueError(f"frame: is on {t.device} but the engine runs on {want}")
         if t.ndim != 3 or t.shape[2] != 3 or t.dtype != torch.uint8:
             raise ValueError(f"frame: expected (H, W, 3) uint8, got {tuple(t.shape)} {t.dtype}")
         if t.shape[0] < 1 or t.shape[1] < 1:

@@ -40,6 +40,8 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
     suffix = path.suffix.lower() if path is not None else ""
 
+    if suffix in PLAN_SUFFIXES and backend not in ("auto", "tensorrt"):
+        raise ValueError(f"{path} is a TensorRT engine: it runs only with backend='tensorrt' (or 'auto')")
     if suffix in PLAN_SUFFIXES or backend == "tensorrt":
         if suffix not in PLAN_SUFFIXES:
             raise ValueError(
@@ -48,7 +50,7 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
             )
         from vitpose_trt.engines.tensorrt import TensorRTEngine
 
-        return TensorRTEngine(path)
+        return TensorRTEngine(path, device=device)
     if suffix == ".onnx" or backend == "onnxruntime":
         if suffix != ".onnx":
             raise ValueError(f"the onnxruntime backend needs an .onnx file, got {path}; export one with `vitpose-trt export`")

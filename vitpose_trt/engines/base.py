@@ -25,6 +25,9 @@ class Engine(ABC):
         max_batch: largest batch one call accepts (None: unlimited). The pipeline chunks above it.
         random_weights: True when the weights are the fixed-seed random ones (benchmarks, tests).
         precision: "fp32" or "fp16": the dtype of the input the engine wants on the device path.
+
+    CUDA engines also have `torch_device` (the torch.device they run on) and `input_dtype` (the
+    torch dtype `run_cuda` takes): the GPU pipeline allocates the crops with them.
     """
 
     name: str = "engine"

@@ -449,8 +449,9 @@ def _torch_dtype(dtype: trt.DataType, tensor: str) -> torch.dtype:
     import tensorrt as trt
     import torch
 
+    # getattr: BF16 is new in TensorRT 9; engines built by the 8.x fallback must still load
     for trt_type, torch_type in ((trt.DataType.FLOAT, torch.float32), (trt.DataType.HALF, torch.float16),
-                                 (trt.DataType.BF16, torch.bfloat16)):
-        if dtype == trt_type:
+                                 (getattr(trt.DataType, "BF16", None), torch.bfloat16)):
+        if trt_type is not None and dtype == trt_type:
             return torch_type
     raise ValueError(f"tensor {tensor!r} has TensorRT dtype {dtype}; expected FLOAT, HALF or BF16")

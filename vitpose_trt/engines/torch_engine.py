@@ -32,7 +32,7 @@ class TorchEngine(Engine):
             raise ValueError("fp16 needs a CUDA device; use precision='fp32' on the CPU")
         self.device = self.torch_device.type
         self.precision = precision
-        self.dtype = _DTYPES[precision]
+        self.dtype = self.input_dtype = _DTYPES[precision]
         self.model = model.eval().to(self.torch_device, self.dtype)
         config = getattr(model, "config", None)
         if config is not None:
