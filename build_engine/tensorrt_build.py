@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes, save_onnx
-from vitpose_trt.coco import sample_dir
+from vitpose_trt.coco import load_sample, sample_dir
 from vitpose_trt.engines.tensorrt import (
     EngineMismatchError,
     TensorRTUnavailableError,
@@ -260,20 +260,11 @@ def verification_crops(input_size: Sequence[int], mode: str = "udp", *, flip_tes
     from vitpose_trt.crop import preprocess
 
     size = (int(input_size[0]), int(input_size[1]))
-    root = Path(os.fspath(coco_dir)) if coco_dir is not None else sample_dir()
+    root = sample_dir(coco_dir)
     per = max(1, max_crops // 2) if flip_test else max_crops
-    if root is not None and (root / "person_detections.json").is_file():
-        import cv2
-
-        from vitpose_trt.coco import image_id_from_name, load_detections
-
-        detections = load_detections(root / "person_detections.json")["by_id"]
-        photos = []
-        for image in sorted(root.glob("*.jpg")):
-            boxes = detections.get(image_id_from_name(image.name))
-            frame = cv2.imread(str(image), cv2.IMREAD_COLOR)
-            if boxes is not None and frame is not None and len(boxes):
-                photos.append((frame, boxes[np.argsort(-boxes[:, 4])]))  # most confident first: whole people
+    if root is not None:
+        # most confident boxes first: whole people
+        photos = [(frame, boxes) for _, frame, boxes in load_sample(root)]
         if photos:
             per_photo = -(-per // len(photos))  # ceil: every photo contributes
             crops = np.concatenate([preprocess(frame, boxes[:per_photo, :4], mode, input_size=size)[0]

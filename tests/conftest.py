@@ -3,8 +3,6 @@ and a generator of realistic synthetic heatmaps."""
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +22,14 @@ def coco_sample_dir() -> Path | None:
 @pytest.fixture(scope="session")
 def coco_sample() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """[(file name, BGR frame, (M, 5) x1,y1,x2,y2,score detector boxes)] for the 4 real photos."""
-    import cv2
+    from vitpose_trt.coco import load_sample
 
     root = coco_sample_dir()
     if root is None:
         pytest.skip("real photos not found: ../shared/data/coco-sample is absent (set VITPOSE_TRT_COCO_SAMPLE)")
-    images = json.loads((root / "person_keypoints.json").read_text())["images"]
-    dets = json.loads((root / "person_detections.json").read_text())
-    out = []
-    for im in sorted(images, key=lambda im: im["file_name"]):
-        frame = cv2.imread(str(root / im["file_name"]), cv2.IMREAD_COLOR)
-        assert frame is not None, im["file_name"]
-        boxes = [[x, y, x + w, y + h, d["score"]] for d in dets if d["image_id"] == im["id"]
-                 for x, y, w, h in [d["bbox"]]]
-        out.append((im["file_name"], frame, np.array(boxes, dtype=np.float64).reshape(-1, 5)))
-    return out
+    return load_sample(root)
 
 
-@functools.cache
 def cuda_ready() -> tuple[bool, str]:
     """(True, "") when torch sees a GPU and vitpose_trt._C has working CUDA kernels, else (False, why)."""
     try:

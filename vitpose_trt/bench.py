@@ -218,7 +218,7 @@ class Scenario:
         return f"{self.people} people"
 
 
-def compose_coco_frame(sample_dir: Path, frame_size: tuple[int, int] = FRAME_SIZE,
+def compose_coco_frame(root: Path, frame_size: tuple[int, int] = FRAME_SIZE,
                        min_score: float = COCO_MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
     """The coco-sample photos on a grid over one frame, and their detector boxes moved with them.
 
@@ -230,33 +230,29 @@ def compose_coco_frame(sample_dir: Path, frame_size: tuple[int, int] = FRAME_SIZ
     """
     import cv2
 
-    from vitpose_trt.coco import image_id_from_name, load_detections
+    from vitpose_trt.coco import load_sample
 
-    dets = load_detections(sample_dir / "person_detections.json")["by_id"]
-    photos = [p for p in sorted(sample_dir.glob("*.jpg")) if image_id_from_name(p.name) in dets]
+    photos = load_sample(root)
     if not photos:
-        raise ValueError(f"{sample_dir}: no photo has detections in person_detections.json")
+        raise ValueError(f"{root}: no photo has detections in person_detections.json")
     fh, fw = frame_size
     cols = math.ceil(math.sqrt(len(photos)))
     rows = math.ceil(len(photos) / cols)
     ch, cw = fh // rows, fw // cols
     frame = np.zeros((fh, fw, 3), dtype=np.uint8)
     boxes = []
-    for i, path in enumerate(photos):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"cannot read {path}")
+    for i, (_, img, dets) in enumerate(photos):
         h, w = img.shape[:2]
         s = min(cw / w, ch / h)
         nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
         ox = (i % cols) * cw + (cw - nw) // 2
         oy = (i // cols) * ch + (ch - nh) // 2
         frame[oy:oy + nh, ox:ox + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        for x1, y1, x2, y2, score in dets[image_id_from_name(path.name)]:
+        for x1, y1, x2, y2, score in dets:
             if score >= min_score:
                 boxes.append([x1 * s + ox, y1 * s + oy, x2 * s + ox, y2 * s + oy, score])
     if not boxes:
-        raise ValueError(f"{sample_dir}: no detection scores >= {min_score}")
+        raise ValueError(f"{root}: no detection scores >= {min_score}")
     arr = np.array(boxes, dtype=np.float64)
     return frame, arr[np.argsort(-arr[:, 4], kind="stable")]
 

@@ -90,6 +90,32 @@ def load_detections(path) -> dict:
     return {"by_id": arrays, "by_name": {names[k]: v for k, v in arrays.items() if k in names}}
 
 
+def load_sample(root) -> list:
+    """The photos of a sample folder (see `sample_dir`) that have detections.
+
+    Returns:
+        [(file name, HxWx3 uint8 BGR frame, (M, 5) x1, y1, x2, y2, score boxes, best score first)],
+        in file-name order.
+    """
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    root = Path(root)
+    detections = load_detections(root / "person_detections.json")["by_id"]
+    out = []
+    for path in sorted(root.glob("*.jpg")):
+        boxes = detections.get(image_id_from_name(path.name))
+        if boxes is None or not len(boxes):
+            continue
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise ValueError(f"cannot read {path}")
+        out.append((path.name, frame, boxes[np.argsort(-boxes[:, 4], kind="stable")]))
+    return out
+
+
 def image_id_from_name(name: str) -> int | None:
     """COCO file names are the zero-padded image id: 000000000785.jpg -> 785."""
     import os
