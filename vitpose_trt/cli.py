@@ -8,14 +8,17 @@ import logging
 import sys
 from pathlib import Path
 
+from vitpose_trt.engines import BACKENDS
+from vitpose_trt.geometry import MODES
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=("udp", "classic"), default="udp",
+    p.add_argument("--mode", choices=MODES, default="udp",
                    help="pre/post pipeline: udp (official ViTPose, default) or classic")
     p.add_argument("--flip-test", action="store_true", help="also run mirrored crops and average (2x compute)")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "pytorch", "onnxruntime"), default="auto",
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="engine runner (default: from the file type and the machine)")
     p.add_argument("--device", default=None, help="PyTorch device: cpu or cuda (default: cuda when available)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
@@ -49,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32-softmax", action="store_true",
                    help="also keep the attention softmax in FP32 (if the accuracy check asks for it)")
     p.add_argument("--flip-test", action="store_true", help="engine for flip test (doubles the batch range)")
-    p.add_argument("--mode", choices=("udp", "classic"), default="udp", help="pipeline recorded in the sidecar")
+    p.add_argument("--mode", choices=MODES, default="udp", help="pipeline recorded in the sidecar")
     p.add_argument("--no-verify", action="store_true", help="skip the build-time accuracy check against PyTorch")
     p.add_argument("--workspace-gb", type=float, default=None, help="builder workspace limit in GiB")
 
@@ -196,7 +199,7 @@ def _bench(args) -> int:
     if not people:
         raise ValueError("--people: give at least one people count")
     result = run_benchmark(
-        checkpoint=args.checkpoint, variant=args.variant or "b", engine=args.engine, people=people,
+        checkpoint=args.checkpoint, variant=args.variant, engine=args.engine, people=people,
         batches=int_list(args.batches, "--batches"), alternatives=args.alternatives, iters=args.iters,
         warmup=args.warmup, max_seconds_per_row=args.max_seconds_per_row, mode=args.mode,
         flip_test=args.flip_test, device=args.device, coco_sample=False if args.synthetic else args.coco_sample,
