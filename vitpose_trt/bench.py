@@ -1419,6 +1419,25 @@ def _int_ticks(ax, values) -> None:
         ax.minorticks_off()
 
 
+def _series(rows: list[dict], x: str, y: Callable[[dict], float]) -> dict[str, list[tuple[int, float]]]:
+    """{alternative: sorted [(x, y)]} over the rows that ran."""
+    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in rows:
+        if r.get("status") == "ok":
+            out[r["alternative"]].append((r[x], y(r)))
+    return {name: sorted(pts) for name, pts in out.items()}
+
+
+def _plot_lines(ax, series: dict[str, list[tuple[int, float]]], xlabel: str, ylabel: str, title: str) -> None:
+    for name, pts in series.items():
+        ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=name)
+    _int_ticks(ax, [p for pts in series.values() for p, _ in pts])
+    ax.set(xlabel=xlabel, ylabel=ylabel, yscale="log", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+
+
 def plot_results(result: dict, path: str | os.PathLike) -> Path:
     """PNG: e2e median latency vs people per frame, and throughput vs batch, one line per alternative."""
     import matplotlib
@@ -1427,36 +1446,11 @@ def plot_results(result: dict, path: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    by_alt: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for r in result["rows"]:
-        if r.get("status") == "ok":
-            by_alt[r["alternative"]].append((r["people"], r["e2e"]["median"]))
-    for name, pts in by_alt.items():
-        pts.sort()
-        ax1.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=name)
-    _int_ticks(ax1, [p for pts in by_alt.values() for p, _ in pts])
-    ax1.set_xlabel("people per frame")
-    ax1.set_ylabel("end-to-end latency, median (ms)")
-    ax1.set_yscale("log")
-    ax1.set_title("latency per frame")
-    ax1.grid(True, which="both", alpha=0.3)
-    if by_alt:
-        ax1.legend(fontsize=8)
-    tp: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for r in result["throughput"]:
-        if r.get("status") == "ok":
-            tp[r["alternative"]].append((r["batch"], r["crops_per_s"]))
-    for name, pts in tp.items():
-        pts.sort()
-        ax2.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=name)
-    _int_ticks(ax2, [p for pts in tp.values() for p, _ in pts])
-    ax2.set_xlabel("batch size (crops)")
-    ax2.set_ylabel("crops / s")
-    ax2.set_yscale("log")
-    ax2.set_title("model throughput" if tp else "model throughput (not measured: --batches)")
-    ax2.grid(True, which="both", alpha=0.3)
-    if tp:
-        ax2.legend(fontsize=8)
+    latency = _series(result["rows"], "people", lambda r: r["e2e"]["median"])
+    _plot_lines(ax1, latency, "people per frame", "end-to-end latency, median (ms)", "latency per frame")
+    throughput = _series(result["throughput"], "batch", lambda r: r["crops_per_s"])
+    _plot_lines(ax2, throughput, "batch size (crops)", "crops / s",
+                "model throughput" if throughput else "model throughput (not measured: --batches)")
     m = result["model"]
     note = ", RANDOM WEIGHTS" if m["random_weights"] else ""
     dev = result["environment"]["gpu"] or result["environment"]["cpu"]
