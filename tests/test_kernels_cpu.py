@@ -334,7 +334,7 @@ def test_decode_custom_flip_index():
 def warp_args(n=2, flip=False, out_dtype=np.float32):
     frame = np.zeros((40, 50, 3), np.uint8)
     inv = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (n, 1, 1))
-    out = np.empty((2 * n if flip else n, 3, 16, 12), out_dtype)
+    out = np.zeros((2 * n if flip else n, 3, 16, 12), out_dtype)
     return frame, inv, out
 
 
@@ -394,7 +394,7 @@ def test_warp_strided_frame_rows_are_accepted():
 
 
 def decode_args(n=2, k=3, dtype=np.float32):
-    return (np.zeros((n, k, 8, 6), dtype), np.zeros((n, 4), np.float32), np.empty((n, k, 3), np.float32))
+    return (np.zeros((n, k, 8, 6), dtype), np.zeros((n, 4), np.float32), np.zeros((n, k, 3), np.float32))
 
 
 def test_decode_argument_errors():
