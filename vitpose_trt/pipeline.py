@@ -91,6 +91,22 @@ class VitPoseTRT:
             return self._gpu.infer(frame, boxes)
         return self._infer_cpu(frame, boxes)
 
+    def infer_many(self, frames, boxes_per_frame) -> list[np.ndarray]:
+        """Keypoints for several frames at once: `[infer(f, b) for f, b in zip(frames, boxes_per_frame)]`,
+        with all the frames' crops sharing engine batches (a server's requests, a video's frames).
+
+        Args:
+            frames: a sequence of frames (as `infer`).
+            boxes_per_frame: one (N_i, 4) or (N_i, 5) box array per frame (N_i may be 0).
+
+        Returns:
+            one (N_i, K, 3) float32 array per frame, in order.
+        """
+        frames, boxes_per_frame = list(frames), list(boxes_per_frame)
+        if len(frames) != len(boxes_per_frame):
+            raise ValueError(f"infer_many: {len(frames)} frames but {len(boxes_per_frame)} box arrays")
+        return [self.infer(f, b) for f, b in zip(frames, boxes_per_frame)]
+
     def infer_async(self, frame, boxes) -> PendingResult:
         """Enqueue one frame and return at once; `.result()` waits for its keypoints.
 
