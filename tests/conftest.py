@@ -30,6 +30,26 @@ def coco_sample() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return load_sample(root)
 
 
+@pytest.fixture(scope="session")
+def sample_checkpoint() -> Path:
+    """Path of the fixture ViTPose-S fitted to the sample photos' people (real heatmap peaks)."""
+    from vitpose_trt.coco import sample_checkpoint as find
+
+    path = find()
+    if path is None:
+        pytest.skip("fixture model not found: ../shared/fixtures/vitpose-s-coco-sample.pth is absent "
+                    "(set VITPOSE_TRT_SAMPLE_CHECKPOINT)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_checkpoint):
+    """The fixture ViTPose-S loaded through `load_model`, float32, eval mode (do not modify: shared)."""
+    from vitpose_trt.checkpoint import load_model
+
+    return load_model(sample_checkpoint).float().eval()
+
+
 def cuda_ready() -> tuple[bool, str]:
     """(True, "") when torch sees a GPU and vitpose_trt._C has working CUDA kernels, else (False, why)."""
     try:

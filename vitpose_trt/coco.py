@@ -55,6 +55,24 @@ def sample_dir(path=None):
     return p if (p / "person_detections.json").is_file() and any(p.glob("*.jpg")) else None
 
 
+def sample_checkpoint(path=None):
+    """The fixture ViTPose-S fitted to the people of the sample photos (heatmaps with real peaks, for
+    accuracy checks; not a pose model), or None when absent.
+
+    Order: `path`, $VITPOSE_TRT_SAMPLE_CHECKPOINT, then
+    `../shared/fixtures/vitpose-s-coco-sample.pth` beside a development checkout.
+    """
+    import os
+    from pathlib import Path
+
+    if path is None:
+        env = os.environ.get("VITPOSE_TRT_SAMPLE_CHECKPOINT")
+        path = env if env else (Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+                                / "vitpose-s-coco-sample.pth")
+    p = Path(path)
+    return p if p.is_file() else None
+
+
 def load_detections(path) -> dict:
     """Person boxes from a COCO-format JSON, keyed by image id and by file name.
 
