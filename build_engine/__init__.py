@@ -1,8 +1,6 @@
-"""Build-time tools: ONNX export now, TensorRT engine building (`build_engine.tensorrt_build`).
+"""Build-time tools: the FP16 ONNX graph (`build_engine.fp16`) and the TensorRT engine builder
+(`build_engine.tensorrt_build`).
 
-Imports torch and onnx; the inference path (`vitpose_trt`) never imports this package.
+Depends on `vitpose_trt` (ONNX export lives there: `vitpose_trt.export`), never the reverse: only
+the CLI's `build` command loads this package, lazily.
 """
-
-from build_engine.onnx_export import ExportResult, export_onnx
-
-__all__ = ["ExportResult", "export_onnx"]

@@ -55,7 +55,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from build_engine.onnx_export import EXTERNAL_DATA_BYTES, save_onnx
+from vitpose_trt.export import EXTERNAL_DATA_BYTES, save_onnx
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
     """Convert an FP32 ViTPose ONNX graph to FP16 with LayerNorm (and optionally Softmax) in FP32.
 
     Args:
-        model: the FP32 ModelProto, or a path to it (from `build_engine.onnx_export.export_onnx`).
+        model: the FP32 ModelProto, or a path to it (from `vitpose_trt.export.export_onnx`).
         fp32_softmax: keep Softmax in FP32 as well.
         input_dtype: "float16" (default) or "float32" for the graph input.
         output_dtype: "float32" (default) or "float16" for the graph output.

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes, save_onnx
+from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes
+from vitpose_trt.export import save_onnx
 from vitpose_trt.coco import load_sample, sample_dir
 from vitpose_trt.engines.tensorrt import (
     EngineMismatchError,
@@ -388,7 +389,7 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
         info = _info_from_onnx(proto, path)
         return _Source(path, info, _onnxruntime_reference(path), "ONNX Runtime FP32", os.fspath(path))
 
-    from build_engine.onnx_export import export_onnx
+    from vitpose_trt.export import export_onnx
 
     if isinstance(source, torch.nn.Module):
         model, given = source, None

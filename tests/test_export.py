@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from build_engine.onnx_export import export_onnx
+from vitpose_trt.export import export_onnx
 
 
 def test_tiny_export_structure_and_dynamic_batch(tiny_model, tmp_path):
@@ -40,7 +40,7 @@ def test_vitpose_b_onnx_equals_pytorch(decoder, tmp_path):
 
 def test_weights_over_the_protobuf_limit_go_to_one_data_file(tiny_model, tmp_path, monkeypatch):
     # ViTPose-H in FP32 is 2.5 GB, over protobuf's 2 GB; pretend the tiny model is that big.
-    import build_engine.onnx_export as onnx_export
+    import vitpose_trt.export as onnx_export
 
     monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
     res = export_onnx(tiny_model, tmp_path / "big.onnx")

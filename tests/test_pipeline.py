@@ -77,7 +77,7 @@ def test_flip_test_needs_pairs_for_other_keypoint_sets():
 
 
 def test_onnx_engine_matches_pytorch(tiny_model, coco_sample, tmp_path):
-    from build_engine.onnx_export import export_onnx
+    from vitpose_trt.export import export_onnx
 
     path = export_onnx(tiny_model, tmp_path / "tiny.onnx").path
     _, frame, boxes = coco_sample[1]

@@ -21,7 +21,8 @@ import pytest
 import torch
 from onnx import TensorProto
 
-from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, graph_io_dtypes, save_onnx
+from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, graph_io_dtypes
+from vitpose_trt.export import save_onnx
 from build_engine.tensorrt_build import (
     ModelInfo,
     build,
@@ -77,7 +78,7 @@ class TinyHeatmapNet(torch.nn.Module):
 
 
 def export_inline(model: torch.nn.Module, path: Path) -> Path:
-    """The exporter call `build_engine.onnx_export.export_onnx` makes, for models without a config."""
+    """The exporter call `vitpose_trt.export.export_onnx` makes, for models without a config."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is "legacy"
         torch.onnx.export(model.eval(), (torch.zeros(1, 3, 256, 192),), str(path), input_names=["input"],
@@ -94,7 +95,7 @@ def tiny_net_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyHeatmap
 
 @pytest.fixture(scope="module")
 def tiny_vitpose_onnx(tiny_model, tmp_path_factory: pytest.TempPathFactory):
-    from build_engine.onnx_export import export_onnx
+    from vitpose_trt.export import export_onnx
 
     path = tmp_path_factory.mktemp("vitpose") / "vitpose_tiny.onnx"
     export_onnx(tiny_model, path, opset=17, dynamic_batch=True)

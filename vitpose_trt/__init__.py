@@ -3,7 +3,7 @@
     frame + boxes -> preprocess (crop, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
                   -> postprocess (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
 
-Public API: `VitPoseTRT`, `load_model`, `preprocess`, `postprocess`, `open_engine`.
+Public API: `VitPoseTRT`, `load_model`, `preprocess`, `postprocess`, `open_engine`, `export_onnx`.
 Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 """
 
@@ -23,6 +23,7 @@ _LAZY = {
     "preprocess": "vitpose_trt.crop",
     "postprocess": "vitpose_trt.decode",
     "open_engine": "vitpose_trt.engines",
+    "export_onnx": "vitpose_trt.export",
     "Engine": "vitpose_trt.engines",
 }
 

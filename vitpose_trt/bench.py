@@ -645,7 +645,7 @@ def runner_onnxruntime(ctx: BenchContext) -> Runner:
 
     path = ctx.onnx_path
     if path is None:
-        from build_engine.onnx_export import export_onnx
+        from vitpose_trt.export import export_onnx
 
         path = Path(ctx.tmpdir or tempfile.mkdtemp()) / "bench_model.onnx"
         log.info("exporting the benchmark weights to %s for ONNX Runtime", path)

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args) -> int:
-    from build_engine.onnx_export import export_onnx
+    from vitpose_trt.export import export_onnx
     from vitpose_trt.checkpoint import load_model
 
     model = load_model(args.checkpoint, variant=args.variant, num_keypoints=args.num_keypoints, expert=args.expert)
