@@ -32,13 +32,9 @@ import numpy as np
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes
 from vitpose_trt.export import save_onnx
 from vitpose_trt.coco import load_sample, sample_dir
-from vitpose_trt.engines.tensorrt import (
-    EngineMismatchError,
-    TensorRTUnavailableError,
-    current_platform,
-    require_tensorrt,
-    sidecar_path,
-)
+from vitpose_trt.atomic import atomic_write
+from vitpose_trt.engines.sidecar import EngineMismatchError, make_sidecar, sidecar_path, write_sidecar
+from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
 
 if TYPE_CHECKING:
     import onnx
@@ -53,7 +49,6 @@ __all__ = [
     "onnx_sha256", "profile_shapes", "verification_crops", "write_sidecar",
 ]
 
-SIDECAR_FORMAT = 1
 MAX_MEAN_DISAGREEMENT_PX = 0.1  # heatmap pixels; FP16 engines of trained ViTPose agree far closer
 CONFIDENT_SCORE = 0.3  # keypoints whose FP32 heatmap peak is at least this enter the pass/fail metric
 VERIFY_MAX_CROPS = 32
@@ -152,7 +147,7 @@ def heatmap_disagreement(reference: np.ndarray, candidate: np.ndarray, mode: str
     Returns:
         A `Disagreement`; with no keypoint above `min_score`, max_px = mean_px = 0 and keypoints = 0.
     """
-    from vitpose_trt.decode import postprocess
+    from vitpose_trt.postprocess import postprocess
 
     ref = np.asarray(reference, dtype=np.float32)
     cand = np.asarray(candidate, dtype=np.float32)
@@ -199,51 +194,6 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def make_sidecar(*, model: ModelInfo, mode: str, flip_test: bool, profile: ProfileShapes, precision: str,
-                 fp32_ops: Sequence[str], io: Mapping[str, Mapping[str, str]], strongly_typed: bool,
-                 tensorrt_version: str, gpu_name: str | None, compute_capability: str | None,
-                 source_path: str | None, source_onnx_sha256: str, build_args: Mapping[str, Any],
-                 built_at: str | None = None, package_version: str | None = None) -> dict[str, Any]:
-    """The sidecar dict written next to the plan as `model.engine.json`.
-
-    Everything the runtime and a reader need without deserializing the plan: the model, the
-    pipeline options it was built for, the batch range, the precision recipe and I/O dtypes, and
-    the TensorRT version and GPU that the plan is tied to (`check_compatibility` reads those).
-    """
-    if package_version is None:
-        import vitpose_trt
-
-        package_version = vitpose_trt.__version__
-    return {
-        "format": SIDECAR_FORMAT,
-        "variant": model.variant,
-        "decoder": model.decoder,
-        "num_keypoints": int(model.num_keypoints),
-        "input_size": [int(s) for s in model.input_size],
-        "random_weights": bool(model.random_weights),
-        "mode": mode,
-        "flip_test": bool(flip_test),
-        "batch": profile.batch_range,
-        "precision": precision,
-        "fp32_ops": list(fp32_ops),
-        "strongly_typed": bool(strongly_typed),
-        "io": {k: dict(v) for k, v in io.items()},
-        "tensorrt_version": tensorrt_version,
-        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
-        "source": {"path": source_path, "onnx_sha256": source_onnx_sha256},
-        "build_args": dict(build_args),
-        "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "vitpose_trt_version": package_version,
-    }
-
-
-def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Mapping[str, Any]) -> Path:
-    """Write `<engine>.json` atomically (a reader never sees half a file)."""
-    path = sidecar_path(engine_path)
-    _atomic_write(path, (json.dumps(sidecar, indent=2) + "\n").encode())
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # verification inputs
 
@@ -258,7 +208,7 @@ def verification_crops(input_size: Sequence[int], mode: str = "udp", *, flip_tes
     Returns:
         (crops (M, 3, H, W) float32, a description of where they came from).
     """
-    from vitpose_trt.crop import preprocess
+    from vitpose_trt.preprocess import preprocess
 
     size = (int(input_size[0]), int(input_size[1]))
     root = sample_dir(coco_dir)
@@ -349,7 +299,7 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
                             trt.__version__)
         plan, io = _build_plan(network_onnx, profile, fp16=fp16, strongly_typed=strongly_typed,
                                fp32_ops=fp32_ops, workspace_gb=workspace_gb, timing_cache=cache_path)
-        _atomic_write(output, plan)
+        atomic_write(output, plan)
         log.info("wrote %s (%.1f MB)", output, len(plan) / 1e6)
 
         platform = current_platform()
@@ -535,7 +485,7 @@ def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path.name}; see the TensorRT errors logged")
     plan = bytes(memoryview(serialized))
     # the config's cache gained this build's timings: keep them for the next build
-    _atomic_write(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    atomic_write(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     log.info("timing cache saved to %s", timing_cache)
     io = {"input": {"name": inp.name, "dtype": _dtype_name(inp.dtype)},
           "output": {"name": out.name, "dtype": _dtype_name(out.dtype)}}
@@ -599,9 +549,3 @@ def _hash_file(path: Path, digest: Any) -> None:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vitpose_trt.decode import merge_flip, postprocess
+from vitpose_trt.postprocess import merge_flip, postprocess
 
 H, W = 64, 48
 

@@ -28,25 +28,22 @@ from build_engine.tensorrt_build import (
     build,
     default_timing_cache_path,
     heatmap_disagreement,
-    make_sidecar,
     onnx_sha256,
     profile_shapes,
     verification_crops,
-    write_sidecar,
 )
 from vitpose_trt.coco import sample_dir
-from vitpose_trt.engines.tensorrt import (
-    INSTALL_HINT,
+from vitpose_trt.engines.sidecar import (
     EngineMismatchError,
     Platform,
-    TensorRTEngine,
-    TensorRTUnavailableError,
     check_compatibility,
+    make_sidecar,
     read_sidecar,
     rebuild_command,
     sidecar_path,
-    tensorrt_available,
+    write_sidecar,
 )
+from vitpose_trt.engines.tensorrt import INSTALL_HINT, TensorRTEngine, TensorRTUnavailableError, tensorrt_available
 
 REPO = Path(__file__).resolve().parents[1]
 K = 5  # keypoints of the inline tiny model

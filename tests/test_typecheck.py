@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = ["build_engine/", "vitpose_trt/engines/tensorrt.py"]
+TARGETS = ["build_engine/", "vitpose_trt/engines/tensorrt.py", "vitpose_trt/engines/sidecar.py"]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 
 

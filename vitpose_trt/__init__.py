@@ -15,19 +15,22 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "VitPoseTRT": "vitpose_trt.pipeline",
-    "PendingResult": "vitpose_trt.pipeline",
+    "PendingResult": "vitpose_trt.batching",
     "load_model": "vitpose_trt.checkpoint",
     "build_random_model": "vitpose_trt.checkpoint",
     "ViTPose": "vitpose_trt.model",
     "ViTPoseConfig": "vitpose_trt.model",
-    "preprocess": "vitpose_trt.crop",
-    "postprocess": "vitpose_trt.decode",
     "open_engine": "vitpose_trt.engines",
     "export_onnx": "vitpose_trt.export",
     "Engine": "vitpose_trt.engines",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+# The stages are imported now (numpy + OpenCV, no torch): their modules share the functions' names,
+# and binding the names here keeps `vitpose_trt.preprocess` the function once the module is loaded.
+from vitpose_trt.postprocess import postprocess  # noqa: E402
+from vitpose_trt.preprocess import preprocess  # noqa: E402
+
+__all__ = sorted([*_LAZY, "preprocess", "postprocess"]) + ["__version__"]
 
 
 def __getattr__(name: str):

@@ -22,7 +22,9 @@ def check_mode(mode: str) -> str:
 
 
 def check_frame(frame) -> np.ndarray:
-    """A frame must be an HxWx3 uint8 BGR numpy array (OpenCV's convention)."""
+    """A frame must be an HxWx3 uint8 BGR numpy array (OpenCV's convention); any strides."""
+    if frame is None:
+        raise ValueError("frame is None (did cv2.imread or a video read fail?)")
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"frame must be a numpy array (HxWx3 uint8 BGR), got {type(frame).__name__}")
     if frame.ndim != 3 or frame.shape[2] != 3:

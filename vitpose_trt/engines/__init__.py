@@ -20,24 +20,46 @@ BACKENDS = ("auto", "tensorrt", "pytorch", "onnxruntime")
 PLAN_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def open_engine(source=None, *, backend: str = "auto", device: str | None = None,
-                precision: str | None = None) -> Engine:
+def open_engine(source=None, *, backend: str = "auto", device: str | None = None, precision: str | None = None,
+                threads: int | None = None, max_batch: int | None = None) -> Engine:
     """Open an engine.
 
     Args:
-        source: an Engine (returned as is), a path (.engine/.plan, .onnx, a checkpoint), or None for
-            the random-weight ViTPose-B (benchmarks and tests; its outputs are labelled as such).
-        backend: "auto" (from the file type and the machine), "tensorrt", "pytorch" or "onnxruntime".
-        device: for PyTorch: "cpu", "cuda" or None (CUDA when available).
+        source: an Engine (returned as is), a path (.engine/.plan, .onnx, a checkpoint), an
+            `nn.Module` (a `ViTPose` you built or loaded), or None for the random-weight ViTPose-B
+            (benchmarks and tests; its outputs are labelled as such).
+        backend: "auto", "tensorrt", "pytorch" or "onnxruntime". "auto" takes the file type, and for a
+            checkpoint the machine: PyTorch on a GPU (CUDA FP16); ONNX Runtime on the CPU, from an
+            ONNX export made once and cached (`vitpose_trt.engines.onnx_cache`; twice PyTorch's speed).
+        device: "cpu", "cuda" or None (CUDA when available). A checkpoint on "cpu" runs in ONNX
+            Runtime under "auto", in PyTorch with backend="pytorch".
         precision: for PyTorch: "fp32" or "fp16" (None: fp16 on CUDA, fp32 on the CPU).
+        threads: CPU threads for ONNX Runtime and PyTorch on the CPU (None: their defaults).
+        max_batch: most crops per engine call (None: `DEFAULT_MAX_BATCH` for the device, or the
+            TensorRT profile's maximum).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a file the backend cannot run, or a bad option.
+        RuntimeError: a CUDA device was asked for where there is none.
     """
     if isinstance(source, Engine):
         return source
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
-    path = None if source is None else Path(os.fspath(source))
-    if path is not None and not path.exists():
-        raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    module = None
+    path = None
+    if source is not None and not isinstance(source, (str, os.PathLike)):
+        import torch
+
+        if not isinstance(source, torch.nn.Module):
+            raise TypeError(f"engine must be a path, an nn.Module, an Engine or None, got {type(source).__name__}")
+        module = source
+    elif source is not None:
+        path = Path(os.fspath(source))
+        if not path.exists():
+            raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
     suffix = path.suffix.lower() if path is not None else ""
 
     if suffix in PLAN_SUFFIXES and backend not in ("auto", "tensorrt"):
@@ -45,31 +67,52 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
     if suffix in PLAN_SUFFIXES or backend == "tensorrt":
         if suffix not in PLAN_SUFFIXES:
             raise ValueError(
-                f"the TensorRT backend runs a built engine, not {path}; build one with "
+                f"the TensorRT backend runs a built engine, not {path or 'a model'}; build one with "
                 f"`vitpose-trt build {path or 'CHECKPOINT'} -o model.engine --fp16`"
             )
         from vitpose_trt.engines.tensorrt import TensorRTEngine
 
-        return TensorRTEngine(path, device=device)
+        return TensorRTEngine(path, device=device, max_batch=max_batch)
     if suffix == ".onnx" or backend == "onnxruntime":
         if suffix != ".onnx":
-            raise ValueError(f"the onnxruntime backend needs an .onnx file, got {path}; export one with `vitpose-trt export`")
+            raise ValueError(f"the onnxruntime backend needs an .onnx file, got {path or 'a model'}; export one "
+                             "with `vitpose-trt export`")
+        _check_cpu_device(device, "ONNX Runtime")
         from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(path)
+        return OnnxRuntimeEngine(path, threads=threads, max_batch=max_batch)
 
     import torch
 
-    from vitpose_trt.checkpoint import load_model
     from vitpose_trt.engines.torch_engine import TorchEngine
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if (path is not None and backend == "auto" and device == "cpu" and precision in (None, "fp32")):
+        from vitpose_trt.engines.onnx_cache import cached_onnx
+        from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+
+        onnx_path = cached_onnx(path)
+        log.info("running %s with ONNX Runtime on the CPU (cached export %s; backend='pytorch' runs PyTorch)",
+                 path, onnx_path)
+        return OnnxRuntimeEngine(onnx_path, threads=threads, max_batch=max_batch)
     if precision is None:
         precision = "fp16" if device.startswith("cuda") else "fp32"
-        if device.startswith("cuda"):
-            log.info("TensorRT engine not given: running the PyTorch model on %s in %s", device, precision)
-    return TorchEngine(load_model(path), device=device, precision=precision)
+    if device.startswith("cuda"):
+        log.info("TensorRT engine not given: running the PyTorch model on %s in %s", device, precision)
+    if threads is not None and not device.startswith("cuda"):
+        torch.set_num_threads(threads)  # process-wide: PyTorch has no per-module thread count
+    if module is None:
+        from vitpose_trt.checkpoint import load_model
+
+        module = load_model(path)
+    return TorchEngine(module, device=device, precision=precision, max_batch=max_batch)
+
+
+def _check_cpu_device(device: str | None, runtime: str) -> None:
+    if device is not None and device != "cpu":
+        raise ValueError(f"{runtime} runs on the CPU here; device={device!r} needs a TensorRT engine or "
+                         "backend='pytorch'")
 
 
 __all__ = ["BACKENDS", "Engine", "open_engine"]

@@ -15,18 +15,22 @@ This module is the runtime half. `build_engine.tensorrt_build` makes the plan an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vitpose_trt.engines.base import Engine
+from vitpose_trt.engines.base import Engine, check_max_batch
+from vitpose_trt.engines.sidecar import (
+    EngineMismatchError,
+    Platform,
+    check_compatibility,
+    read_sidecar,
+    rebuild_command,
+    sidecar_path,
+)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -39,16 +43,10 @@ INSTALL_HINT = (
     "driver and PyTorch, e.g. tensorrt-cu12), or use NVIDIA's TensorRT wheels / NGC containers "
     "(https://docs.nvidia.com/deeplearning/tensorrt/latest/installing-tensorrt/installing.html)"
 )
-SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
-DEFAULT_BUILD_ARGS = {"max_batch": 64, "opt_batch": 8, "mode": "udp"}  # the CLI's defaults
 
 
 class TensorRTUnavailableError(ImportError):
     """The tensorrt package (the real one, not only its type stubs) is not importable."""
-
-
-class EngineMismatchError(RuntimeError):
-    """The engine was built for another TensorRT version or GPU, or TensorRT could not load it."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,100 +98,7 @@ def trt_logger() -> trt.ILogger:
 
 
 # --------------------------------------------------------------------------------------------
-# sidecar and compatibility (pure functions: testable without TensorRT or a GPU)
-
-
-@dataclass(frozen=True)
-class Platform:
-    """What a plan is tied to: the TensorRT version and the GPU.
-
-    Attributes:
-        tensorrt_version: `tensorrt.__version__`, e.g. "10.13.0.35".
-        gpu_name: e.g. "NVIDIA H100 80GB HBM3" (None: unknown).
-        compute_capability: "major.minor", e.g. "9.0" (None: unknown).
-    """
-
-    tensorrt_version: str
-    gpu_name: str | None = None
-    compute_capability: str | None = None
-
-
-def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
-    """`model.engine` -> `model.engine.json`."""
-    path = Path(os.fspath(engine_path))
-    return path.with_name(path.name + SIDECAR_SUFFIX)
-
-
-def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The engine's sidecar as a dict, or None when there is none.
-
-    Raises:
-        ValueError: the sidecar exists but is not a JSON object.
-    """
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); delete it and rebuild the engine") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def rebuild_command(sidecar: Mapping[str, Any] | None, engine_path: str | os.PathLike[str] = "model.engine") -> str:
-    """The `vitpose-trt build` command that rebuilds this engine with the options it was built with."""
-    sidecar = sidecar or {}
-    args = sidecar.get("build_args") or {}
-    source = (sidecar.get("source") or {}).get("path") or "CHECKPOINT"
-    parts = ["vitpose-trt", "build", shlex.quote(str(source)), "-o", shlex.quote(os.fspath(engine_path))]
-    if sidecar.get("precision", "fp16") == "fp16":
-        parts.append("--fp16")
-    for key, flag in (("max_batch", "--max-batch"), ("opt_batch", "--opt-batch"), ("mode", "--mode")):
-        if key in args and args[key] != DEFAULT_BUILD_ARGS[key]:
-            parts += [flag, str(args[key])]
-    if args.get("flip_test", sidecar.get("flip_test", False)):
-        parts.append("--flip-test")
-    return " ".join(parts)
-
-
-def check_compatibility(sidecar: Mapping[str, Any], current: Platform,
-                        engine_path: str | os.PathLike[str] = "model.engine") -> None:
-    """Refuse a plan built for another TensorRT version or GPU architecture, before TensorRT tries.
-
-    A serialized engine only deserializes with the exact TensorRT version that built it, and its
-    kernels are compiled for one compute capability. Another GPU model of the same compute
-    capability works (TensorRT only warns that the kernel choice may be slower), so a GPU name
-    mismatch alone is logged, not raised. Keys missing from the sidecar are not checked.
-
-    Args:
-        sidecar: the engine's sidecar (see `build_engine.tensorrt_build.make_sidecar`).
-        current: this machine's TensorRT version and GPU (`current_platform()`).
-        engine_path: used in the message and the rebuild command.
-
-    Raises:
-        EngineMismatchError: one line: what differs, and the exact command that rebuilds it here.
-    """
-    built_trt = sidecar.get("tensorrt_version")
-    gpu = sidecar.get("gpu") or {}
-    built_cc, built_name = gpu.get("compute_capability"), gpu.get("name")
-    problems = []
-    if built_trt and built_trt != current.tensorrt_version:
-        problems.append(f"TensorRT {built_trt} (this machine has {current.tensorrt_version})")
-    if built_cc and current.compute_capability and str(built_cc) != current.compute_capability:
-        problems.append(f"compute capability {built_cc} / {built_name or 'unknown GPU'} "
-                        f"(this GPU is {current.compute_capability} / {current.gpu_name or 'unknown'})")
-    name = os.fspath(engine_path)
-    if problems:
-        raise EngineMismatchError(
-            f"{name} was built for {' and '.join(problems)}; a TensorRT engine only loads with the TensorRT version "
-            f"and GPU architecture it was built for: rebuild it here with `{rebuild_command(sidecar, engine_path)}`"
-        )
-    if built_name and current.gpu_name and built_name != current.gpu_name:
-        log.warning("%s was built on a %s and runs on a %s (same compute capability): it works, but may be slower "
-                    "than an engine built here (`%s`)", name, built_name, current.gpu_name,
-                    rebuild_command(sidecar, engine_path))
+# this machine
 
 
 def current_platform(device: torch.device | None = None) -> Platform:
@@ -244,8 +149,11 @@ class TensorRTEngine(Engine):
     name = "tensorrt"
     device = "cuda"
 
-    def __init__(self, path: str | os.PathLike[str], *, device: int | str | torch.device | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, device: int | str | torch.device | None = None,
+                 max_batch: int | None = None) -> None:
         import torch
+
+        from vitpose_trt.cuda_memory import GrowBuffer
 
         self.path = Path(os.fspath(path))
         if not self.path.is_file():
@@ -299,15 +207,19 @@ class TensorRTEngine(Engine):
         self._heatmap_shape = (int(out_shape[2]), int(out_shape[3]))
         lo, _opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)  # (min, opt, max) of profile 0
         self.min_batch, self.profile_max_batch = int(lo[0]), int(hi[0])
-        self.max_batch = self.profile_max_batch  # what the pipeline chunks by
+        # what the pipeline chunks by: the profile's maximum, or less when asked
+        self.max_batch = (self.profile_max_batch if max_batch is None
+                          else min(self.profile_max_batch, check_max_batch(max_batch, "cuda")))
         self.precision = "fp16" if self.input_dtype == torch.float16 else "fp32"
         self.random_weights = bool(self.sidecar.get("random_weights", False))
         self.mode: str | None = self.sidecar.get("mode")
         self.flip_test = bool(self.sidecar.get("flip_test", False))
 
         self._bound_batch = -1  # the batch size the context's input shape is set to
-        self._out_flat = torch.empty(0, dtype=self.output_dtype, device=self.torch_device)
-        self._out_views: dict[int, torch.Tensor] = {}
+        self._out = GrowBuffer(self.output_dtype, self.torch_device)
+        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
+        # TensorRT adds device-wide synchronizations and warns on every call.
+        self._stream = torch.cuda.Stream(self.torch_device)
         if self.random_weights:
             log.warning("%s was built from RANDOM weights (not a trained model)", self.path)
 
@@ -315,63 +227,41 @@ class TensorRTEngine(Engine):
     def heatmap_size(self) -> tuple[int, int]:
         return self._heatmap_shape
 
-    def run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
-        """Enqueue the engine on `stream` for a contiguous CUDA batch of crops; no synchronization.
+    def _run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
+        """Enqueue the engine on `stream` for a checked CUDA batch (see `Engine.run_cuda`).
 
-        Args:
-            crops: (N, 3, H, W) CUDA tensor on this engine's device, dtype `input_dtype`
-                (float16 for the FP16 engines), contiguous, min_batch <= N <= max_batch.
-            stream: the stream the crops were written on; the engine runs there.
-
-        Returns:
-            (N, K, h, w) heatmaps (`output_dtype`) in a buffer owned by the engine, valid until the
-            next call.
+        Returns (N, K, h, w) heatmaps (`output_dtype`) in a buffer owned by the engine, valid until
+        the next call. TensorRT reads the crops and writes the output on `stream`; no synchronization.
         """
         context = self._live_context()
-        self._check_crops(crops)
         n = int(crops.shape[0])
-        out = self._output(n)
+        if n < self.min_batch:
+            raise ValueError(f"crops: batch {n} is below the engine's profile minimum {self.min_batch}; "
+                             "rebuild it with the default --min-batch 1")
+        k, (hh, hw) = self.num_keypoints, self._heatmap_shape
+        out = self._out.get(n, k, hh, hw, stream=stream)
         if n != self._bound_batch:
             if not context.set_input_shape(self.input_name, tuple(int(s) for s in crops.shape)):
                 raise ValueError(f"TensorRT rejected input shape {tuple(crops.shape)} for {self.path}")
             self._bound_batch = n
-        # The caching allocator must not hand this block out again while `stream` may still write it.
-        self._out_flat.record_stream(stream)
         context.set_tensor_address(self.input_name, crops.data_ptr())
         context.set_tensor_address(self.output_name, out.data_ptr())
         if not context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"TensorRT failed to enqueue {self.path} (batch {n}); see the TensorRT error logged")
         return out
 
-    def run(self, crops: np.ndarray) -> np.ndarray:
-        """Host path: (N, 3, H, W) float32 numpy -> (N, K, h, w) float32 numpy.
-
-        The crops are uploaded and converted to `input_dtype` on the GPU (an explicit, documented
-        conversion: FP16 engines take FP16 crops); batches above `max_batch` run in chunks.
-        """
+    def _run(self, crops: np.ndarray) -> np.ndarray:
+        """Host path for one chunk: upload, convert to `input_dtype` on the GPU (FP16 engines take
+        FP16 crops: an explicit, documented conversion), pad up to the profile's minimum, run, download."""
         import torch
 
-        x = np.ascontiguousarray(crops, dtype=np.float32)
-        h, w = self.input_size
-        if x.ndim != 4 or x.shape[1:] != (3, h, w):
-            raise ValueError(f"crops: expected (N, 3, {h}, {w}), got {x.shape}")
-        k, (hh, hw) = self.num_keypoints, self._heatmap_shape
-        if len(x) == 0:
-            return np.zeros((0, k, hh, hw), dtype=np.float32)
-        out = np.empty((len(x), k, hh, hw), dtype=np.float32)
-        stream = torch.cuda.current_stream(self.torch_device)
-        with torch.cuda.device(self.torch_device):
-            dev = torch.from_numpy(x).to(self.torch_device).to(self.input_dtype)
-            step = self.profile_max_batch
-            for lo in range(0, len(x), step):
-                chunk = dev[lo:lo + step]
-                m = len(chunk)
-                if m < self.min_batch:  # pad up to the profile's minimum
-                    pad = chunk.new_zeros((self.min_batch - m, *chunk.shape[1:]))
-                    chunk = torch.cat([chunk, pad])
-                heatmaps = self.run_cuda(chunk.contiguous(), stream)
-                # .cpu() is issued on the current stream, after the engine: it sees finished heatmaps
-                out[lo:lo + m] = heatmaps[:m].float().cpu().numpy()
+        m = len(crops)
+        with torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
+            dev = torch.from_numpy(crops).to(self.torch_device, non_blocking=False).to(self.input_dtype)
+            if m < self.min_batch:
+                dev = torch.cat([dev, dev.new_zeros((self.min_batch - m, *dev.shape[1:]))])
+            heatmaps = self._run_cuda(dev.contiguous(), self._stream)
+            out = heatmaps[:m].float().cpu().numpy()  # .cpu() waits for the stream's work
         return out
 
     def close(self) -> None:
@@ -379,7 +269,6 @@ class TensorRTEngine(Engine):
         self._context = None
         self._engine = None
         self._runtime = None
-        self._out_views.clear()
 
     def __del__(self) -> None:
         if hasattr(self, "_runtime"):
@@ -391,38 +280,6 @@ class TensorRTEngine(Engine):
         if self._context is None:
             raise RuntimeError(f"{self.path}: the engine was closed")
         return self._context
-
-    def _check_crops(self, crops: torch.Tensor) -> None:
-        h, w = self.input_size
-        if crops.device != self.torch_device:
-            raise ValueError(f"crops: expected a tensor on {self.torch_device}, got {crops.device}")
-        if crops.dtype != self.input_dtype:
-            raise ValueError(f"crops: the engine takes {self.input_dtype}, got {crops.dtype} (no implicit casts)")
-        if crops.ndim != 4 or tuple(crops.shape[1:]) != (3, h, w):
-            raise ValueError(f"crops: expected (N, 3, {h}, {w}), got {tuple(crops.shape)}")
-        if not crops.is_contiguous():
-            raise ValueError("crops: expected a contiguous tensor (TensorRT reads dense NCHW memory)")
-        n = int(crops.shape[0])
-        if not self.min_batch <= n <= self.profile_max_batch:
-            raise ValueError(f"crops: batch {n} is outside the engine's profile [{self.min_batch}, "
-                             f"{self.profile_max_batch}]; "
-                             "chunk by `max_batch` or rebuild with a larger --max-batch")
-
-    def _output(self, n: int) -> torch.Tensor:
-        """The (n, K, h, w) output view; one flat buffer, allocated once and grown, views cached."""
-        import torch
-
-        view = self._out_views.get(n)
-        if view is not None:
-            return view
-        k, (hh, hw) = self.num_keypoints, self._heatmap_shape
-        numel = n * k * hh * hw
-        if numel > self._out_flat.numel():
-            self._out_flat = torch.empty(numel, dtype=self.output_dtype, device=self.torch_device)
-            self._out_views.clear()
-        view = self._out_flat[:numel].view(n, k, hh, hw)
-        self._out_views[n] = view
-        return view
 
     def _unloadable(self, current: Platform, detail: str) -> str:
         built = self.sidecar.get("tensorrt_version", "an unknown TensorRT version")

@@ -1,4 +1,4 @@
-"""Postprocess: heatmaps -> keypoints (x, y, score) in frame pixels (reference + kernel dispatch).
+"""Postprocess: heatmaps -> keypoints (x, y, score) in frame pixels (the numpy reference, and the kernels).
 
 The numpy path is the readable reference, a transcription of mmpose 0.x `keypoints_from_heatmaps`:
     udp:     argmax, score = max; DARK-UDP: 11x11 Gaussian blur (cv2, reflect-101 border), clip to
@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vitpose_trt import _ext
+from vitpose_trt import kernels
 from vitpose_trt.coco import flip_index
 from vitpose_trt.geometry import check_mode, heatmap_to_frame
 
@@ -120,7 +120,8 @@ def _check_heatmaps(heatmaps, transforms, flipped):
     return transforms
 
 
-def postprocess(heatmaps, transforms, mode: str = "udp", *, flipped=None, flip_pairs=None, impl: str = "numpy"):
+def postprocess(heatmaps, transforms, mode: str = "udp", *, flipped=None, flip_pairs=None, impl: str = "numpy",
+                threads: int | None = None):
     """Decode heatmaps into keypoints.
 
     Args:
@@ -130,12 +131,13 @@ def postprocess(heatmaps, transforms, mode: str = "udp", *, flipped=None, flip_p
         flipped: heatmaps of the horizontally flipped crops (flip test), same shape, or None.
         flip_pairs: left/right keypoint pairs for flip test (COCO's by default when K = 17).
         impl: "numpy" (reference), "cpp" or "cuda".
+        threads: CPU threads for impl="cpp" (None: the extension's default).
 
     Returns:
         (N, K, 3) float32 numpy: x, y in frame pixels, score = heatmap maximum.
     """
     check_mode(mode)
-    _ext.check_impl(impl)
+    kernels.check_impl(impl)
     if impl == "cuda":
         return _postprocess_cuda(heatmaps, transforms, mode, flipped, flip_pairs)
     transforms = _check_heatmaps(heatmaps, transforms, flipped)
@@ -143,8 +145,8 @@ def postprocess(heatmaps, transforms, mode: str = "udp", *, flipped=None, flip_p
     if impl == "cpp":
         out = np.empty((n, k, 3), dtype=np.float32)
         fidx = None if flipped is None else np.asarray(flip_index(k, flip_pairs), dtype=np.int32)
-        _ext.extension().decode_cpu(np.ascontiguousarray(heatmaps), transforms, out, mode,
-                                    None if flipped is None else np.ascontiguousarray(flipped), fidx)
+        kernels.decode(np.ascontiguousarray(heatmaps), transforms, out, mode,
+                       None if flipped is None else np.ascontiguousarray(flipped), fidx, threads=threads)
         return out
 
     hm = heatmaps.astype(np.float32)
@@ -172,6 +174,5 @@ def _postprocess_cuda(heatmaps, transforms, mode, flipped, flip_pairs):
         fl = torch.as_tensor(flipped, device=hm.device).contiguous()
         fidx = torch.tensor(flip_index(k, flip_pairs), dtype=torch.int32, device=hm.device)
     if n:
-        stream = torch.cuda.current_stream(hm.device)
-        _ext.extension().decode_cuda(hm, t, out, mode, fl, fidx, stream.cuda_stream)
+        kernels.decode(hm, t, out, mode, fl, fidx)
     return out.cpu().numpy()

@@ -1,4 +1,4 @@
-"""Preprocess: frame + boxes -> normalized RGB crops (the reference, and the dispatch to the kernels).
+"""Preprocess: frame + boxes -> normalized RGB crops (the numpy reference, and the kernels).
 
 The numpy/OpenCV path is the readable reference the C++ and CUDA kernels are tested against:
 cv2.warpAffine (bilinear, zero border) -> BGR to RGB -> /255 -> ImageNet mean/std, as the official
@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vitpose_trt import _ext
+from vitpose_trt import kernels
 from vitpose_trt.geometry import (
     boxes_to_transforms,
     check_boxes,
@@ -20,6 +20,7 @@ from vitpose_trt.geometry import (
     warp_matrix,
 )
 
+# ImageNet statistics (the official NormalizeTensor); csrc/warp.h folds the same numbers into its kernels.
 MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -38,7 +39,7 @@ def warp_crop(frame: np.ndarray, transform: np.ndarray, mode: str, input_size: t
 
 
 def preprocess(frame, boxes, mode: str = "udp", *, input_size: tuple[int, int] = (256, 192),
-               impl: str = "numpy", flip: bool = False):
+               impl: str = "numpy", flip: bool = False, threads: int | None = None):
     """Crop and normalize every box of one frame.
 
     Args:
@@ -51,13 +52,14 @@ def preprocess(frame, boxes, mode: str = "udp", *, input_size: tuple[int, int] =
             crops come back as a torch CUDA tensor).
         flip: also return the horizontally flipped crops, stacked after the N crops (2N in all),
             for flip test.
+        threads: CPU threads for impl="cpp" (None: the extension's default).
 
     Returns:
         crops: (N, 3, H, W) float32 (or (2N, ...) with flip), normalized RGB.
         transforms: (N, 4) float32 [cx, cy, w, h] per box, for `postprocess`.
     """
     check_mode(mode)
-    _ext.check_impl(impl)
+    kernels.check_impl(impl)
     boxes = check_boxes(boxes)
     transforms = boxes_to_transforms(boxes, input_size)
     n_out = 2 * len(boxes) if flip else len(boxes)
@@ -66,7 +68,7 @@ def preprocess(frame, boxes, mode: str = "udp", *, input_size: tuple[int, int] =
     frame = check_frame(frame)
     if impl == "cpp":
         crops = np.empty((n_out, 3, *input_size), dtype=np.float32)
-        _ext.extension().warp_cpu(frame, inverse_warp_matrices(transforms, mode, input_size), crops, flip)
+        kernels.warp(frame, inverse_warp_matrices(transforms, mode, input_size), crops, flip, threads=threads)
         return crops, transforms
     crops = np.empty((n_out, 3, *input_size), dtype=np.float32)
     for i, t in enumerate(transforms):
@@ -79,13 +81,12 @@ def preprocess(frame, boxes, mode: str = "udp", *, input_size: tuple[int, int] =
 def _preprocess_cuda(frame, transforms, mode, input_size, flip):
     import torch
 
-    from vitpose_trt.gpu import as_cuda_frame
+    from vitpose_trt.cuda_memory import as_cuda_frame
 
     frame_dev = as_cuda_frame(frame)
     n = len(transforms)
     crops = torch.empty((2 * n if flip else n, 3, *input_size), dtype=torch.float32, device=frame_dev.device)
     if n:
         inv = torch.from_numpy(inverse_warp_matrices(transforms, mode, input_size)).to(frame_dev.device)
-        stream = torch.cuda.current_stream(frame_dev.device)
-        _ext.extension().warp_cuda(frame_dev, inv, crops, flip, stream.cuda_stream)
+        kernels.warp(frame_dev, inv, crops, flip)
     return crops

@@ -1,0 +1,169 @@
+"""The TensorRT sidecar: `model.engine.json`, what a plan was built from and for.
+
+One home for its schema: `build_engine` writes it (`make_sidecar`, `write_sidecar`), the runtime
+reads it (`read_sidecar`, `check_compatibility`) and both quote the same build defaults. Pure
+Python: testable without TensorRT or a GPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vitpose_trt.atomic import atomic_write
+
+log = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = 1
+SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
+# `vitpose-trt build`'s defaults: most boxes per engine call, the batch TensorRT tunes for, the pipeline.
+BUILD_DEFAULTS = {"max_batch": 64, "opt_batch": 8, "mode": "udp"}
+
+
+class EngineMismatchError(RuntimeError):
+    """The engine was built for another TensorRT version or GPU, or TensorRT could not load it."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a plan is tied to: the TensorRT version and the GPU.
+
+    Attributes:
+        tensorrt_version: `tensorrt.__version__`, e.g. "10.13.0.35".
+        gpu_name: e.g. "NVIDIA H100 80GB HBM3" (None: unknown).
+        compute_capability: "major.minor", e.g. "9.0" (None: unknown).
+    """
+
+    tensorrt_version: str
+    gpu_name: str | None = None
+    compute_capability: str | None = None
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    """`model.engine` -> `model.engine.json`."""
+    path = Path(os.fspath(engine_path))
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The engine's sidecar as a dict, or None when there is none.
+
+    Raises:
+        ValueError: the sidecar exists but is not a JSON object.
+    """
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); delete it and rebuild the engine") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def rebuild_command(sidecar: Mapping[str, Any] | None, engine_path: str | os.PathLike[str] = "model.engine") -> str:
+    """The `vitpose-trt build` command that rebuilds this engine with the options it was built with."""
+    sidecar = sidecar or {}
+    args = sidecar.get("build_args") or {}
+    source = (sidecar.get("source") or {}).get("path") or "CHECKPOINT"
+    parts = ["vitpose-trt", "build", shlex.quote(str(source)), "-o", shlex.quote(os.fspath(engine_path))]
+    if sidecar.get("precision", "fp16") == "fp16":
+        parts.append("--fp16")
+    for key, flag in (("max_batch", "--max-batch"), ("opt_batch", "--opt-batch"), ("mode", "--mode")):
+        if key in args and args[key] != BUILD_DEFAULTS[key]:
+            parts += [flag, str(args[key])]
+    if args.get("flip_test", sidecar.get("flip_test", False)):
+        parts.append("--flip-test")
+    return " ".join(parts)
+
+
+def check_compatibility(sidecar: Mapping[str, Any], current: Platform,
+                        engine_path: str | os.PathLike[str] = "model.engine") -> None:
+    """Refuse a plan built for another TensorRT version or GPU architecture, before TensorRT tries.
+
+    A serialized engine only deserializes with the exact TensorRT version that built it, and its
+    kernels are compiled for one compute capability. Another GPU model of the same compute
+    capability works (TensorRT only warns that the kernel choice may be slower), so a GPU name
+    mismatch alone is logged, not raised. Keys missing from the sidecar are not checked.
+
+    Args:
+        sidecar: the engine's sidecar (see `build_engine.tensorrt_build.make_sidecar`).
+        current: this machine's TensorRT version and GPU (`current_platform()`).
+        engine_path: used in the message and the rebuild command.
+
+    Raises:
+        EngineMismatchError: one line: what differs, and the exact command that rebuilds it here.
+    """
+    built_trt = sidecar.get("tensorrt_version")
+    gpu = sidecar.get("gpu") or {}
+    built_cc, built_name = gpu.get("compute_capability"), gpu.get("name")
+    problems = []
+    if built_trt and built_trt != current.tensorrt_version:
+        problems.append(f"TensorRT {built_trt} (this machine has {current.tensorrt_version})")
+    if built_cc and current.compute_capability and str(built_cc) != current.compute_capability:
+        problems.append(f"compute capability {built_cc} / {built_name or 'unknown GPU'} "
+                        f"(this GPU is {current.compute_capability} / {current.gpu_name or 'unknown'})")
+    name = os.fspath(engine_path)
+    if problems:
+        raise EngineMismatchError(
+            f"{name} was built for {' and '.join(problems)}; a TensorRT engine only loads with the TensorRT version "
+            f"and GPU architecture it was built for: rebuild it here with `{rebuild_command(sidecar, engine_path)}`"
+        )
+    if built_name and current.gpu_name and built_name != current.gpu_name:
+        log.warning("%s was built on a %s and runs on a %s (same compute capability): it works, but may be slower "
+                    "than an engine built here (`%s`)", name, built_name, current.gpu_name,
+                    rebuild_command(sidecar, engine_path))
+
+
+def make_sidecar(*, model: Any, mode: str, flip_test: bool, profile: Any, precision: str,
+                 fp32_ops: Sequence[str], io: Mapping[str, Mapping[str, str]], strongly_typed: bool,
+                 tensorrt_version: str, gpu_name: str | None, compute_capability: str | None,
+                 source_path: str | None, source_onnx_sha256: str, build_args: Mapping[str, Any],
+                 built_at: str | None = None, package_version: str | None = None) -> dict[str, Any]:
+    """The sidecar dict written next to the plan as `model.engine.json`.
+
+    Everything the runtime and a reader need without deserializing the plan: the model, the
+    pipeline options it was built for, the batch range, the precision recipe and I/O dtypes, and
+    the TensorRT version and GPU that the plan is tied to (`check_compatibility` reads those).
+    """
+    if package_version is None:
+        import vitpose_trt
+
+        package_version = vitpose_trt.__version__
+    return {
+        "format": SIDECAR_FORMAT,
+        "variant": model.variant,
+        "decoder": model.decoder,
+        "num_keypoints": int(model.num_keypoints),
+        "input_size": [int(s) for s in model.input_size],
+        "random_weights": bool(model.random_weights),
+        "mode": mode,
+        "flip_test": bool(flip_test),
+        "batch": profile.batch_range,
+        "precision": precision,
+        "fp32_ops": list(fp32_ops),
+        "strongly_typed": bool(strongly_typed),
+        "io": {k: dict(v) for k, v in io.items()},
+        "tensorrt_version": tensorrt_version,
+        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
+        "source": {"path": source_path, "onnx_sha256": source_onnx_sha256},
+        "build_args": dict(build_args),
+        "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "vitpose_trt_version": package_version,
+    }
+
+
+def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Mapping[str, Any]) -> Path:
+    """Write `<engine>.json` atomically (a reader never sees half a file)."""
+    path = sidecar_path(engine_path)
+    atomic_write(path, json.dumps(sidecar, indent=2) + "\n")
+    return path
