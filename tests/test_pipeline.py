@@ -114,3 +114,93 @@ def test_tensorrt_plan_without_tensorrt_is_a_clear_error(tmp_path):
         open_engine(plan)
     with pytest.raises(ValueError, match="vitpose-trt build"):
         open_engine(None, backend="tensorrt")
+
+
+# --- several frames per call, bounded batches ------------------------------------------------------
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_infer_many_equals_infer_per_frame(sample_model, coco_sample, flip):
+    """Frames share engine batches (here 3 boxes per call, so batches straddle frames); each frame's
+    keypoints equal its own `infer`. Only the batch composition differs, which changes PyTorch's
+    float summation order: 1e-3 px and 1e-4 of the ~1.0 peak scores cover that."""
+    engine = TorchEngine(sample_model, max_batch=6 if flip else 3)
+    pose = VitPoseTRT(engine, flip_test=flip)
+    frames = [frame for _, frame, _ in coco_sample[:3]]
+    boxes = [b[:n] for (_, _, b), n in zip(coco_sample[:3], (4, 0, 3))]
+    many = pose.infer_many(frames, boxes)
+    assert [m.shape for m in many] == [(4, 17, 3), (0, 17, 3), (3, 17, 3)]
+    for frame, b, got in zip(frames, boxes, many):
+        want = VitPoseTRT(TorchEngine(sample_model, max_batch=64), flip_test=flip).infer(frame, b)
+        np.testing.assert_allclose(got[..., :2], want[..., :2], atol=1e-3)
+        np.testing.assert_allclose(got[..., 2], want[..., 2], atol=1e-4)
+    with pytest.raises(ValueError, match="2 frames but 1 box arrays"):
+        pose.infer_many(frames[:2], boxes[:1])
+
+
+def test_infer_many_catches_a_frame_mixup(sample_model, coco_sample):
+    """The comparison above can fail: boxes paired with the wrong frame give other keypoints."""
+    pose = VitPoseTRT(TorchEngine(sample_model))
+    (_, f0, b0), (_, f1, _) = coco_sample[0], coco_sample[1]
+    right = pose.infer_many([f0], [b0[:2]])[0]
+    wrong = pose.infer_many([f1], [b0[:2]])[0]
+    assert np.abs(right[..., :2] - wrong[..., :2]).max() > 1.0
+
+
+def _small_model():
+    from vitpose_trt.model import ViTPose, ViTPoseConfig
+
+    torch.manual_seed(0)
+    return ViTPose(ViTPoseConfig(variant="tiny", embed_dim=32, depth=1, num_heads=2, deconv_channels=8)).eval()
+
+
+def _peak_bytes(pose, frame, boxes) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        pose.infer(frame, boxes)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+MEMORY_BOUND = 64 << 20  # 2,000 boxes in chunks of 16: ~16 x (590 KB crop + 209 KB heatmaps) + keypoints
+
+
+def test_memory_stays_bounded_for_2000_boxes():
+    """A crowd (or a detector gone wrong) runs in bounded engine batches: peak host memory for 2,000
+    boxes stays under MEMORY_BOUND (numpy's allocations, traced by tracemalloc), and the same
+    measurement exceeds it when the batch is not bounded (500 crops at once: ~400 MB)."""
+    model = _small_model()
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 500, (2000, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(20, 140, (2000, 2))], axis=1)
+    bounded = VitPoseTRT(TorchEngine(model))
+    assert bounded.engine.max_batch == 16
+    peak = _peak_bytes(bounded, frame, boxes)
+    assert peak < MEMORY_BOUND, f"{peak / 2**20:.0f} MiB for 2,000 boxes"
+    unbounded = VitPoseTRT(TorchEngine(model, max_batch=500))
+    assert _peak_bytes(unbounded, frame, boxes[:500]) > MEMORY_BOUND
+
+
+def test_any_module_and_bounded_batch_options(sample_model, coco_sample):
+    _, frame, boxes = coco_sample[0]
+    pose = VitPoseTRT(sample_model, device="cpu", max_batch=2)
+    assert pose.engine.name == "pytorch" and pose.engine.max_batch == 2
+    assert pose.infer(frame, boxes[:3]).shape == (3, 17, 3)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_batch"):
+            VitPoseTRT(sample_model, device="cpu", max_batch=bad)
+    with pytest.raises(ValueError, match="threads"):
+        VitPoseTRT(sample_model, device="cpu", threads=0)
+    with pytest.raises(TypeError, match="engine must be"):
+        VitPoseTRT(12345)
+
+
+def test_cuda_device_without_a_gpu_is_a_runtime_error(tiny_model):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        VitPoseTRT(tiny_model, device="cuda")
