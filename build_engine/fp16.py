@@ -140,7 +140,10 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
         warnings.simplefilter("always")
         # keep_io_types=False: the converter then makes input and output FP16; the output dtype
         # is set afterwards (it only knows "both FP32" or "both FP16").
-        converted = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=list(blocked),
+        # op_block_list replaces the converter's default list (which keeps Resize, TopK, Range, ...
+        # in FP32, e.g. the simple decoder's bilinear Resize), so ours is added to it, not substituted.
+        block_list = list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *blocked]))
+        converted = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=block_list,
                                                      **shape_kwargs)
     clamped = sum(1 for w in caught if "truncated" in str(w.message))
     for w in caught:

@@ -58,3 +58,43 @@ def test_fp16_conversion_of_a_graph_over_the_protobuf_limit(tiny_model, tmp_path
     big = fp16.convert_to_fp16(path).model
     assert [n.op_type for n in big.graph.node] == [n.op_type for n in small.graph.node]
     assert fp16.graph_io_dtypes(big) == fp16.graph_io_dtypes(small)
+
+
+def test_export_check_passes_the_fixture_and_catches_a_1_percent_weight_change(sample_model, coco_sample, tmp_path):
+    """The self-check is relative to the heatmap scale, so on a model with real peaks (~1.0) it can
+    fail: the same file checked against the model with ONE weight changed by 1% is refused."""
+    import copy
+
+    from vitpose_trt import preprocess
+    from vitpose_trt.export import MAX_REL_DIFF, check_onnx_against_torch
+
+    model = copy.deepcopy(sample_model)
+    _, frame, boxes = coco_sample[0]
+    crops = preprocess(frame, boxes[:2], "udp")[0]
+    res = export_onnx(model, tmp_path / "s.onnx")
+    assert res.max_rel_diff <= MAX_REL_DIFF and not res.random_weights
+    assert check_onnx_against_torch(model, res.path, crops=crops) <= MAX_REL_DIFF
+    w = model.keypoint_head.final_layer.weight
+    with torch.no_grad():
+        i = int(w.abs().argmax())
+        w.view(-1)[i] *= 1.01
+    with pytest.raises(ValueError, match="differs from PyTorch by .* of the heatmap scale"):
+        check_onnx_against_torch(model, res.path, crops=crops)
+
+
+def test_export_without_dynamic_batch_passes_its_own_check(tiny_model, tmp_path):
+    res = export_onnx(tiny_model, tmp_path / "fixed.onnx", dynamic_batch=False)
+    assert res.max_rel_diff <= 1e-4
+
+
+def test_export_refuses_unwritable_targets_and_leaves_nothing(tiny_model, tmp_path):
+    with pytest.raises(IsADirectoryError):
+        export_onnx(tiny_model, tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_onnx(tiny_model, tmp_path / "missing" / "m.onnx")
+    existing = tmp_path / "keep.onnx"
+    existing.write_bytes(b"previous")
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(tiny_model, existing, opset=11)
+    assert existing.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]  # no temporary left behind
