@@ -416,3 +416,17 @@ def test_load_model_without_path_is_random_vitpose_b(caplog):
     assert "RANDOM" in caplog.text
     small = load_model(None, "s", 5, decoder="simple")
     assert (small.config.variant, small.config.decoder, small.config.num_keypoints) == ("vitpose-s", "simple", 5)
+
+
+def test_int8_safetensors_are_refused_with_the_dtypes(tmp_path, tiny_model):
+    from safetensors.torch import save_file
+
+    from vitpose_trt.checkpoint import load_model
+
+    sd = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    name = "keypoint_head.final_layer.weight"
+    sd[name] = (sd[name] * 100).to(torch.int8)
+    path = tmp_path / "quantized.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(ValueError, match=f"{name}: int8"):
+        load_model(path)

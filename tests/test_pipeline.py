@@ -204,3 +204,44 @@ def test_cuda_device_without_a_gpu_is_a_runtime_error(tiny_model):
         pytest.skip("a GPU is visible here")
     with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
         VitPoseTRT(tiny_model, device="cuda")
+
+
+# --- bad input: a ValueError/TypeError naming the problem --------------------------------------------
+
+
+@pytest.mark.parametrize("boxes,match", [
+    ([["a", "b", "c", "d"]], "boxes must be numbers"),
+    ([[0, 0, 10, 10], [0, 0, 10]], "boxes must be numbers"),
+    ([[0, 0, 1e39, 10]], r"beyond \+-1e\+08 px"),
+    ([[-2e8, 0, 10, 10]], r"beyond \+-1e\+08 px"),
+    (None, "boxes is None"),
+])
+def test_bad_boxes_name_the_problem(tiny_model, boxes, match):
+    pose = VitPoseTRT(TorchEngine(tiny_model), impl="numpy")
+    with pytest.raises(ValueError, match=match):
+        pose.infer(np.zeros((48, 64, 3), np.uint8), boxes)
+
+
+@pytest.mark.parametrize("pairs", [[(1, 2, 3)], [1, 2], [("a", "b")], [(1.5, 2)], 7])
+def test_malformed_flip_pairs_name_the_problem(tiny_model, pairs):
+    with pytest.raises(ValueError, match="flip_pairs"):
+        VitPoseTRT(TorchEngine(tiny_model), flip_test=True, flip_pairs=pairs)
+
+
+def test_a_failed_imread_is_a_value_error(tiny_model):
+    import cv2
+
+    frame = cv2.imread("/nonexistent.jpg")
+    with pytest.raises(ValueError, match="frame is None"):
+        VitPoseTRT(TorchEngine(tiny_model)).infer(frame, [[0, 0, 10, 10]])
+
+
+@pytest.mark.parametrize("view", ["mirror", "flip", "transpose", "rgb", "fortran"])
+def test_any_strided_frame_gives_the_contiguous_result(sample_model, coco_sample, view):
+    """Selfie-camera mirrors, flips, transposes, BGR->RGB views and Fortran order are all valid
+    HxWx3 uint8 frames: every path answers as for the same pixels in a contiguous array."""
+    _, frame, boxes = coco_sample[1]
+    v = {"mirror": frame[:, ::-1], "flip": frame[::-1], "transpose": frame.transpose(1, 0, 2),
+         "rgb": frame[..., ::-1], "fortran": np.asfortranarray(frame)}[view]
+    pose = VitPoseTRT(TorchEngine(sample_model))
+    np.testing.assert_array_equal(pose.infer(v, boxes[:2]), pose.infer(np.ascontiguousarray(v), boxes[:2]))

@@ -131,18 +131,37 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict | Non
         (or one next to a `.safetensors` file), else None.
     """
     path = Path(os.fspath(path))
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{path}: no permission to read it")
     if path.is_dir():
-        return _read_hf_folder(path)
-    suffix = path.suffix.lower()
-    if suffix == SAFETENSORS_SUFFIX:
+        state_dict, hf_config = _read_hf_folder(path)
+    elif path.suffix.lower() == SAFETENSORS_SUFFIX:
         sibling = path.parent / "config.json"
         hf_config = _read_json(sibling) if sibling.is_file() else None
         if hf_config is not None and hf_config.get("model_type") != "vitpose":
             hf_config = None
-        return _read_safetensors([path]), hf_config
-    if suffix in TORCH_SUFFIXES:
-        return _read_torch_file(path), None
-    raise ValueError(
+        state_dict = _read_safetensors([path])
+    elif path.suffix.lower() in TORCH_SUFFIXES:
+        state_dict, hf_config = _read_torch_file(path), None
+    else:
+        raise ValueError(_unsupported(path))
+    _check_float_weights(state_dict, path)
+    return state_dict, hf_config
+
+
+def _check_float_weights(state_dict: StateDict, path: Path) -> None:
+    """Weights must be floating point: an int8 (quantized) tensor cast to float32 would load "fine"
+    and give meaningless poses. Integer buffers (BatchNorm's num_batches_tracked) are allowed."""
+    bad = [f"{k}: {str(v.dtype).removeprefix('torch.')}" for k, v in state_dict.items()
+           if not v.is_floating_point() and not k.endswith("num_batches_tracked")]
+    if bad:
+        raise ValueError(f"{path}: expected floating-point weights (float32/float16/bfloat16); these tensors are "
+                         f"not: {_fmt(bad)} (a quantized checkpoint is not supported: use the float one)")
+
+
+def _unsupported(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return (
         f"{path}: unsupported checkpoint type {suffix or '(no extension)'!r}; expected an official/easy_ViTPose "
         f"checkpoint ({', '.join(TORCH_SUFFIXES)}), a Hugging Face VitPose folder (config.json + "
         "model.safetensors) or a .safetensors file"

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return {"export": _export, "build": _build, "infer": _infer, "bench": _bench}[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as e:  # OSError: missing, unwritable, ...
         print(f"vitpose-trt {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -28,8 +28,21 @@ def flip_index(num_keypoints: int, flip_pairs=None) -> list[int]:
                 f"flip test needs flip_pairs for a {num_keypoints}-keypoint model (COCO's are only known for K=17)"
             )
         flip_pairs = FLIP_PAIRS
+    import operator
+
     index = list(range(num_keypoints))
-    for a, b in flip_pairs:
+    try:
+        pairs = [tuple(p) for p in flip_pairs]
+    except TypeError:
+        raise ValueError(f"flip_pairs must be a list of (left, right) index pairs, got {flip_pairs!r}") from None
+    for pair in pairs:
+        try:
+            if len(pair) != 2 or any(isinstance(i, bool) for i in pair):
+                raise TypeError
+            a, b = (operator.index(i) for i in pair)
+        except TypeError:
+            raise ValueError(f"flip_pairs: each entry must be a (left, right) pair of keypoint indices, "
+                             f"got {pair!r}") from None
         if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
             raise ValueError(f"flip pair ({a}, {b}) is out of range for {num_keypoints} keypoints")
         index[a], index[b] = b, a

@@ -12,6 +12,7 @@ import numpy as np
 
 MODES = ("udp", "classic")
 PADDING = 1.25  # context around the person, as the official top-down configs
+MAX_COORD = 1e8  # px; far beyond any frame, far below where float32 crop/box arithmetic overflows
 PIXEL_STD = 200.0  # mmpose expresses scale in units of 200 px; kept to reproduce its float32 rounding
 
 
@@ -38,7 +39,13 @@ def check_frame(frame) -> np.ndarray:
 
 def check_boxes(boxes) -> np.ndarray:
     """Boxes as an (N, 4) float64 array of x1, y1, x2, y2; an (N, 5) array's score column is dropped."""
-    arr = np.asarray(boxes, dtype=np.float64)
+    if boxes is None:
+        raise ValueError("boxes is None: give an (N, 4) array (np.zeros((0, 4)) for no people)")
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"boxes must be numbers in an (N, 4) x1,y1,x2,y2 or (N, 5) array with rows of equal "
+                         f"length; got {type(boxes).__name__} that numpy cannot read as one ({e})") from None
     if arr.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
     if arr.ndim == 1 and arr.shape[0] in (4, 5):
@@ -49,6 +56,10 @@ def check_boxes(boxes) -> np.ndarray:
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise ValueError(f"boxes {np.flatnonzero(bad).tolist()} contain NaN or inf")
+    huge = (np.abs(arr) > MAX_COORD).any(axis=1)
+    if huge.any():
+        raise ValueError(f"boxes {np.flatnonzero(huge).tolist()} have coordinates beyond +-{MAX_COORD:g} px: no frame "
+                         "is that large (the float32 crop arithmetic would overflow); check the detector's output")
     inverted = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
     if inverted.any():
         raise ValueError(f"boxes {np.flatnonzero(inverted).tolist()} have x2 < x1 or y2 < y1 (expected x1,y1,x2,y2)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,9 +132,9 @@ class TensorRTEngine(Engine):
     with this machine's: a mismatch raises `EngineMismatchError` with the rebuild command instead
     of TensorRT's deserialization error. `run_cuda` enqueues on the caller's stream and does not
     chunk: batches must lie in the plan's optimization profile (`min_batch`..`max_batch`), which
-    the pipeline respects by chunking with `max_batch`. One call at a time per engine: calls on
-    different streams share the output buffer and TensorRT's scratch memory, so the caller orders
-    them.
+    the pipeline respects by chunking with `max_batch`. `run_cuda` calls share the output buffer and
+    TensorRT's scratch memory, so the caller orders them (the GPU path holds a lock); the host path
+    `run` has a stream and a lock of its own.
 
     Args:
         path: the .engine/.plan file; its sidecar `<path>.json` is read when present.
@@ -220,6 +221,7 @@ class TensorRTEngine(Engine):
         # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
         # TensorRT adds device-wide synchronizations and warns on every call.
         self._stream = torch.cuda.Stream(self.torch_device)
+        self._lock = threading.Lock()  # one execution context: host-path calls from threads take turns
         if self.random_weights:
             log.warning("%s was built from RANDOM weights (not a trained model)", self.path)
 
@@ -256,7 +258,7 @@ class TensorRTEngine(Engine):
         import torch
 
         m = len(crops)
-        with torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
+        with self._lock, torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
             dev = torch.from_numpy(crops).to(self.torch_device, non_blocking=False).to(self.input_dtype)
             if m < self.min_batch:
                 dev = torch.cat([dev, dev.new_zeros((self.min_batch - m, *dev.shape[1:]))])
