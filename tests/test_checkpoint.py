@@ -430,3 +430,19 @@ def test_int8_safetensors_are_refused_with_the_dtypes(tmp_path, tiny_model):
     save_file(sd, str(path))
     with pytest.raises(ValueError, match=f"{name}: int8"):
         load_model(path)
+
+
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_random_model_has_a_trained_models_output_scale(decoder, coco_sample):
+    """Random weights whose heatmaps peak near 5e-5 make every absolute tolerance vacuous; the
+    calibrated random model peaks like a trained one (~1) on real crops."""
+    import numpy as np
+
+    from vitpose_trt import preprocess
+
+    model = build_random_model(config_for("s", decoder=decoder), seed=1)
+    _, frame, boxes = coco_sample[0]
+    crops = preprocess(frame, boxes[:4, :4], "udp")[0]
+    with torch.inference_mode():
+        peaks = model(torch.from_numpy(crops)).numpy().reshape(4, 17, -1).max(-1)
+    assert np.median(peaks) >= 0.1 and peaks.max() < 10
