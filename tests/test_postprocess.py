@@ -123,3 +123,56 @@ def test_decode_input_errors():
     with pytest.raises(ValueError, match="unknown impl"):
         postprocess(hm, np.zeros((2, 4), np.float32), impl="triton")
     assert postprocess(np.zeros((0, 17, H, W), np.float32), np.zeros((0, 4))).shape == (0, 17, 3)
+
+
+def _official_dark_udp(hm: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """mmpose 0.x `post_dark_udp` re-derived keypoint by keypoint (np.linalg.inv of the Hessian + eps*I,
+    derivatives read from the flattened, edge-padded log map), and `transform_preds` for udp at
+    scale 1: an independent spelling of the official formula, not our vectorized one."""
+    import cv2
+
+    k, h, w = hm.shape
+    out = np.zeros((k, 2))
+    for j in range(k):
+        m = hm[j]
+        y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+        b = cv2.GaussianBlur(m, (kernel, kernel), 0)
+        b = np.log(np.clip(b, 0.001, 50))
+        p = np.pad(b, ((1, 1), (1, 1)), mode="edge").flatten()
+        i = (y + 1) * (w + 2) + (x + 1)
+        i_x1, i_x_1 = i + 1, i - 1
+        i_y1, i_y_1 = i + w + 2, i - w - 2
+        dx = 0.5 * (p[i_x1] - p[i_x_1])
+        dy = 0.5 * (p[i_y1] - p[i_y_1])
+        dxx = p[i_x1] - 2 * p[i] + p[i_x_1]
+        dyy = p[i_y1] - 2 * p[i] + p[i_y_1]
+        dxy = 0.5 * (p[i_x1 + w + 2] - p[i_x1] - p[i_y1] + p[i] + p[i] - p[i_x_1] - p[i_y_1] + p[i_x_1 - w - 2])
+        hess = np.array([[dxx, dxy], [dxy, dyy]]) + np.finfo(np.float32).eps * np.eye(2)
+        out[j] = np.array([x, y]) - np.linalg.inv(hess) @ np.array([dx, dy])
+    return out
+
+
+def test_udp_decode_is_the_official_dark_udp_formula_on_peaked_maps():
+    """Pinned to the official DARK-UDP on trained-like maps (peaks, a rival, noise): other ports
+    blur with another Gaussian and move keypoints by up to several px near the border."""
+    from tests.conftest import synthetic_heatmaps
+
+    hm = synthetic_heatmaps(6, seed=3)
+    transforms = identity_transforms(6, "udp")
+    got = postprocess(hm, transforms, "udp")
+    peaked = hm.reshape(6, 17, -1).max(-1) > 0.05
+    for i in range(6):
+        want = _official_dark_udp(hm[i])
+        np.testing.assert_allclose(got[i][peaked[i], :2], want[peaked[i]], atol=1e-4)
+
+
+def test_the_official_formula_pin_can_fail():
+    """Another blur (as some ports use) moves peaked keypoints beyond the pin's 1e-4 px."""
+    from tests.conftest import synthetic_heatmaps
+    from vitpose_trt.postprocess import dark_udp, max_preds
+
+    hm = synthetic_heatmaps(2, seed=3)
+    preds, _ = max_preds(hm)
+    other = dark_udp(preds, hm, kernel=7)
+    want = np.stack([_official_dark_udp(hm[i]) for i in range(2)])
+    assert np.abs(other - want).max() > 1e-3
