@@ -465,7 +465,7 @@ def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly
     config = builder.create_builder_config()
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if fp16 and not strongly_typed:
+    if fp16 and not strongly_typed:  # TensorRT 8.x ONLY: 10.x/11.x build strongly typed networks above
         _pin_fp32_layers(network, config, fp32_ops)
         inp.dtype = trt.DataType.HALF  # the same I/O as the strongly typed engine: FP16 crops in,
         out.dtype = trt.DataType.FLOAT  # FP32 heatmaps out
@@ -493,7 +493,9 @@ def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly
 
 
 def _pin_fp32_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig, fp32_ops: Sequence[str]) -> None:
-    """The pre-strong-typing recipe: FP16 builder flag, normalization (and softmax) layers forced FP32."""
+    """TensorRT 8.x ONLY (no strongly typed networks there): the weakly typed recipe, FP16 builder flag
+    with normalization (and softmax) layers forced to FP32. TensorRT 11 removed these flags
+    (`BuilderFlag.FP16` is gone), which is why the strongly typed path is taken wherever it exists."""
     import tensorrt as trt
 
     # getattr: LayerType.NORMALIZATION only exists from TensorRT 8.6 (older parsers split LayerNorm up)
