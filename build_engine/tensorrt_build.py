@@ -33,7 +33,7 @@ from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_fo
 from vitpose_trt.export import save_onnx
 from vitpose_trt.coco import load_sample, sample_dir
 from vitpose_trt.atomic import atomic_write
-from vitpose_trt.engines.sidecar import EngineMismatchError, make_sidecar, sidecar_path, write_sidecar
+from vitpose_trt.engines.sidecar import BUILD_DEFAULTS, EngineMismatchError, make_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class ProfileShapes:
         return {"min": self.min[0], "opt": self.opt[0], "max": self.max[0]}
 
 
-def profile_shapes(input_size: Sequence[int], *, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64,
+def profile_shapes(input_size: Sequence[int], *, min_batch: int = 1, opt_batch: int = BUILD_DEFAULTS["opt_batch"],
+                   max_batch: int = BUILD_DEFAULTS["max_batch"],
                    flip_test: bool = False) -> ProfileShapes:
     """The optimization profile over the batch axis.
 
@@ -242,9 +243,10 @@ class _Source:
 
 
 def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str], *,
-          fp16: bool = True, max_batch: int = 64, opt_batch: int = 8, min_batch: int = 1, flip_test: bool = False,
+          fp16: bool = True, max_batch: int = BUILD_DEFAULTS["max_batch"], opt_batch: int = BUILD_DEFAULTS["opt_batch"],
+          min_batch: int = 1, flip_test: bool = False,
           verify: bool = True, workspace_gb: float | None = None,
-          timing_cache: str | os.PathLike[str] | None = None, mode: str = "udp",
+          timing_cache: str | os.PathLike[str] | None = None, mode: str = BUILD_DEFAULTS["mode"],
           fp32_softmax: bool = DEFAULT_FP32_SOFTMAX) -> Path:
     """Build a TensorRT engine and its sidecar.
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from vitpose_trt.engines import BACKENDS
+from vitpose_trt.engines.sidecar import BUILD_DEFAULTS
 from vitpose_trt.geometry import MODES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -45,14 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="checkpoint or .onnx")
     p.add_argument("-o", "--output", required=True, help="output .engine path (a .json sidecar is written next to it)")
     p.add_argument("--fp16", action="store_true", help="FP16 engine with LayerNorm kept in FP32 (recommended)")
-    p.add_argument("--max-batch", type=int, default=64,
-                   help="most boxes per engine call (default 64; --flip-test doubles the crops)")
-    p.add_argument("--opt-batch", type=int, default=8, help="box count TensorRT tunes for (default 8)")
+    p.add_argument("--max-batch", type=int, default=BUILD_DEFAULTS["max_batch"],
+                   help="most boxes per engine call (default %(default)s; --flip-test doubles the crops)")
+    p.add_argument("--opt-batch", type=int, default=BUILD_DEFAULTS["opt_batch"],
+                   help="box count TensorRT tunes for (default %(default)s)")
     p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
     p.add_argument("--fp32-softmax", action="store_true",
                    help="also keep the attention softmax in FP32 (if the accuracy check asks for it)")
     p.add_argument("--flip-test", action="store_true", help="engine for flip test (doubles the batch range)")
-    p.add_argument("--mode", choices=MODES, default="udp", help="pipeline recorded in the sidecar")
+    p.add_argument("--mode", choices=MODES, default=BUILD_DEFAULTS["mode"], help="pipeline recorded in the sidecar")
     p.add_argument("--no-verify", action="store_true", help="skip the build-time accuracy check against PyTorch")
     p.add_argument("--workspace-gb", type=float, default=None, help="builder workspace limit in GiB")
 

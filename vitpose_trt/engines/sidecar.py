@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SIDECAR_FORMAT = 1
 SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
 # `vitpose-trt build`'s defaults: most boxes per engine call, the batch TensorRT tunes for, the pipeline.
-BUILD_DEFAULTS = {"max_batch": 64, "opt_batch": 8, "mode": "udp"}
+BUILD_DEFAULTS: dict[str, Any] = {"max_batch": 64, "opt_batch": 8, "mode": "udp"}
 
 
 class EngineMismatchError(RuntimeError):
