@@ -98,3 +98,13 @@ def test_export_refuses_unwritable_targets_and_leaves_nothing(tiny_model, tmp_pa
         export_onnx(tiny_model, existing, opset=11)
     assert existing.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]  # no temporary left behind
+
+
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    from vitpose_trt.cli import main
+
+    assert main(["export", "-o", str(tmp_path), "--variant", "s", "--no-check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a directory" in err[0]
+    assert main(["export", "-o", str(tmp_path / "no" / "m.onnx"), "--variant", "s", "--no-check"]) == 2
+    assert "does not exist" in capsys.readouterr().err

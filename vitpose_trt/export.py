@@ -48,6 +48,19 @@ class ExportResult:
     random_weights: bool
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Refuse an output path that cannot be written, before any work: a directory, a missing or
+    unwritable parent folder (IsADirectoryError / FileNotFoundError / PermissionError naming it)."""
+    path = Path(os.fspath(path))
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory (give a file path ending in .onnx)")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the directory {path.parent} is not writable")
+    return path
+
+
 def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: int = MIN_OPSET,
                 dynamic_batch: bool = True, check: bool = True, atol: float = MAX_REL_DIFF) -> ExportResult:
     """Export a ViTPose model to ONNX and verify it.
@@ -69,19 +82,13 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}")
+    path = check_output_path(path)
     if not isinstance(model, torch.nn.Module):
         from vitpose_trt.checkpoint import load_model
 
         model = load_model(model)
     model = model.eval().float().cpu()
     config = model.config
-    path = Path(os.fspath(path))
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory (give a file path ending in .onnx)")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"cannot write {path}: the directory {path.parent} is not writable")
     batch = 2 if dynamic_batch else 1
     dummy = torch.zeros(1, 3, *config.input_size)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
