@@ -4,7 +4,9 @@ The steps reproduce mmpose 0.x, the code the ViTPose numbers were made with
 (`TopDownCocoDataset`: `_load_coco_person_detection_results`, `_load_coco_keypoint_annotation_kernel`,
 `evaluate`, `_do_python_keypoint_eval`; `mmpose/core/post_processing/nms.py`: `oks_iou`, `oks_nms`),
 with the settings of the official configs (`ViTPose_base_coco_256x192.py`: `det_bbox_thr=0.0`,
-`vis_thr=0.2`, `oks_thr=0.9`, `soft_nms=False`). pycocotools does the scoring; no AP is computed here.
+`vis_thr=0.2`, `oks_thr=0.9`, `soft_nms=False`). pycocotools does the scoring; no AP is computed here
+(mmpose called xtcocotools' COCOeval, an extension of pycocotools' whose keypoint scoring with its
+defaults and the COCO sigmas is pycocotools' own).
 
     boxes      the detection file (person class, score >= det_bbox_thr) or the ground-truth boxes
     infer      all boxes of an image in one `VitPoseTRT.infer` call, images read ahead in a thread
@@ -129,7 +131,10 @@ def load_person_detections(path, coco, score_thr: float = DET_BBOX_THR) -> tuple
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detection file not found: {path}")
-    by_id = load_detections(path)["by_id"]
+    try:
+        by_id = load_detections(path)["by_id"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e})") from None
     person = sum(len(b) for b in by_id.values())
     if person == 0:
         raise ValueError(f"{path}: no person detections (category_id 1): the detection set is empty")
@@ -325,7 +330,7 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
         reference, other: (N, K, 3) keypoints of the same boxes.
 
     Returns:
-        {"n", "score_thr", "median", "p90", "p99", "max"} (px; NaN where n is 0).
+        {"n", "score_thr", "median", "p90", "p99", "max"} (px; None where n is 0).
     """
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
     if reference.shape != other.shape:
@@ -334,7 +339,7 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
     d = np.hypot(*(other[..., :2] - reference[..., :2])[mask].T) if mask.any() else np.zeros(0)
     stats = {"n": int(d.size), "score_thr": float(score_thr)}
     for name, q in (("median", 50), ("p90", 90), ("p99", 99), ("max", 100)):
-        stats[name] = float(np.percentile(d, q)) if d.size else float("nan")
+        stats[name] = float(np.percentile(d, q)) if d.size else None
     return stats
 
 
@@ -401,7 +406,7 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     results: list[list[dict]] = [[] for _ in poses]
     distances: list[list[np.ndarray]] = [[] for _ in poses[1:]]
     evaluated, unreadable, n_boxes = [], [], 0
-    seconds, wall = 0.0, time.perf_counter()
+    seconds, wall, cpu = 0.0, time.perf_counter(), time.process_time()
     total = sum(len(boxes_of[i]) for i in present)
     bar = tqdm(total=total, unit="box", desc="eval", disable=not progress, dynamic_ncols=True)
     try:
@@ -425,7 +430,7 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
             bar.update(len(boxes))
     finally:
         bar.close()
-    wall = time.perf_counter() - wall
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     missing += unreadable
     if missing:
         names = [paths[i].name for i in missing]
@@ -438,7 +443,7 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     metrics = coco_keypoint_eval(coco, results[0], evaluated)
     report: dict = dict(metrics)
     report["settings"] = {
-        "engine": _describe(engine, poses[0]), "mode": mode, "flip_test": flip_test,
+        "engine": _describe(engine, poses[0]), "mode": poses[0].mode, "flip_test": poses[0].flip_test,
         "boxes": "detections" if dets is not None else "ground truth",
         "detections": os.fspath(dets) if dets is not None else None,
         "det_bbox_thr": det_bbox_thr if dets is not None else None,
@@ -452,6 +457,7 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     }
     report["timing"] = {  # boxes_per_s: the whole loop (reading, every engine, post-processing)
         "boxes": n_boxes, "engines_per_box": len(poses), "wall_seconds": wall, "inference_seconds": seconds,
+        "process_cpu_seconds": cpu,  # all threads: with other load on the machine, wall time alone misleads
         "boxes_per_s": n_boxes / wall if wall > 0 else float("nan"),
         "inference_boxes_per_s": n_boxes / seconds if seconds > 0 else float("nan")}
     if compare:
@@ -514,9 +520,9 @@ def format_table(report: dict) -> str:
         lines.append(f"{m:<8}" + "".join(f"{col[m]:>12.4f}" for _, col in columns))
     for k, c in enumerate(report.get("compare", [])):
         d = c["distance_px"]
-        lines.append(f"compare {k + 1}: {c['engine']}; keypoint distance to main (reference score > "
-                     f"{d['score_thr']:g}, n={d['n']}): median {d['median']:.3g} px, p90 {d['p90']:.3g}, "
-                     f"p99 {d['p99']:.3g}, max {d['max']:.3g}")
+        head = f"compare {k + 1}: {c['engine']}; keypoint distance to main (main score > {d['score_thr']:g}, n={d['n']})"
+        lines.append(head + (f": median {d['median']:.3g} px, p90 {d['p90']:.3g}, p99 {d['p99']:.3g}, "
+                             f"max {d['max']:.3g}" if d["n"] else ""))
     return "\n".join(lines)
 
 
