@@ -255,7 +255,8 @@ def _eval(args) -> int:
     print(format_table(report))
     settings, timing = report["settings"], report.get("timing")
     if timing:
-        print(f"{timing['boxes']} boxes on {settings['images_evaluated']} images, "
+        engines = f", each through {timing['engines_per_box']} engines" if timing["engines_per_box"] > 1 else ""
+        print(f"{timing['boxes']} boxes on {settings['images_evaluated']} images{engines}, "
               f"{timing['boxes_per_s']:.1f} boxes/s ({settings['engine']})")
     if settings.get("missing_images"):
         print(f"warning: {len(settings['missing_images'])} images missing or unreadable, left out: the AP is "
