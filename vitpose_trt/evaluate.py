@@ -337,7 +337,7 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
         raise ValueError(f"keypoint arrays differ in shape: {reference.shape} vs {other.shape}")
     mask = reference[..., 2] > score_thr
     d = np.hypot(*(other[..., :2] - reference[..., :2])[mask].T) if mask.any() else np.zeros(0)
-    stats = {"n": int(d.size), "score_thr": float(score_thr)}
+    stats: dict[str, float | int | None] = {"n": int(d.size), "score_thr": float(score_thr)}
     for name, q in (("median", 50), ("p90", 90), ("p99", 99), ("max", 100)):
         stats[name] = float(np.percentile(d, q)) if d.size else None
     return stats
@@ -458,8 +458,8 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     report["timing"] = {  # boxes_per_s: the whole loop (reading, every engine, post-processing)
         "boxes": n_boxes, "engines_per_box": len(poses), "wall_seconds": wall, "inference_seconds": seconds,
         "process_cpu_seconds": cpu,  # all threads: with other load on the machine, wall time alone misleads
-        "boxes_per_s": n_boxes / wall if wall > 0 else float("nan"),
-        "inference_boxes_per_s": n_boxes / seconds if seconds > 0 else float("nan")}
+        "boxes_per_s": n_boxes / wall if wall > 0 else None,
+        "inference_boxes_per_s": n_boxes / seconds if seconds > 0 else None}
     if compare:
         report["compare"] = [
             {"engine": _describe(e, p), "metrics": coco_keypoint_eval(coco, res, evaluated),
@@ -556,7 +556,10 @@ def _open_pose(engine, cls, mode, flip_test, backend, device, precision):
 
 
 def _describe(source, pose) -> str:
-    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    if source is None:
+        name = "random ViTPose-B"
+    else:
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     return f"{name}: {pose.engine.describe()}"
 
 
