@@ -16,13 +16,11 @@ functions, tested without TensorRT; the TensorRT calls are kept in `_build_plan`
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -12,6 +12,21 @@ REPO = Path(__file__).resolve().parents[1]
 CUDA_SKIP_REASON = "needs an NVIDIA GPU and the CUDA build of vitpose_trt._C"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache_in_tmp(tmp_path_factory):
+    """The CPU's cached ONNX exports (checkpoints under backend="auto") go to a folder of this test
+    session, not the user's cache."""
+    import os
+
+    old = os.environ.get("VITPOSE_TRT_CACHE_DIR")
+    os.environ["VITPOSE_TRT_CACHE_DIR"] = str(tmp_path_factory.mktemp("onnx-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VITPOSE_TRT_CACHE_DIR", None)
+    else:
+        os.environ["VITPOSE_TRT_CACHE_DIR"] = old
+
+
 def coco_sample_dir() -> Path | None:
     """`../shared/data/coco-sample` beside the checkout (or $VITPOSE_TRT_COCO_SAMPLE), if present."""
     from vitpose_trt.coco import sample_dir

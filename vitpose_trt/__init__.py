@@ -27,8 +27,8 @@ _LAZY = {
 
 # The stages are imported now (numpy + OpenCV, no torch): their modules share the functions' names,
 # and binding the names here keeps `vitpose_trt.preprocess` the function once the module is loaded.
-from vitpose_trt.postprocess import postprocess  # noqa: E402
-from vitpose_trt.preprocess import preprocess  # noqa: E402
+from vitpose_trt.postprocess import postprocess as postprocess  # noqa: E402
+from vitpose_trt.preprocess import preprocess as preprocess  # noqa: E402
 
 __all__ = sorted([*_LAZY, "preprocess", "postprocess"]) + ["__version__"]
 

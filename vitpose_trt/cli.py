@@ -98,6 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the raw numbers here")
     p.add_argument("--plot", default=None, help="write a PNG plot here (needs matplotlib)")
     _common_model_args(p)
+
+    p = sub.add_parser("eval", help="COCO keypoint AP by the official protocol (rescoring, OKS-NMS, COCOeval)")
+    p.add_argument("--images", default=None, help="COCO image folder (val2017/)")
+    p.add_argument("--ann", required=True, help="keypoint annotations (person_keypoints_val2017.json)")
+    p.add_argument("--dets", default=None,
+                   help="person detections, COCO results format (COCO_val2017_detections_AP_H_56_person.json); "
+                        "default: the ground-truth boxes")
+    p.add_argument("--engine", default=None, help="engine (.engine), .onnx or checkpoint to evaluate")
+    p.add_argument("--results", default=None,
+                   help="score this COCO keypoint results file as it is, without a model")
+    p.add_argument("--compare", nargs="+", default=[], metavar="ENGINE",
+                   help="other engines run on the same boxes: AP side by side and keypoint distances")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (by id), for a quick run")
+    p.add_argument("--det-thr", type=float, default=0.0,
+                   help="drop detections scoring below this (default 0.0, the official setting)")
+    p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common_model_args(p)
     return parser
 
 
@@ -105,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        return {"export": _export, "build": _build, "infer": _infer, "bench": _bench}[args.command](args)
+        return {"export": _export, "build": _build, "infer": _infer, "bench": _bench,
+                "eval": _eval}[args.command](args)
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as e:  # OSError: missing, unwritable, ...
         print(f"vitpose-trt {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -219,6 +238,37 @@ def _bench(args) -> int:
     if not any(r.get("status") == "ok" for r in result["rows"]):
         print("vitpose-trt bench: no alternative could run here", file=sys.stderr)
         return 1
+    return 0
+
+
+def _eval(args) -> int:
+    from vitpose_trt.evaluate import evaluate, format_table, score_results
+
+    if args.results:
+        if args.engine or args.dets or args.compare:
+            raise ValueError("--results scores an existing file: it takes no --engine, --dets or --compare")
+        report = score_results(args.ann, args.results, limit=args.limit, out=args.out)
+    else:
+        if not args.images or not args.engine:
+            raise ValueError("--images and --engine are required (or --results to score a file)")
+        report = evaluate(args.images, args.ann, args.engine, dets=args.dets, mode=args.mode,
+                          flip_test=args.flip_test, backend=args.backend, device=args.device,
+                          precision=args.precision, limit=args.limit, out=args.out, compare=args.compare,
+                          det_bbox_thr=args.det_thr, progress=not args.no_progress)
+    print(format_table(report))
+    settings, timing = report["settings"], report.get("timing")
+    if timing:
+        engines = f", each through {timing['engines_per_box']} engines" if timing["engines_per_box"] > 1 else ""
+        print(f"{timing['boxes']} boxes on {settings['images_evaluated']} images{engines}, "
+              f"{timing['boxes_per_s']:.1f} boxes/s ({settings['engine']})")
+    if settings.get("missing_images"):
+        print(f"warning: {len(settings['missing_images'])} images missing or unreadable, left out: the AP is "
+              f"not comparable with the official one", file=sys.stderr)
+    if settings.get("random_weights"):
+        print("warning: RANDOM WEIGHTS: this AP is meaningless", file=sys.stderr)
+    if args.out:
+        written = "metrics.json" if args.results else "metrics.json, keypoints.json"
+        print(f"wrote {Path(args.out)}/{{{written}}}")
     return 0
 
 

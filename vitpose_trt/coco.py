@@ -1,5 +1,7 @@
 """COCO-17 keypoint metadata: names, left/right flip pairs, skeleton (0-based indices)."""
 
+import numpy as np
+
 KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
@@ -156,18 +158,45 @@ def image_id_from_name(name: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def keypoint_results(image_id: int, keypoints, box_scores, score_thr: float = 0.2) -> list[dict]:
-    """COCO keypoint results, scored as mmpose's top-down evaluation: box score times the mean
-    score of the keypoints above `score_thr` (no OKS NMS here)."""
-    out = []
-    for kpts, box_score in zip(keypoints, box_scores):
-        scores = kpts[:, 2]
-        good = scores[scores > score_thr]
-        mean = float(good.mean()) if good.size else 0.0
-        out.append({
-            "image_id": int(image_id),
-            "category_id": 1,
-            "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
-            "score": float(box_score) * mean,
-        })
-    return out
+VIS_THR = 0.2  # keypoints scoring above this count in the rescore (official `vis_thr`)
+
+
+def rescore(keypoints: np.ndarray, box_scores: np.ndarray, vis_thr: float = VIS_THR) -> np.ndarray:
+    """Person scores as mmpose's top-down evaluation rescores them.
+
+    score = box score x mean of the keypoint scores above `vis_thr` (0 when none is above). mmpose
+    holds the scores in float32 arrays but its per-keypoint loop ran on numpy 1.x scalars, which
+    promoted to float64 (the comparison with 0.2 and the sum too); that is reproduced here.
+
+    Args:
+        keypoints: (N, K, 3) x, y, score.
+        box_scores: (N,) detector scores (1 for ground-truth boxes).
+
+    Returns:
+        (N,) float64.
+    """
+    scores = np.asarray(keypoints, dtype=np.float32)[..., 2].astype(np.float64)
+    box_scores = np.asarray(box_scores, dtype=np.float32).astype(np.float64)  # mmpose's boxes array is float32
+    if scores.ndim != 2 or box_scores.shape != (scores.shape[0],):
+        raise ValueError(f"rescore: keypoints (N, K, 3) and box_scores (N,) expected, got {np.shape(keypoints)} "
+                         f"and {box_scores.shape}")
+    total = np.zeros(len(scores))
+    count = np.zeros(len(scores), dtype=np.int64)
+    for k in range(scores.shape[1]):  # summed in keypoint order, as mmpose's loop
+        above = scores[:, k] > vis_thr
+        total += np.where(above, scores[:, k], 0.0)
+        count += above
+    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    return mean * box_scores
+
+
+def keypoint_results(image_id: int, keypoints, box_scores, score_thr: float = VIS_THR) -> list[dict]:
+    """COCO keypoint results, scored as mmpose's top-down evaluation (`rescore`; no OKS-NMS here:
+    `vitpose_trt.evaluate` adds it)."""
+    scores = rescore(keypoints, box_scores, score_thr) if len(keypoints) else []
+    return [{
+        "image_id": int(image_id),
+        "category_id": 1,
+        "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
+        "score": float(score),
+    } for kpts, score in zip(keypoints, scores)]

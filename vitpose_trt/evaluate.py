@@ -1,0 +1,553 @@
+"""COCO keypoint AP by the official top-down protocol: boxes -> `VitPoseTRT` -> rescoring -> OKS-NMS -> COCOeval.
+
+The steps reproduce mmpose 0.x, the code the ViTPose numbers were made with
+(`TopDownCocoDataset`: `_load_coco_person_detection_results`, `_load_coco_keypoint_annotation_kernel`,
+`evaluate`, `_do_python_keypoint_eval`; `mmpose/core/post_processing/nms.py`: `oks_iou`, `oks_nms`),
+with the settings of the official configs (`ViTPose_base_coco_256x192.py`: `det_bbox_thr=0.0`,
+`vis_thr=0.2`, `oks_thr=0.9`, `soft_nms=False`). pycocotools does the scoring; no AP is computed here
+(mmpose called xtcocotools' COCOeval, an extension of pycocotools' whose keypoint scoring with its
+defaults and the COCO sigmas is pycocotools' own).
+
+    boxes      the detection file (person class, score >= det_bbox_thr) or the ground-truth boxes
+    infer      all boxes of an image in one `VitPoseTRT.infer` call, images read ahead in a thread
+    rescore    box score x mean of the keypoint scores above vis_thr                 (`rescore`)
+    OKS-NMS    per image, greedy, OKS > oks_thr suppressed, padded-box areas       (`oks_nms`)
+    COCOeval   pycocotools, iouType="keypoints", COCO sigmas                      (`coco_keypoint_eval`)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from vitpose_trt.atomic import atomic_write
+from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, load_detections, rescore
+from vitpose_trt.geometry import boxes_to_transforms
+
+log = logging.getLogger(__name__)
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")  # COCOeval.stats order
+# The COCO keypoint sigmas, as pycocotools' Params.kpt_oks_sigmas and mmpose's TopDownCocoDataset.sigmas.
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+OKS_THR = 0.9  # OKS-NMS suppresses a person whose OKS with a better one exceeds this (official `oks_thr`)
+DET_BBOX_THR = 0.0  # detections scoring below this are dropped (official `det_bbox_thr`: keep all)
+COMPARE_SCORE_THR = VIS_THR  # --compare measures distances on keypoints the rescore counts
+NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+_REQUIRED_ANN_KEYS = ("image_id", "category_id", "keypoints", "num_keypoints", "bbox", "area", "iscrowd")
+
+
+# --- inputs: annotations, boxes ---------------------------------------------------------------------
+
+def load_keypoint_annotations(path):
+    """A COCO person-keypoints annotation file (e.g. person_keypoints_val2017.json), checked.
+
+    Returns:
+        a `pycocotools.coco.COCO` index of it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, or not COCO keypoint annotations (a detection list, an instances file,
+            keypoints that are not COCO's 17).
+    """
+    from pycocotools.coco import COCO
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
+            or not isinstance(data.get("images"), list):
+        kind = "a list (a detection or results file?)" if isinstance(data, list) else "no 'images'/'annotations' lists"
+        raise ValueError(f"{path}: not a COCO annotation file: {kind}; expected person_keypoints_*.json")
+    if not data["images"]:
+        raise ValueError(f"{path}: the annotation file lists no images")
+    for i, ann in enumerate(data["annotations"]):
+        missing = [k for k in _REQUIRED_ANN_KEYS if not isinstance(ann, dict) or k not in ann]
+        if missing:
+            hint = " (an instances/detection file? pass person_keypoints_*.json)" if "keypoints" in missing else ""
+            raise ValueError(f"{path}: not COCO keypoint annotations: annotation {i} lacks {missing}{hint}")
+        if len(ann["keypoints"]) != 3 * NUM_KEYPOINTS:
+            raise ValueError(f"{path}: annotation {i} has {len(ann['keypoints'])} keypoint values, expected "
+                             f"{3 * NUM_KEYPOINTS} (the 17 COCO keypoints as x, y, v)")
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            raise ValueError(f"{path}: image entry {i} lacks 'id' or 'file_name'")
+    coco = COCO()
+    coco.dataset = data
+    _quiet(coco.createIndex)
+    return coco
+
+
+def ground_truth_boxes(coco, image_id: int) -> np.ndarray:
+    """The official "GT box" setting: (M, 5) x1, y1, x2, y2, score=1 of one image.
+
+    As mmpose's `_load_coco_keypoint_annotation_kernel`: non-crowd annotations, the box clipped to the
+    image with its -1 convention (x2 = min(width - 1, x + max(0, w - 1))), kept where area > 0 and the
+    clipped box is not empty, and only people with labelled keypoints (num_keypoints > 0).
+    """
+    img = coco.imgs[image_id]
+    width, height = img["width"], img["height"]
+    boxes = []
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+        x, y, w, h = ann["bbox"]
+        x1, y1 = max(0, x), max(0, y)
+        x2, y2 = min(width - 1, x1 + max(0, w - 1)), min(height - 1, y1 + max(0, h - 1))
+        if ann.get("area", 1) <= 0 or not (x2 > x1 and y2 > y1):
+            continue
+        if max(ann["keypoints"]) == 0 or ann.get("num_keypoints", 1) == 0:
+            continue
+        boxes.append([x1, y1, x2, y2, 1.0])
+    return np.array(boxes, dtype=np.float64).reshape(-1, 5)
+
+
+def load_person_detections(path, coco, score_thr: float = DET_BBOX_THR) -> tuple[dict, dict]:
+    """Person boxes from a COCO detection results file (as COCO_val2017_detections_AP_H_56_person.json).
+
+    As mmpose's `_load_coco_person_detection_results`: category 1 only, boxes scoring below
+    `score_thr` dropped, [x, y, w, h] -> x1, y1, x2, y2 = x, y, x + w, y + h (the official center and
+    scale follow from these in `geometry.boxes_to_transforms`). mmpose stops with a KeyError on an
+    image id the annotations lack; here such detections are counted, reported and skipped.
+
+    Returns:
+        ({image id: (M, 5) x1, y1, x2, y2, score in file order}, counts) where counts holds
+        "person", "below_thr", "unknown_image" (detections) and "unknown_image_ids" (distinct ids).
+
+    Raises:
+        ValueError: no person detection in the file, or none left on the annotated images.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detection file not found: {path}")
+    try:
+        by_id = load_detections(path)["by_id"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e})") from None
+    person = sum(len(b) for b in by_id.values())
+    if person == 0:
+        raise ValueError(f"{path}: no person detections (category_id 1): the detection set is empty")
+    unknown = {i: len(b) for i, b in by_id.items() if i not in coco.imgs}
+    counts = {"person": person, "unknown_image": sum(unknown.values()), "unknown_image_ids": len(unknown)}
+    if unknown:
+        log.warning("%d of %d detections (%d image ids, e.g. %s) name images that are not in the annotations: "
+                    "skipped", counts["unknown_image"], person, len(unknown), sorted(unknown)[:5])
+    kept, below = {}, 0
+    for image_id, boxes in by_id.items():
+        if image_id in unknown:
+            continue
+        bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]) | ~np.isfinite(boxes).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{path}: image {image_id} has detections with a negative or non-finite "
+                             f"width/height: {boxes[bad][:3, :4].tolist()}")
+        keep = boxes[:, 4] >= score_thr
+        below += int((~keep).sum())
+        kept[image_id] = boxes[keep]
+    counts["below_thr"] = below
+    if not any(len(b) for b in kept.values()):
+        raise ValueError(f"{path}: no person detection is left on the annotated images ({person} in the file, "
+                         f"{counts['unknown_image']} on unknown image ids, {below} below the score threshold "
+                         f"{score_thr})")
+    return kept, counts
+
+
+# --- the official post-processing -------------------------------------------------------------------
+
+def oks_iou(person: np.ndarray, others: np.ndarray, area: float, other_areas: np.ndarray,
+            sigmas: np.ndarray = COCO_SIGMAS) -> np.ndarray:
+    """Object keypoint similarity of one person with each of `others` (mmpose's `oks_iou`, no
+    visibility threshold: every keypoint counts).
+
+    OKS = mean_k exp(-d_k^2 / (2 * mean_area * (2 sigma_k)^2)), with mean_area the mean of the two
+    people's areas.
+
+    Args:
+        person: (K, 3) x, y, score.
+        others: (M, K, 3).
+        area, other_areas: the padded box areas (`padded_box_areas`).
+
+    Returns:
+        (M,) float32 (mmpose stores them in float32 before comparing with the threshold).
+    """
+    variances = (np.asarray(sigmas, dtype=np.float64) * 2) ** 2
+    person = np.asarray(person, dtype=np.float32)
+    others = np.asarray(others, dtype=np.float32).reshape(-1, *person.shape)
+    d2 = (others[..., 0] - person[:, 0]) ** 2 + (others[..., 1] - person[:, 1]) ** 2  # (M, K)
+    # the areas are float32 (mmpose's boxes array); their sum is, the rest is float64
+    mean_area = (np.float32(area) + np.asarray(other_areas, dtype=np.float32)).astype(np.float64) / 2 + np.spacing(1)
+    e = d2 / variances / mean_area[:, None] / 2
+    return (np.exp(-e).sum(axis=1) / person.shape[0]).astype(np.float32)
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: float = OKS_THR,
+            sigmas: np.ndarray = COCO_SIGMAS) -> np.ndarray:
+    """Greedy OKS non-maximum suppression of one image's people (mmpose's `oks_nms`).
+
+    The best-scoring person is kept and everyone whose OKS with it exceeds `thr` is dropped; repeat.
+    mmpose orders with numpy's default (unstable) argsort; here equal scores keep detection order,
+    so the result is the same on every machine.
+
+    Args:
+        keypoints: (N, K, 3).
+        scores: (N,) the rescored person scores.
+        areas: (N,) padded box areas.
+        thr: the OKS threshold (0.9 officially).
+
+    Returns:
+        indices of the kept people, best score first.
+    """
+    scores = np.asarray(scores)
+    if len(scores) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    areas = np.asarray(areas, dtype=np.float32)
+    order = np.argsort(-scores.astype(np.float64), kind="stable")
+    keep = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        oks = oks_iou(keypoints[best], keypoints[rest], areas[best], areas[rest], sigmas)
+        order = rest[oks <= np.float32(thr)]  # float32 against float32, as mmpose's comparison
+    return np.array(keep, dtype=np.int64)
+
+
+def padded_box_areas(boxes: np.ndarray, input_size: tuple[int, int] = (256, 192)) -> np.ndarray:
+    """The "area" mmpose's OKS-NMS uses: (scale * 200)[0] * (scale * 200)[1] of the box after it was
+    widened to the crop's aspect ratio and padded by 1.25 (its keypoint head's `np.prod(s * 200.0)`),
+    in float32.
+
+    Args:
+        boxes: (N, 4+) x1, y1, x2, y2.
+        input_size: (H, W) of the model's crop.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] < 4:
+        raise ValueError(f"boxes must be (N, 4) or (N, 5) x1, y1, x2, y2[, score], got shape {boxes.shape}")
+    transforms = boxes_to_transforms(boxes[:, :4], input_size)  # [cx, cy, w, h] = center, scale * 200
+    return np.prod(transforms[:, 2:4], axis=1, dtype=np.float32)
+
+
+def image_results(image_id: int, keypoints: np.ndarray, boxes: np.ndarray, input_size=(256, 192),
+                  vis_thr: float = VIS_THR, oks_thr: float = OKS_THR) -> list[dict]:
+    """One image's COCO keypoint results after the official rescoring and OKS-NMS.
+
+    Args:
+        image_id: the COCO image id.
+        keypoints: (N, 17, 3) x, y, score from `VitPoseTRT.infer`.
+        boxes: (N, 5) x1, y1, x2, y2, score: the boxes they came from.
+        input_size: (H, W) of the model's crop (sets the padded box area).
+
+    Returns:
+        [{image_id, category_id: 1, keypoints: [x, y, score] * 17, score}], kept people best first.
+    """
+    if len(keypoints) == 0:
+        return []
+    scores = rescore(keypoints, np.asarray(boxes)[:, 4], vis_thr)
+    keep = oks_nms(keypoints, scores, padded_box_areas(boxes, input_size), oks_thr)
+    return [{"image_id": int(image_id), "category_id": 1,
+             "keypoints": np.asarray(keypoints[i], dtype=np.float32).reshape(-1).tolist(),
+             "score": float(scores[i])} for i in keep]
+
+
+def coco_keypoint_eval(coco, results: list[dict], image_ids=None) -> dict[str, float]:
+    """pycocotools `COCOeval(iouType="keypoints")` on results, as mmpose's `_do_python_keypoint_eval`.
+
+    Args:
+        coco: the ground truth (`load_keypoint_annotations`).
+        results: COCO keypoint results (not modified).
+        image_ids: the images to score (default: every image of the annotations, as the official run).
+
+    Returns:
+        {"AP": ..., "ARl": ...}: COCOeval's ten summary numbers, named as METRIC_NAMES.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        raise ValueError("no keypoint results to score")
+    known = set(coco.imgs)
+    unknown = {r["image_id"] for r in results} - known
+    if unknown:
+        raise ValueError(f"{len(unknown)} image ids of the results are not in the annotations "
+                         f"(e.g. {sorted(unknown)[:5]})")
+    det = _quiet(coco.loadRes, [dict(r) for r in results])  # loadRes adds area/bbox/id to each dict
+    ev = COCOeval(coco, det, "keypoints")
+    ev.params.kpt_oks_sigmas = COCO_SIGMAS
+    if image_ids is not None:
+        ev.params.imgIds = sorted(int(i) for i in image_ids)
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    _quiet(ev.summarize)
+    return {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats)}
+
+
+def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: float = COMPARE_SCORE_THR) -> dict:
+    """How far another engine's keypoints are from the reference's, in frame pixels.
+
+    Only keypoints whose reference score is above `score_thr` are measured (those the rescore counts;
+    where the heatmap has no clear peak, the argmax of two engines may land anywhere).
+
+    Args:
+        reference, other: (N, K, 3) keypoints of the same boxes.
+
+    Returns:
+        {"n", "score_thr", "median", "p90", "p99", "max"} (px; None where n is 0).
+    """
+    reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    if reference.shape != other.shape:
+        raise ValueError(f"keypoint arrays differ in shape: {reference.shape} vs {other.shape}")
+    mask = reference[..., 2] > score_thr
+    d = np.hypot(*(other[..., :2] - reference[..., :2])[mask].T) if mask.any() else np.zeros(0)
+    stats: dict[str, float | int | None] = {"n": int(d.size), "score_thr": float(score_thr)}
+    for name, q in (("median", 50), ("p90", 90), ("p99", 99), ("max", 100)):
+        stats[name] = float(np.percentile(d, q)) if d.size else None
+    return stats
+
+
+# --- the runs ---------------------------------------------------------------------------------------
+
+def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_test: bool = False,
+             backend: str = "auto", device: str | None = None, precision: str | None = None,
+             limit: int | None = None, out=None, compare=(), det_bbox_thr: float = DET_BBOX_THR,
+             progress: bool = True, prefetch: int = 4) -> dict:
+    """COCO keypoint AP of an engine by the official top-down protocol.
+
+    Args:
+        images: the image folder (val2017/); files are found by the annotations' file_name.
+        ann: the keypoint annotations (person_keypoints_val2017.json).
+        engine: a checkpoint, .onnx, .engine, an `Engine`, or a `VitPoseTRT` (used as is).
+        dets: a COCO detection results file; None: the ground-truth boxes (the "GT box" number).
+        mode, flip_test, backend, device, precision: as `VitPoseTRT` (for `compare` engines too,
+            except backend/device/precision, which are chosen from each file).
+        limit: only the first `limit` images (by image id) of the annotations, for a quick run.
+        out: folder for keypoints.json (the scored results) and metrics.json; None: nothing written.
+        compare: other engines run on the same boxes: AP side by side and keypoint distances.
+        det_bbox_thr: detections scoring below this are dropped (0.0 officially).
+        progress: show a tqdm bar with boxes/s.
+        prefetch: images read ahead by the reader thread.
+
+    Returns:
+        {"AP", ..., "ARl", "settings": {...}, "timing": {...}, "compare": [...]} (what metrics.json holds).
+
+    Raises:
+        FileNotFoundError: the folder, annotation or detection file is missing, or no image is found.
+        ValueError: bad annotations or detections, `limit` < 1, nothing to score.
+    """
+    import cv2
+    from tqdm import tqdm
+
+    from vitpose_trt.pipeline import VitPoseTRT
+
+    images = Path(images)
+    if not images.is_dir():
+        raise FileNotFoundError(f"image folder not found: {images}")
+    _check_limit(limit)
+    coco = load_keypoint_annotations(ann)
+    image_ids = sorted(coco.getImgIds())[:limit]
+    counts: dict = {}
+    if dets is not None:
+        by_id, counts = load_person_detections(dets, coco, det_bbox_thr)
+        boxes_of = {i: by_id.get(i, np.zeros((0, 5))) for i in image_ids}
+    else:
+        boxes_of = {i: ground_truth_boxes(coco, i) for i in image_ids}
+
+    paths = {i: images / coco.imgs[i]["file_name"] for i in image_ids}
+    missing = [i for i in image_ids if not paths[i].is_file()]
+    present = [i for i in image_ids if paths[i].is_file()]
+    if not present:
+        raise FileNotFoundError(f"none of the {len(image_ids)} annotated images is in {images} "
+                                f"(e.g. {paths[image_ids[0]].name})")
+
+    poses = [_open_pose(engine, VitPoseTRT, mode, flip_test, backend, device, precision)]
+    poses += [_open_pose(e, VitPoseTRT, mode, flip_test, "auto", None, None) for e in compare]
+    for p in poses:
+        if p.num_keypoints != NUM_KEYPOINTS:
+            raise ValueError(f"COCO keypoint AP needs a 17-keypoint model; {p.engine.describe()} has "
+                             f"{p.num_keypoints}")
+    results: list[list[dict]] = [[] for _ in poses]
+    distances: list[list[np.ndarray]] = [[] for _ in poses[1:]]
+    evaluated, unreadable, n_boxes = [], [], 0
+    seconds, wall, cpu = 0.0, time.perf_counter(), time.process_time()
+    total = sum(len(boxes_of[i]) for i in present)
+    bar = tqdm(total=total, unit="box", desc="eval", disable=not progress, dynamic_ncols=True)
+    try:
+        for image_id, frame in _read_ahead(present, paths, prefetch, cv2):
+            if frame is None:
+                unreadable.append(image_id)
+                log.warning("cannot read image %s: skipped", paths[image_id])
+                continue
+            boxes = boxes_of[image_id]
+            evaluated.append(image_id)
+            if not len(boxes):
+                continue
+            start = time.perf_counter()
+            outputs = [p.infer(frame, boxes) for p in poses]  # all boxes of the image in one call
+            seconds += time.perf_counter() - start
+            for j, (p, kpts) in enumerate(zip(poses, outputs)):
+                results[j] += image_results(image_id, kpts, boxes, tuple(p.engine.input_size))
+                if j:
+                    distances[j - 1].append(np.stack([outputs[0], kpts]))
+            n_boxes += len(boxes)
+            bar.update(len(boxes))
+    finally:
+        bar.close()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    missing += unreadable
+    if missing:
+        names = [paths[i].name for i in missing]
+        log.warning("%d of %d images are missing or unreadable and were left out of the score (the AP is "
+                    "then not comparable with the official one): %s%s", len(missing), len(image_ids),
+                    ", ".join(names[:10]), " ..." if len(names) > 10 else "")
+    if not results[0]:
+        raise ValueError(f"no person box on the {len(evaluated)} evaluated images: nothing to score")
+
+    metrics = coco_keypoint_eval(coco, results[0], evaluated)
+    report: dict = dict(metrics)
+    report["settings"] = {
+        "engine": _describe(engine, poses[0]), "mode": poses[0].mode, "flip_test": poses[0].flip_test,
+        "boxes": "detections" if dets is not None else "ground truth",
+        "detections": os.fspath(dets) if dets is not None else None,
+        "det_bbox_thr": det_bbox_thr if dets is not None else None,
+        "vis_thr": VIS_THR, "oks_thr": OKS_THR, "annotations": os.fspath(ann), "images": os.fspath(images),
+        "limit": limit, "images_evaluated": len(evaluated), "boxes_evaluated": n_boxes,
+        "results_after_nms": len(results[0]),
+        "missing_images": [paths[i].name for i in missing],
+        "detections_on_unknown_images": counts.get("unknown_image", 0),
+        "detections_below_thr": counts.get("below_thr", 0),
+        "random_weights": bool(poses[0].random_weights),
+    }
+    report["timing"] = {  # boxes_per_s: the whole loop (reading, every engine, post-processing)
+        "boxes": n_boxes, "engines_per_box": len(poses), "wall_seconds": wall, "inference_seconds": seconds,
+        "process_cpu_seconds": cpu,  # all threads: with other load on the machine, wall time alone misleads
+        "boxes_per_s": n_boxes / wall if wall > 0 else None,
+        "inference_boxes_per_s": n_boxes / seconds if seconds > 0 else None}
+    if compare:
+        report["compare"] = [
+            {"engine": _describe(e, p), "metrics": coco_keypoint_eval(coco, res, evaluated),
+             "distance_px": keypoint_distances(*np.concatenate(d, axis=1)) if d else keypoint_distances(
+                 np.zeros((0, NUM_KEYPOINTS, 3)), np.zeros((0, NUM_KEYPOINTS, 3)))}
+            for e, p, res, d in zip(compare, poses[1:], results[1:], distances)]
+    if out is not None:
+        out = Path(out)
+        write_json_atomic(results[0], out / "keypoints.json")
+        write_json_atomic(report, out / "metrics.json")
+    return report
+
+
+def score_results(ann, results, *, limit: int | None = None, out=None) -> dict:
+    """COCOeval on an existing COCO keypoint results file, without a model (`eval --results`).
+
+    The results are scored as they are (no rescoring or NMS: a file `evaluate` wrote has had both).
+
+    Args:
+        ann: the keypoint annotations.
+        results: a COCO keypoint results JSON file.
+        limit: score only the first `limit` images (by id) of the annotations, as `evaluate` does.
+        out: folder for metrics.json; None: nothing written.
+    """
+    _check_limit(limit)
+    coco = load_keypoint_annotations(ann)
+    path = Path(results)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of COCO keypoint results")
+    if not data:
+        raise ValueError(f"{path}: the results list is empty")
+    for i, r in enumerate(data):
+        if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= r.keys() \
+                or len(r["keypoints"]) != 3 * NUM_KEYPOINTS:
+            raise ValueError(f"{path}: result {i} is not a COCO keypoint result "
+                             f"(image_id, category_id, keypoints: 51 numbers, score)")
+        r.setdefault("category_id", 1)
+    image_ids = sorted(coco.getImgIds())[:limit]
+    report: dict = dict(coco_keypoint_eval(coco, data, image_ids))
+    report["settings"] = {"results": os.fspath(path), "annotations": os.fspath(ann), "limit": limit,
+                          "images_evaluated": len(image_ids), "results_scored": len(data)}
+    if out is not None:
+        write_json_atomic(report, Path(out) / "metrics.json")
+    return report
+
+
+def format_table(report: dict) -> str:
+    """The ten numbers as a table; one column per engine when the report has `compare` entries."""
+    columns = [("main", report)] + [(f"compare {k + 1}", c["metrics"]) for k, c in enumerate(report.get("compare", []))]
+    lines = ["metric  " + "".join(f"{name:>12}" for name, _ in columns)]
+    for m in METRIC_NAMES:
+        lines.append(f"{m:<8}" + "".join(f"{col[m]:>12.4f}" for _, col in columns))
+    for k, c in enumerate(report.get("compare", [])):
+        d = c["distance_px"]
+        head = f"compare {k + 1}: {c['engine']}; keypoint distance to main (main score > {d['score_thr']:g}, n={d['n']})"
+        lines.append(head + (f": median {d['median']:.3g} px, p90 {d['p90']:.3g}, p99 {d['p99']:.3g}, "
+                             f"max {d['max']:.3g}" if d["n"] else ""))
+    return "\n".join(lines)
+
+
+def write_json_atomic(obj, path) -> Path:
+    """Write JSON whole or not at all (temp file + rename), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, json.dumps(obj))
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+def _check_limit(limit) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of images, got {limit!r}")
+
+
+def _open_pose(engine, cls, mode, flip_test, backend, device, precision):
+    if isinstance(engine, cls):
+        return engine
+    return cls(engine, mode=mode, flip_test=flip_test, backend=backend, device=device, precision=precision)
+
+
+def _describe(source, pose) -> str:
+    if source is None:
+        name = "random ViTPose-B"
+    else:
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    return f"{name}: {pose.engine.describe()}"
+
+
+def _read_ahead(image_ids, paths, depth, cv2):
+    """Yield (image id, BGR frame or None) in order while a thread decodes the next `depth` images
+    (cv2.imread releases the GIL, so decoding overlaps inference)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-reader") as pool:
+        pending: deque = deque()
+        todo = iter(image_ids)
+        for image_id in todo:
+            pending.append((image_id, pool.submit(cv2.imread, str(paths[image_id]), cv2.IMREAD_COLOR)))
+            if len(pending) >= max(1, depth):
+                break
+        done = object()
+        while pending:
+            image_id, future = pending.popleft()
+            following = next(todo, done)
+            if following is not done:
+                pending.append((following, pool.submit(cv2.imread, str(paths[following]), cv2.IMREAD_COLOR)))
+            yield image_id, future.result()
+
+
+def _quiet(fn, *args):
+    """Run a pycocotools call with its prints sent to the debug log (library code does not print)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        value = fn(*args)
+    if buf.getvalue().strip():
+        log.debug("%s", buf.getvalue().rstrip())
+    return value
