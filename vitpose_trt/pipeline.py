@@ -107,15 +107,28 @@ class VitPoseTRT:
             raise ValueError(f"infer_many: {len(frames)} frames but {len(boxes_per_frame)} box arrays")
         return [self.infer(f, b) for f, b in zip(frames, boxes_per_frame)]
 
-    def infer_async(self, frame, boxes) -> PendingResult:
+    @property
+    def stream(self):
+        """The GPU path's compute stream (a torch.cuda.Stream), None on the CPU path: record CUDA
+        events on it from a `stage_hook` to time the GPU stages."""
+        return None if self._gpu is None else self._gpu.compute
+
+    def infer_async(self, frame, boxes, *, stage_hook: Callable[[str], None] | None = None) -> PendingResult:
         """Enqueue one frame and return at once; `.result()` waits for its keypoints.
 
         On the GPU path the next frame's upload overlaps this frame's compute. On the CPU path the
         work runs now and the handle only holds the result.
+
+        Args:
+            frame, boxes: as `infer`.
+            stage_hook: called with the stage name ("upload", "crop", "model", "decode",
+                "download") right after each stage of each chunk: on the CPU path after it ran,
+                on the GPU path right after it was enqueued on `stream` (the benchmark records a
+                CUDA event there).
         """
         if self._gpu is not None:
-            return self._gpu.infer_async(frame, boxes)
-        return PendingResult(lambda: None, self._infer_cpu(frame, boxes))
+            return self._gpu.infer_async(frame, boxes, stage_hook=stage_hook)
+        return PendingResult(lambda: None, self._infer_cpu(frame, boxes, stage_hook))
 
     def _infer_cpu(self, frame, boxes, stage_hook: Callable[[str], None] | None = None) -> np.ndarray:
         """The CPU path. `stage_hook(name)` is called after each stage of each chunk ("crop",
