@@ -82,6 +82,25 @@ def test_timer_needs_start():
         Timer().mark("x")
 
 
+# --- the public stage hook the benchmark times through ---------------------------------------------
+
+
+def test_stage_hook_and_stream_of_the_cpu_path(micro):
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.engines.torch_engine import TorchEngine
+
+    engine = TorchEngine(micro, device="cpu", precision="fp32")
+    engine.max_batch = 2  # three boxes: two chunks
+    pose = VitPoseTRT(engine)
+    assert pose.stream is None  # the CPU path has no CUDA stream
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 60, 110], [50, 5, 150, 115], [0, 0, 160, 120]], np.float64)
+    stages = []
+    keypoints = pose.infer_async(frame, boxes, stage_hook=stages.append).result()
+    assert stages == ["crop", "model", "decode"] * 2
+    np.testing.assert_array_equal(keypoints, pose.infer(frame, boxes))
+
+
 # --- scenarios ----------------------------------------------------------------------------------
 
 

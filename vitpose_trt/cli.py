@@ -218,7 +218,10 @@ def _bench(args) -> int:
         has_plot = True
     except ImportError:
         has_plot = False
-    written = write_results(result, out_dir, plot=has_plot)
+    try:
+        written = write_results(result, out_dir, plot=has_plot)
+    except OSError as e:  # a read-only or full disk: one line, not a traceback
+        raise RuntimeError(f"cannot write the results to {out_dir}/: {e}") from None
     print(f"wrote {', '.join(p.name for p in written.values())} to {out_dir}/"
           + ("" if has_plot else " (no plot: pip install matplotlib)"))
     if args.json:

@@ -206,7 +206,7 @@ def make_figure(result: dict):
         why = ("not measured: no --batches given\n(e.g. --batches 1,8,32 measures crops/s per batch size)"
                if not result["settings"]["batches"] else "no batch size could run (see the table)")
         ax2.text(0.5, 0.5, why, ha="center", va="center", transform=ax2.transAxes, fontsize=10)
-        ax2.set_yscale("linear")
+        ax2.set(yscale="linear", xticks=[], yticks=[])
     m = result["model"]
     note = ", RANDOM WEIGHTS" if m["random_weights"] else ""
     dev = result["environment"]["gpu"] or result["environment"]["cpu"]
