@@ -122,3 +122,12 @@ def test_frame_to_heatmap_inverts_heatmap_to_frame(mode):
     np.testing.assert_allclose(frame_to_heatmap(frame, t, (64, 48), mode), coords, atol=1e-9)
     with pytest.raises(ValueError, match="mode"):
         frame_to_heatmap(frame, t, (64, 48), "dark")
+
+
+@pytest.mark.parametrize("mode", ["udp", "classic"])
+def test_identity_transform_maps_heatmap_pixels_onto_themselves(mode):
+    from vitpose_trt.geometry import identity_transform
+
+    t = identity_transform((64, 48), mode)[None]
+    coords = np.random.default_rng(4).uniform(-1, 64, (1, 7, 2))
+    np.testing.assert_allclose(heatmap_to_frame(coords, t, (64, 48), mode), coords, atol=1e-9)

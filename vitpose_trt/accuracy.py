@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from vitpose_trt.geometry import check_mode, frame_to_heatmap
+from vitpose_trt.geometry import check_mode, frame_to_heatmap, identity_transform
 
 TIE_FRACTION = 0.05  # a rival within 5% of the prominence below the peak makes a tie
 TIE_RADIUS_PX = 1.5  # heatmap px: beyond the peak's 8 neighbours (distance sqrt(2) = 1.41)
@@ -260,20 +260,12 @@ def compare_heatmaps(reference, candidate, mode: str = "udp", *, fraction: float
         empty = compare_keypoints(np.zeros((0, k, 3)), np.zeros((0, k, 3)), np.zeros((0, k), bool),
                                   np.zeros((0, k)))
         return replace(empty, max_abs=max_abs)
-    transforms = np.tile(np.asarray(_identity_box(h, w, mode), dtype=np.float32), (n, 1))
+    transforms = np.tile(identity_transform((h, w), mode), (n, 1))
     stats = peak_stats(ref)
     counted = np.nan_to_num(stats["margin"], nan=-1.0) >= fraction
     d = compare_keypoints(postprocess(ref, transforms, mode), postprocess(cand, transforms, mode), counted,
                           stats["prominence"])
     return replace(d, max_abs=max_abs)
-
-
-def _identity_box(h: int, w: int, mode: str) -> list[float]:
-    """[cx, cy, box w, box h] that makes `heatmap_to_frame` the identity: udp scales by box/(W-1),
-    classic by box/W, both offset by center - box/2."""
-    if mode == "udp":
-        return [(w - 1) / 2, (h - 1) / 2, w - 1, h - 1]
-    return [w / 2, h / 2, w, h]
 
 
 def compare_to_reference(candidate, reference_keypoints, reference_heatmaps, transforms, mode: str = "udp", *,

@@ -141,3 +141,16 @@ def frame_to_heatmap(xy: np.ndarray, transforms: np.ndarray, heatmap_size: tuple
     out[..., 0] = (xy[..., 0] - t[..., 0] + t[..., 2] * 0.5) / step_x
     out[..., 1] = (xy[..., 1] - t[..., 1] + t[..., 3] * 0.5) / step_y
     return out
+
+
+def identity_transform(heatmap_size: tuple[int, int], mode: str) -> np.ndarray:
+    """The (4,) float32 [cx, cy, w, h] for which `heatmap_to_frame` is the identity: decoding with
+    it gives keypoints in heatmap pixels (to compare two heatmap batches in the model's own units).
+
+    udp scales by box / (W - 1), classic by box / W, both offset by center - box / 2.
+    """
+    check_mode(mode)
+    h, w = heatmap_size
+    if mode == "udp":
+        return np.array([(w - 1) / 2, (h - 1) / 2, w - 1, h - 1], dtype=np.float32)
+    return np.array([w / 2, h / 2, w, h], dtype=np.float32)
