@@ -1,4 +1,5 @@
-"""`vitpose-trt bench`: statistics, timing, FLOP count, scenarios, correctness column, end to end on CPU.
+"""`vitpose-trt bench`: statistics, timing, scenarios, correctness column, end to end on CPU
+(the FLOP count is tested with the model, in test_model.py).
 
 Everything here runs on a 2-core CPU in seconds: a tiny ViTPose (1 block, D = 32, simple decoder),
 1-3 iterations, one CPU thread. Rows that need a GPU or TensorRT must come back as skipped with a
@@ -15,20 +16,19 @@ import pytest
 import torch
 
 from vitpose_trt import bench
+from vitpose_trt.coco import sample_checkpoint as coco_sample_checkpoint
 from vitpose_trt.coco import sample_dir
 from vitpose_trt.bench import (
     Runner,
     Skip,
     Timer,
     build_scenarios,
-    count_macs,
     keypoint_disagreement,
-    model_flops,
     resolve_alternatives,
     run_benchmark,
     summarize,
 )
-from vitpose_trt.model import ViTPose, ViTPoseConfig, config_for
+from vitpose_trt.model import ViTPose, ViTPoseConfig, model_flops
 
 
 def _tiny(decoder: str = "simple", seed: int = 0) -> ViTPose:
@@ -82,40 +82,23 @@ def test_timer_needs_start():
         Timer().mark("x")
 
 
-# --- FLOPs ------------------------------------------------------------------------------------
+# --- the public stage hook the benchmark times through ---------------------------------------------
 
 
-def _counted_flops(config) -> int:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
+def test_stage_hook_and_stream_of_the_cpu_path(micro):
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.engines.torch_engine import TorchEngine
 
-    with torch.device("meta"):  # shapes only: ViTPose-B costs nothing to count
-        model = ViTPose(config).eval()
-        x = torch.empty(1, 3, *config.input_size)
-    counter = FlopCounterMode(display=False)
-    # the MATH backend decomposes attention into bmm, which the counter sees (fused CPU kernels are not counted)
-    with counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        model(x)
-    return counter.get_total_flops()
-
-
-@pytest.mark.parametrize("config", [
-    ViTPoseConfig(variant="tiny", embed_dim=32, depth=1, num_heads=2, decoder="simple"),
-    ViTPoseConfig(variant="small-odd", embed_dim=48, depth=2, num_heads=3, decoder="classic", num_keypoints=5,
-                  mlp_ratio=2),
-    config_for("b"),
-    config_for("b", decoder="simple"),
-    config_for("s"),
-], ids=["tiny-simple", "odd-classic", "vitpose-b", "vitpose-b-simple", "vitpose-s"])
-def test_flop_formula_matches_torch_flop_counter(config):
-    assert model_flops(config) == _counted_flops(config)
-
-
-def test_vitpose_b_flops_per_crop():
-    macs = count_macs(config_for("b"))
-    assert 17.0e9 < macs["total"] < 19.0e9  # 18.52 GMAC: 17.84 without the attention matmuls
-    assert macs["total"] == sum(v for k, v in macs.items() if k != "total")
-    assert count_macs(config_for("b"), include_attention=False)["attention"] == 0
+    engine = TorchEngine(micro, device="cpu", precision="fp32")
+    engine.max_batch = 2  # three boxes: two chunks
+    pose = VitPoseTRT(engine)
+    assert pose.stream is None  # the CPU path has no CUDA stream
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 60, 110], [50, 5, 150, 115], [0, 0, 160, 120]], np.float64)
+    stages = []
+    keypoints = pose.infer_async(frame, boxes, stage_hook=stages.append).result()
+    assert stages == ["crop", "model", "decode"] * 2
+    np.testing.assert_array_equal(keypoints, pose.infer(frame, boxes))
 
 
 # --- scenarios ----------------------------------------------------------------------------------
@@ -225,18 +208,46 @@ def test_correctness_column_flags_a_perturbed_alternative(micro):
     assert perturbed_line.split()[-3:] == ["2.5", "0", "2.5"]
 
 
+def test_correctness_column_with_real_peaks_flags_a_perturbed_alternative(micro, sample_checkpoint):
+    """The accuracy columns from the fixture model (real peaks): nearly every keypoint counts, the
+    package's rows agree with the reference to a fraction of a pixel, and a shift is seen as it is."""
+    r = run_benchmark(model=micro, people=(3,), alternatives="pytorch-cpu,baseline", accuracy_weights=sample_checkpoint,
+                      extra={"perturbed": _perturbed(2.5)}, **FAST)
+    assert r["accuracy"]["source"] == "separate weights" and r["accuracy"]["random_weights"] is False
+    rows = {row["alternative"]: row for row in r["rows"]}
+    assert all(row["status"] == "ok" and row["accuracy_source"] == "separate weights" for row in rows.values())
+    for row in rows.values():
+        assert row["accuracy"]["counted"] >= 0.8 * row["accuracy"]["keypoints"]  # real peaks, few ties
+        assert row["accuracy_benchmark_weights"]["max_px"] is not None  # the timed weights' run, kept too
+    assert rows["baseline"]["max_px"] < 1e-3 and rows["baseline"]["ties"] == 0
+    # C++ crops vs cv2.warpAffine (half a grey level), DARK-refined on real peaks: well under a pixel
+    assert rows["pytorch-cpu"]["max_px_excl_ties"] < 0.5
+    assert rows["perturbed"]["max_px_excl_ties"] == pytest.approx(2.5, abs=1e-3)
+    assert rows["perturbed"]["ties"] == 0
+    assert "real heatmap peaks" in bench.format_table(r)
+
+
+def test_loaded_machine_warning(micro):
+    assert bench.load_warning({"cpu_cores": 2, "load_average": [1.5, 1, 1], "load_average_end": [0.2, 0, 0]}) is None
+    warning = bench.load_warning({"cpu_cores": 2, "load_average": [1.0, 1, 1], "load_average_end": [6.5, 4, 2]})
+    assert "6.5 at the end on 2 cores" in warning and "ratios are noisy" in warning
+    r = run_benchmark(model=micro, people=(1,), alternatives="baseline", coco_sample=False, **FAST)
+    r["environment"]["load_average"] = [r["environment"]["cpu_cores"] + 3.0, 0, 0]
+    assert "WARNING: the machine was loaded" in bench.format_table(r)
+
+
+def test_plot_says_why_the_throughput_panel_is_empty(micro):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    r = run_benchmark(model=micro, people=(1,), alternatives="baseline", coco_sample=False, **FAST)
+    fig = bench.make_figure(r)
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    plt.close(fig)
+    assert any("no --batches given" in t for t in texts)
+
+
 # --- transformers from our weights --------------------------------------------------------------
-
-
-def test_hf_state_dict_is_the_inverse_of_the_checkpoint_conversion():
-    from vitpose_trt.checkpoint import convert_state_dict
-
-    for decoder in ("classic", "simple"):
-        sd = _tiny(decoder).state_dict()
-        back = convert_state_dict(bench.to_hf_state_dict(sd))
-        assert set(back) == set(sd)
-        for key, value in sd.items():
-            torch.testing.assert_close(back[key], value, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("decoder", ["classic", "simple"])
@@ -349,6 +360,7 @@ def test_cli_bench_end_to_end(micro, tmp_path, monkeypatch, capsys):
     from vitpose_trt.cli import main
 
     monkeypatch.setattr(checkpoint, "build_random_model", lambda *a, **k: micro)  # the CLI's default weights
+    monkeypatch.chdir(tmp_path)  # the default results folder is bench_out/<date-time>/ in the current folder
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
     argv = ["bench", "--people", "1,2", "--batches", "1", "--iters", "2", "--warmup", "1", "--threads", "1",
             "--max-seconds-per-row", "5", "--alternatives", "tensorrt,pytorch-cpu,onnxruntime", "--synthetic",
@@ -369,6 +381,21 @@ def test_cli_bench_end_to_end(micro, tmp_path, monkeypatch, capsys):
     assert "tensorrt" in data["skipped"]
     if out_png is not None:
         assert out_png.stat().st_size > 1000
+    # the results folder, named in the output, holds the same table and numbers
+    (folder,) = (tmp_path / "bench_out").iterdir()
+    assert f"to bench_out/{folder.name}/" in text
+    assert (folder / "table.txt").read_text().strip() in text
+    assert json.loads((folder / "bench.json").read_text())["settings"] == data["settings"]
+    assert (folder / "bench.png").exists() == (out_png is not None)
+    # every row in plain words, under the table
+    assert "pytorch-cpu: this package with PyTorch FP32 on the CPU" in text
+    assert "tensorrt: this package with a TensorRT FP16 engine" in text
+    if coco_sample_checkpoint() is not None:  # real peaks for the accuracy columns
+        assert data["accuracy"]["source"] == "separate weights" and not data["accuracy"]["random_weights"]
+        assert all(row["accuracy_source"] == "separate weights" for row in data["rows"])
+        assert all(row["accuracy"]["counted"] > 0.5 * row["accuracy"]["keypoints"] for row in data["rows"])
+    else:
+        assert data["accuracy"]["source"] == "benchmark weights"
 
 
 def test_cli_rejects_bad_lists(capsys):

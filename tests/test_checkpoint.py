@@ -316,6 +316,23 @@ def test_convert_state_dict_accepts_hf_names():
     assert {k: v.shape for k, v in converted.items()} == {k: v.shape for k, v in official.items()}
 
 
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_hf_state_dict_is_the_inverse_of_the_checkpoint_conversion(decoder):
+    """`to_hf_state_dict` and loading an HF checkpoint read the one HF_KEY_TABLE both ways."""
+    from vitpose_trt.checkpoint import to_hf_state_dict
+
+    torch.manual_seed(0)
+    sd = ViTPose(tiny_config(decoder)).state_dict()
+    hf = to_hf_state_dict(sd)
+    assert any(k.endswith("attention.attention.query.weight") for k in hf) and not any("blocks" in k for k in hf)
+    back = convert_state_dict(hf)
+    assert set(back) == set(sd)
+    for key, value in sd.items():
+        torch.testing.assert_close(back[key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no transformers name for backbone.cls_token"):
+        to_hf_state_dict({**sd, "backbone.cls_token": torch.zeros(1)})
+
+
 # ----------------------------------------------------------------------------------------------
 # errors
 

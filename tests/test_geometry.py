@@ -110,3 +110,24 @@ def test_one_pixel_frame_and_huge_box():
     frame = np.full((1, 1, 3), 200, np.uint8)
     crops, _ = preprocess(frame, [[-1000, -1000, 1000, 1000], [0, 0, 1, 1]])
     assert np.isfinite(crops).all()
+
+
+@pytest.mark.parametrize("mode", ["udp", "classic"])
+def test_frame_to_heatmap_inverts_heatmap_to_frame(mode):
+    from vitpose_trt.geometry import frame_to_heatmap
+
+    t = boxes_to_transforms(np.array([[30.0, 40.0, 130.0, 240.0], [-5.0, 7.5, 300.0, 90.0]]))
+    coords = np.random.default_rng(3).uniform(-2, 66, (2, 5, 2))
+    frame = heatmap_to_frame(coords, t, (64, 48), mode)
+    np.testing.assert_allclose(frame_to_heatmap(frame, t, (64, 48), mode), coords, atol=1e-9)
+    with pytest.raises(ValueError, match="mode"):
+        frame_to_heatmap(frame, t, (64, 48), "dark")
+
+
+@pytest.mark.parametrize("mode", ["udp", "classic"])
+def test_identity_transform_maps_heatmap_pixels_onto_themselves(mode):
+    from vitpose_trt.geometry import identity_transform
+
+    t = identity_transform((64, 48), mode)[None]
+    coords = np.random.default_rng(4).uniform(-1, 64, (1, 7, 2))
+    np.testing.assert_allclose(heatmap_to_frame(coords, t, (64, 48), mode), coords, atol=1e-9)

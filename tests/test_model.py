@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitpose_trt.model import VARIANTS, ViTPose, ViTPoseConfig, config_for
+from vitpose_trt.model import VARIANTS, ViTPose, ViTPoseConfig, config_for, count_macs, model_flops
 
 
 def tiny_config(decoder: str = "classic", num_keypoints: int = 17) -> ViTPoseConfig:
@@ -174,3 +174,39 @@ def test_onnx_export_dynamic_batch(tmp_path, decoder):
         (got,) = session.run(None, {"input": x.numpy()})
         assert got.shape == (batch, 17, 64, 48)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# --- FLOPs (count_macs / model_flops) ---------------------------------------------------------
+
+
+def _counted_flops(config) -> int:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):  # shapes only: ViTPose-B costs nothing to count
+        model = ViTPose(config).eval()
+        x = torch.empty(1, 3, *config.input_size)
+    counter = FlopCounterMode(display=False)
+    # the MATH backend decomposes attention into bmm, which the counter sees (fused CPU kernels are not counted)
+    with counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        model(x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("config", [
+    ViTPoseConfig(variant="tiny", embed_dim=32, depth=1, num_heads=2, decoder="simple"),
+    ViTPoseConfig(variant="small-odd", embed_dim=48, depth=2, num_heads=3, decoder="classic", num_keypoints=5,
+                  mlp_ratio=2),
+    config_for("b"),
+    config_for("b", decoder="simple"),
+    config_for("s"),
+], ids=["tiny-simple", "odd-classic", "vitpose-b", "vitpose-b-simple", "vitpose-s"])
+def test_flop_formula_matches_torch_flop_counter(config):
+    assert model_flops(config) == _counted_flops(config)
+
+
+def test_vitpose_b_flops_per_crop():
+    macs = count_macs(config_for("b"))
+    assert 17.0e9 < macs["total"] < 19.0e9  # 18.52 GMAC: 17.84 without the attention matmuls
+    assert macs["total"] == sum(v for k, v in macs.items() if k != "total")
+    assert count_macs(config_for("b"), include_attention=False)["attention"] == 0

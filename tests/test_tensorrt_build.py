@@ -6,6 +6,7 @@ and the FP16 graph is executed with ONNX Runtime's CPU provider instead.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -22,16 +23,17 @@ import torch
 from onnx import TensorProto
 
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, graph_io_dtypes
-from vitpose_trt.export import save_onnx
 from build_engine.tensorrt_build import (
+    EngineVerificationError,
     ModelInfo,
     build,
     default_timing_cache_path,
-    heatmap_disagreement,
+    judge_verification,
     onnx_sha256,
     profile_shapes,
     verification_crops,
 )
+from vitpose_trt.accuracy import clear_peaks, compare_heatmaps
 from vitpose_trt.coco import sample_dir
 from vitpose_trt.engines.sidecar import (
     EngineMismatchError,
@@ -44,6 +46,7 @@ from vitpose_trt.engines.sidecar import (
     write_sidecar,
 )
 from vitpose_trt.engines.tensorrt import INSTALL_HINT, TensorRTEngine, TensorRTUnavailableError, tensorrt_available
+from vitpose_trt.export import save_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 K = 5  # keypoints of the inline tiny model
@@ -279,10 +282,12 @@ def test_fp16_graph_accuracy_vitpose(tiny_vitpose_onnx, real_crops, tmp_path, fp
     fp16 = ort_run(fp16_path, real_crops)
     _check_fp16_argmax(reference, fp16)
     # the build's metric (decode-based, heatmap pixels) sees the same: only near-tied maps differ
-    d = heatmap_disagreement(reference, fp16, "udp")
+    d = compare_heatmaps(reference, fp16, "udp")
     assert d.keypoints == reference.shape[0] * reference.shape[1]
+    counted = clear_peaks(reference)
     moved = np.linalg.norm(argmax_xy(fp16) - argmax_xy(reference), axis=-1) > 0
-    assert d.mean_px <= d.max_px * moved.mean() + 1e-3
+    assert d.counted == counted.sum() > 0
+    assert d.heatmap_px.mean <= d.heatmap_px.max * moved[counted].mean() + 1e-3
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,42 +387,128 @@ def gaussian_heatmaps(centers: np.ndarray, size=(64, 48), sigma=2.0, peak=0.9) -
 
 def test_keypoint_disagreement_identical_is_zero():
     hm = gaussian_heatmaps(np.array([[[10.0, 20.0], [30.0, 40.0]]]))
-    d = heatmap_disagreement(hm, hm.copy())
-    assert (d.max_px, d.mean_px, d.keypoints, d.max_abs) == (0.0, 0.0, 2, 0.0)
+    d = compare_heatmaps(hm, hm.copy())
+    assert (d.heatmap_px.max, d.heatmap_px.mean, d.keypoints, d.max_abs) == (0.0, 0.0, 2, 0.0)
 
 
 @pytest.mark.parametrize("mode", ["udp", "classic"])
 def test_keypoint_disagreement_measures_shifts_in_heatmap_pixels(mode):
     centers = np.array([[[10.0, 20.0], [30.0, 40.0], [24.0, 12.0]]])
     shift = np.array([[[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]]])
-    d = heatmap_disagreement(gaussian_heatmaps(centers), gaussian_heatmaps(centers + shift), mode)
+    d = compare_heatmaps(gaussian_heatmaps(centers), gaussian_heatmaps(centers + shift), mode)
     # integer shifts of a Gaussian: argmax moves exactly; DARK (udp) refines both to the center
-    assert d.max_px == pytest.approx(2.0, abs=0.02)
-    assert d.mean_px == pytest.approx(1.0, abs=0.02)
+    assert d.heatmap_px.max == pytest.approx(2.0, abs=0.02)
+    assert d.heatmap_px.mean == pytest.approx(1.0, abs=0.02)
 
 
 def test_keypoint_disagreement_subpixel_with_dark():
     centers = np.array([[[20.3, 30.0]]])
-    d = heatmap_disagreement(gaussian_heatmaps(centers), gaussian_heatmaps(centers + [[[0.25, 0.0]]]), "udp")
-    assert d.mean_px == pytest.approx(0.25, abs=0.03)  # DARK resolves what argmax cannot
+    d = compare_heatmaps(gaussian_heatmaps(centers), gaussian_heatmaps(centers + [[[0.25, 0.0]]]), "udp")
+    assert d.heatmap_px.mean == pytest.approx(0.25, abs=0.03)  # DARK resolves what argmax cannot
 
 
-def test_keypoint_disagreement_counts_only_confident_keypoints():
-    centers = np.array([[[10.0, 20.0], [30.0, 40.0]]])
+def test_keypoint_disagreement_counts_only_clear_peaks():
+    """The shared tie rule: a keypoint whose reference heatmap has two near-equal maxima (an
+    occluded or left/right-confused joint) is not counted, however far its argmax jumps."""
+    centers = np.array([[[10.0, 20.0], [20.0, 40.0]]])
+    rival = gaussian_heatmaps(np.array([[[40.0, 40.0]]]))[0, 0]  # 20 px to the right
     ref = gaussian_heatmaps(centers)
-    ref[0, 1] *= 0.1  # an occluded keypoint: peak 0.09
-    cand = gaussian_heatmaps(centers + [[[0.0, 0.0], [5.0, 0.0]]])
-    cand[0, 1] *= 0.1
-    assert heatmap_disagreement(ref, cand).max_px == pytest.approx(5.0, abs=0.05)
-    confident = heatmap_disagreement(ref, cand, min_score=0.3)
-    assert (confident.keypoints, confident.max_px) == (1, 0.0)
-    none = heatmap_disagreement(ref * 0.1, cand * 0.1, min_score=0.3)
-    assert none.keypoints == 0
+    ref[0, 1] = np.maximum(ref[0, 1], 0.99 * rival)  # a tie
+    cand = ref.copy()
+    cand[0, 1] = np.maximum(0.99 * gaussian_heatmaps(centers)[0, 1], rival)  # it flips
+    every = compare_heatmaps(ref, cand)
+    assert every.max_heatmap_px_all == pytest.approx(20.0, abs=0.05) and every.flipped_ties == 1
+    assert (every.counted, every.heatmap_px.max) == (1, 0.0)
+    flat = np.full_like(ref, 0.5)
+    assert compare_heatmaps(flat, flat + 0.1).counted == 0
 
 
 def test_keypoint_disagreement_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="same"):
-        heatmap_disagreement(np.zeros((1, 2, 64, 48), np.float32), np.zeros((1, 3, 64, 48), np.float32))
+        compare_heatmaps(np.zeros((1, 2, 64, 48), np.float32), np.zeros((1, 3, 64, 48), np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# the verification verdict, fed right and deliberately wrong engines
+
+
+@pytest.fixture(scope="module")
+def fixture_verification(sample_model):
+    """(real crops, the fixture model's FP32 heatmaps of them): a model with real peaks."""
+    crops, _ = verification_crops((256, 192), "udp", max_crops=16, coco_dir=sample_dir())
+    with torch.inference_mode():
+        return crops, sample_model(torch.from_numpy(crops)).numpy()
+
+
+def test_verification_passes_the_model_itself(fixture_verification):
+    crops, reference = fixture_verification
+    result = judge_verification(reference, reference.copy(), crops="16 real crops")
+    assert result["enforced"] is True and result["metric"]["counted"] > 200  # of 272
+    assert result["metric"]["heatmap_px"]["max"] == 0.0
+
+
+def test_verification_fails_a_model_with_one_weight_off_by_one_percent(sample_model, fixture_verification):
+    crops, reference = fixture_verification
+    wrong = copy.deepcopy(sample_model)
+    with torch.no_grad():
+        wrong.keypoint_head.final_layer.weight.mul_(1.01)
+        candidate = wrong(torch.from_numpy(crops)).numpy()
+    with pytest.raises(EngineVerificationError, match="mean score difference") as err:
+        judge_verification(reference, candidate, engine_name="wrong.engine")
+    assert str(err.value).startswith("wrong.engine disagrees with the FP32 model over")
+    assert "--no-verify" in str(err.value)
+
+
+def test_verification_fails_a_one_pixel_shift(fixture_verification):
+    _, reference = fixture_verification
+    with pytest.raises(EngineVerificationError, match=r"mean distance 0\.9\d+ heatmap px > 0\.1"):
+        judge_verification(reference, np.roll(reference, 1, axis=-1))
+
+
+def test_verification_of_random_weights_judges_clear_peaks_only(tiny_model, fixture_verification):
+    """Random weights: the tie rule picks the keypoints to judge (a quarter to a half of them), and
+    on those a wrong engine fails as it would with real peaks."""
+    crops, _ = fixture_verification
+    with torch.inference_mode():
+        reference = tiny_model(torch.from_numpy(crops)).numpy()
+    result = judge_verification(reference, reference.copy(), random_weights=True)
+    assert result["enforced"] is True and 0 < result["metric"]["counted"] < reference.shape[0] * 17
+    assert result["random_weights"] is True
+    with pytest.raises(EngineVerificationError, match="mean score difference"):
+        judge_verification(reference, reference * 1.01, random_weights=True)
+    with pytest.raises(EngineVerificationError, match="mean distance"):
+        judge_verification(reference, np.roll(reference, 2, axis=-2), random_weights=True)
+
+
+def test_build_time_verification_removes_a_wrong_engine(sample_model, fixture_verification, tmp_path,
+                                                        monkeypatch):
+    """`_verify` as `build` calls it, with a stand-in engine whose heatmaps are shifted one pixel."""
+    import vitpose_trt.engines.tensorrt as trt_runtime
+    from build_engine import tensorrt_build
+
+    class ShiftedEngine:
+        input_size, max_batch = (256, 192), 64
+
+        def __init__(self, path):
+            pass
+
+        def run(self, crops):
+            with torch.inference_mode():
+                return np.roll(sample_model(torch.from_numpy(crops)).numpy(), 1, axis=-1)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(trt_runtime, "TensorRTEngine", ShiftedEngine)
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"plan")
+    write_sidecar(plan, {"variant": "vitpose-s"})
+    src = tensorrt_build._Source(tmp_path / "model.onnx", ModelInfo(), tensorrt_build._torch_reference(sample_model),
+                                 "PyTorch FP32", None)
+    monkeypatch.setattr(tensorrt_build, "VERIFY_MAX_CROPS", 8)
+    with pytest.raises(EngineVerificationError, match=r"mean distance .* were removed"):
+        tensorrt_build._verify(plan, src, mode="udp", flip_test=False)
+    assert not plan.exists() and not sidecar_path(plan).exists()
 
 
 def test_verification_crops_real_and_synthetic(coco_sample, tmp_path):

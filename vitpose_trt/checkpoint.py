@@ -396,21 +396,45 @@ def _from_official(sd: StateDict) -> StateDict:
     return sd
 
 
-_HF_RENAMES = [
-    (r"^backbone\.embeddings\.patch_embeddings\.projection\.", "backbone.patch_embed.proj."),
-    (r"^backbone\.embeddings\.position_embeddings$", "backbone.pos_embed"),
-    (r"^backbone\.encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"backbone.blocks.\1.attn.proj."),
-    (r"^backbone\.encoder\.layer\.(\d+)\.layernorm_before\.", r"backbone.blocks.\1.norm1."),
-    (r"^backbone\.encoder\.layer\.(\d+)\.layernorm_after\.", r"backbone.blocks.\1.norm2."),
-    (r"^backbone\.encoder\.layer\.(\d+)\.mlp\.", r"backbone.blocks.\1.mlp."),  # fc1, fc2, experts.{j}
-    (r"^backbone\.layernorm\.", "backbone.last_norm."),
-    (r"^head\.conv\.", "keypoint_head.final_layer."),  # both decoders call the last conv "conv"
-    (r"^head\.deconv1\.", "keypoint_head.deconv_layers.0."),
-    (r"^head\.batchnorm1\.", "keypoint_head.deconv_layers.1."),
-    (r"^head\.deconv2\.", "keypoint_head.deconv_layers.3."),
-    (r"^head\.batchnorm2\.", "keypoint_head.deconv_layers.4."),
-]
-_HF_QKV = re.compile(r"^backbone\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+# The one table between our (= the official) names and Hugging Face transformers' VitPose names,
+# read in both directions (`_from_hf`, `to_hf_state_dict`). A name ending in "." is a prefix, any
+# other a whole key; "{i}" is a block index. The fused qkv is the one entry that is not a rename.
+HF_KEY_TABLE: tuple[tuple[str, str], ...] = (
+    ("backbone.patch_embed.proj.", "backbone.embeddings.patch_embeddings.projection."),
+    ("backbone.pos_embed", "backbone.embeddings.position_embeddings"),
+    ("backbone.blocks.{i}.attn.proj.", "backbone.encoder.layer.{i}.attention.output.dense."),
+    ("backbone.blocks.{i}.norm1.", "backbone.encoder.layer.{i}.layernorm_before."),
+    ("backbone.blocks.{i}.norm2.", "backbone.encoder.layer.{i}.layernorm_after."),
+    ("backbone.blocks.{i}.mlp.", "backbone.encoder.layer.{i}.mlp."),  # fc1, fc2, experts.{j}
+    ("backbone.last_norm.", "backbone.layernorm."),
+    ("keypoint_head.final_layer.", "head.conv."),  # both decoders call the last conv "conv"
+    ("keypoint_head.deconv_layers.0.", "head.deconv1."),
+    ("keypoint_head.deconv_layers.1.", "head.batchnorm1."),
+    ("keypoint_head.deconv_layers.3.", "head.deconv2."),
+    ("keypoint_head.deconv_layers.4.", "head.batchnorm2."),
+)
+# ours: one fused (3D, D) qkv Linear; HF: query, key, value Linears, stacked in that order
+HF_QKV = ("backbone.blocks.{i}.attn.qkv.", "backbone.encoder.layer.{i}.attention.attention.{part}.")
+_QKV_PARTS = ("query", "key", "value")
+
+
+def _name_pattern(name: str) -> re.Pattern[str]:
+    body = re.escape(name).replace(re.escape("{i}"), r"(?P<i>\d+)").replace(re.escape("{part}"), r"(?P<part>\w+)")
+    return re.compile("^" + body + ("" if name.endswith(".") else "$"))
+
+
+_HF_RENAMES = [(_name_pattern(ours), _name_pattern(hf), ours, hf) for ours, hf in HF_KEY_TABLE]
+_QKV_OURS, _QKV_HF = _name_pattern(HF_QKV[0]), _name_pattern(HF_QKV[1])
+
+
+def _rename(key: str, to_hf: bool) -> str | None:
+    """`key` through HF_KEY_TABLE in one direction; None when no row matches."""
+    for ours_re, hf_re, ours, hf in _HF_RENAMES:
+        m = (ours_re if to_hf else hf_re).match(key)
+        if m:
+            target = hf if to_hf else ours
+            return target.replace("{i}", m.groupdict().get("i") or "") + key[m.end():]
+    return None
 
 
 def _from_hf(sd: StateDict) -> StateDict:
@@ -418,21 +442,38 @@ def _from_hf(sd: StateDict) -> StateDict:
     out: StateDict = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in sd.items():
-        m = _HF_QKV.match(key)
-        if m:
-            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+        m = _QKV_HF.match(key)
+        if m and m.group("part") in _QKV_PARTS and key[m.end():] in ("weight", "bias"):
+            qkv.setdefault((m.group("i"), key[m.end():]), {})[m.group("part")] = value
             continue
-        for pattern, repl in _HF_RENAMES:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                key = new
-                break
-        out[key] = value
+        out[_rename(key, to_hf=False) or key] = value
     for (layer, kind), parts in qkv.items():
-        absent = [p for p in ("query", "key", "value") if p not in parts]
+        absent = [p for p in _QKV_PARTS if p not in parts]
         if absent:
             raise ValueError(f"layer {layer}: attention {kind} has no {', '.join(absent)} tensor")
-        out[f"backbone.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        out[HF_QKV[0].format(i=layer) + kind] = torch.cat([parts[p] for p in _QKV_PARTS])
+    return out
+
+
+def to_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Our (official) names -> transformers VitPoseForPoseEstimation names, through the same
+    HF_KEY_TABLE that loading HF checkpoints reads the other way (the fused qkv is split into query,
+    key, value).
+
+    Raises:
+        ValueError: a key with no transformers name.
+    """
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        m = _QKV_OURS.match(key)
+        if m:
+            for part, chunk in zip(_QKV_PARTS, value.chunk(3, dim=0)):
+                out[HF_QKV[1].format(i=m.group("i"), part=part) + key[m.end():]] = chunk
+            continue
+        new = _rename(key, to_hf=True)
+        if new is None:
+            raise ValueError(f"no transformers name for {key}")
+        out[new] = value
     return out
 
 
@@ -592,4 +633,5 @@ def _load_state_dict_strict(model: ViTPose, sd: StateDict) -> None:
     model.load_state_dict(tensors, strict=True, assign=True)
 
 
-__all__ = ["DATASETS", "build_random_model", "convert_state_dict", "infer_config", "load_model", "read_checkpoint"]
+__all__ = ["DATASETS", "HF_KEY_TABLE", "build_random_model", "convert_state_dict", "infer_config", "load_model",
+           "read_checkpoint", "to_hf_state_dict"]

@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "../shared/data/coco-sample; synthetic where absent)")
     p.add_argument("--synthetic", action="store_true", help="synthetic frame and boxes even where coco-sample exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", default=None, help="write the raw numbers here")
-    p.add_argument("--plot", default=None, help="write a PNG plot here (needs matplotlib)")
+    p.add_argument("--out", default=None,
+                   help="results folder for table.txt, bench.json and bench.png (default: bench_out/<date-time>/)")
+    p.add_argument("--json", default=None, help="also write the raw numbers here")
+    p.add_argument("--plot", default=None, help="also write the PNG plot here (needs matplotlib)")
     _common_model_args(p)
 
     p = sub.add_parser("eval", help="COCO keypoint AP by the official protocol (rescoring, OKS-NMS, COCOeval)")
@@ -215,11 +217,16 @@ def _infer(args) -> int:
 
 
 def _bench(args) -> int:
-    from vitpose_trt.bench import format_table, int_list, plot_results, run_benchmark, write_json
+    import time
+
+    from vitpose_trt.bench import format_table, int_list, plot_results, run_benchmark, write_json, write_results
 
     people = int_list(args.people, "--people")
     if not people:
         raise ValueError("--people: give at least one people count")
+    out_dir = Path(args.out) if args.out else Path("bench_out") / time.strftime("%Y%m%d-%H%M%S")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a folder")
     result = run_benchmark(
         checkpoint=args.checkpoint, variant=args.variant, engine=args.engine, people=people,
         batches=int_list(args.batches, "--batches"), alternatives=args.alternatives, iters=args.iters,
@@ -227,14 +234,25 @@ def _bench(args) -> int:
         flip_test=args.flip_test, device=args.device, coco_sample=False if args.synthetic else args.coco_sample,
         threads=args.threads, progress=not args.no_progress)
     print(format_table(result))
+    try:
+        import matplotlib  # noqa: F401
+
+        has_plot = True
+    except ImportError:
+        has_plot = False
+    try:
+        written = write_results(result, out_dir, plot=has_plot)
+    except OSError as e:  # a read-only or full disk: one line, not a traceback
+        raise RuntimeError(f"cannot write the results to {out_dir}/: {e}") from None
+    print(f"wrote {', '.join(p.name for p in written.values())} to {out_dir}/"
+          + ("" if has_plot else " (no plot: pip install matplotlib)"))
     if args.json:
         print(f"wrote {write_json(result, args.json)}")
     if args.plot:
-        try:
-            print(f"wrote {plot_results(result, args.plot)}")
-        except ImportError:
+        if not has_plot:
             print("vitpose-trt bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
             return 2
+        print(f"wrote {plot_results(result, args.plot)}")
     if not any(r.get("status") == "ok" for r in result["rows"]):
         print("vitpose-trt bench: no alternative could run here", file=sys.stderr)
         return 1

@@ -118,18 +118,52 @@ def inverse_warp_matrices(transforms: np.ndarray, mode: str, input_size: tuple[i
     return inv
 
 
+def _heatmap_steps(transforms: np.ndarray, heatmap_size: tuple[int, int], mode: str):
+    """(transforms as (N, 1, 4) float64, frame px per heatmap px along x, along y) for `mode`.
+
+    udp divides the box by (W - 1, H - 1) (pixel centers at both ends); classic by (W, H).
+    """
+    check_mode(mode)
+    hm_h, hm_w = heatmap_size
+    t = np.asarray(transforms, dtype=np.float64)[:, None, :]  # (N, 1, 4)
+    if mode == "udp":
+        return t, t[..., 2] / (hm_w - 1.0), t[..., 3] / (hm_h - 1.0)
+    return t, t[..., 2] / hm_w, t[..., 3] / hm_h
+
+
 def heatmap_to_frame(coords: np.ndarray, transforms: np.ndarray, heatmap_size: tuple[int, int], mode: str) -> np.ndarray:
     """Map (N, K, 2) heatmap coordinates to frame pixels (mmpose's `transform_preds`).
 
     udp divides the box by (W - 1, H - 1) (pixel centers at both ends); classic by (W, H).
     """
-    hm_h, hm_w = heatmap_size
-    t = transforms.astype(np.float64)[:, None, :]  # (N, 1, 4)
-    if mode == "udp":
-        step_x, step_y = t[..., 2] / (hm_w - 1.0), t[..., 3] / (hm_h - 1.0)
-    else:
-        step_x, step_y = t[..., 2] / hm_w, t[..., 3] / hm_h
+    t, step_x, step_y = _heatmap_steps(transforms, heatmap_size, mode)
     out = np.empty(coords.shape, dtype=np.float64)
     out[..., 0] = coords[..., 0] * step_x + t[..., 0] - t[..., 2] * 0.5
     out[..., 1] = coords[..., 1] * step_y + t[..., 1] - t[..., 3] * 0.5
     return out
+
+
+def frame_to_heatmap(xy: np.ndarray, transforms: np.ndarray, heatmap_size: tuple[int, int], mode: str) -> np.ndarray:
+    """The inverse of `heatmap_to_frame`: (N, K, 2) frame pixels -> heatmap coordinates (float64).
+
+    Used to measure, in heatmap pixels, how far keypoints that arrive in frame pixels lie apart.
+    """
+    t, step_x, step_y = _heatmap_steps(transforms, heatmap_size, mode)
+    xy = np.asarray(xy, dtype=np.float64)
+    out = np.empty(xy.shape, dtype=np.float64)
+    out[..., 0] = (xy[..., 0] - t[..., 0] + t[..., 2] * 0.5) / step_x
+    out[..., 1] = (xy[..., 1] - t[..., 1] + t[..., 3] * 0.5) / step_y
+    return out
+
+
+def identity_transform(heatmap_size: tuple[int, int], mode: str) -> np.ndarray:
+    """The (4,) float32 [cx, cy, w, h] for which `heatmap_to_frame` is the identity: decoding with
+    it gives keypoints in heatmap pixels (to compare two heatmap batches in the model's own units).
+
+    udp scales by box / (W - 1), classic by box / W, both offset by center - box / 2.
+    """
+    check_mode(mode)
+    h, w = heatmap_size
+    if mode == "udp":
+        return np.array([(w - 1) / 2, (h - 1) / 2, w - 1, h - 1], dtype=np.float32)
+    return np.array([w / 2, h / 2, w, h], dtype=np.float32)

@@ -326,4 +326,47 @@ class ViTPose(nn.Module):
         return self.keypoint_head(features)  # (B, K, 4Hp, 4Wp)
 
 
-__all__ = ["DECODERS", "VARIANTS", "ViTPose", "ViTPoseConfig", "canonical_variant", "config_for"]
+# --------------------------------------------------------------------------------------------
+# compute cost (next to the model, as nanoGPT keeps its FLOP estimate)
+
+
+def count_macs(config: ViTPoseConfig, include_attention: bool = True) -> dict[str, int]:
+    """Multiply-accumulates of one crop through the model, counted from the config.
+
+    With T = Hp*Wp tokens (16*12 = 192 for 256x192), D = embed_dim, r = mlp_ratio, p = patch size,
+    L = depth, K = keypoints, C = deconv channels (256):
+        patch_embed   T * D * 3 * p^2                       (the 16x16 stride-16 conv)
+        per block     qkv T*D*3D + proj T*D*D + mlp 2*T*D*rD = T*D^2*(4 + 2r)
+                      attention q@k^T T*T*D + attn@v T*T*D   = 2*T^2*D
+        classic head  deconv1 T*D*C*16 + deconv2 4T*C*C*16 + final 1x1 16T*C*K
+        simple head   final 3x3 16T*D*K*9                   (the bilinear upsampling is not counted)
+    FLOPs = 2 * MACs. Biases, LayerNorm, GELU, softmax, BatchNorm are not counted (they are
+    O(T*D) per layer, well under 1%). ViTPose-B 256x192: 18.52 GMAC = 37.0 GFLOP per crop.
+
+    Returns:
+        {"patch_embed", "linear" (qkv+proj+mlp, all blocks), "attention" (q@k^T and attn@v, all
+        blocks; 0 when not included), "head", "total"} in MACs.
+    """
+    T, D, L = config.num_patches, config.embed_dim, config.depth
+    p, K = config.patch_size, config.num_keypoints
+    hidden = config.mlp_hidden_dim
+    patch = T * D * 3 * p * p
+    linear = L * T * (3 * D * D + D * D + 2 * D * hidden)
+    attention = L * 2 * T * T * D if include_attention else 0
+    if config.decoder == "classic":
+        c = config.deconv_channels
+        head = T * D * c * 16 + 4 * T * c * c * 16 + 16 * T * c * K
+    else:
+        head = 16 * T * D * K * 9
+    out = {"patch_embed": patch, "linear": linear, "attention": attention, "head": head}
+    out["total"] = sum(out.values())
+    return out
+
+
+def model_flops(config: ViTPoseConfig) -> int:
+    """FLOPs (2 x MACs) of one crop, see `count_macs`."""
+    return 2 * count_macs(config)["total"]
+
+
+__all__ = ["DECODERS", "VARIANTS", "ViTPose", "ViTPoseConfig", "canonical_variant", "config_for", "count_macs",
+           "model_flops"]

@@ -1,0 +1,392 @@
+"""The alternatives the benchmark runs: one factory per row, each returning a `Runner`.
+
+Rows of this package time `VitPoseTRT`'s own paths through its public stage hook
+(`infer_async(..., stage_hook=...)`; CUDA events on `VitPoseTRT.stream` on the GPU, perf_counter
+on the CPU); the e2e column times `VitPoseTRT.infer`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitpose_trt.bench.measure import Timer
+from vitpose_trt.checkpoint import to_hf_state_dict
+from vitpose_trt.engines.tensorrt import tensorrt_available
+
+log = logging.getLogger(__name__)
+
+ALTERNATIVES = ("tensorrt", "pytorch-cuda", "onnxruntime", "pytorch-cpu", "baseline", "transformers",
+                "torch-fp16-eager")
+ALIASES = {
+    "auto": ALTERNATIVES,
+    "all": ALTERNATIVES,
+    "pipeline": ("tensorrt", "pytorch-cuda", "onnxruntime", "pytorch-cpu"),
+    "gpu": ("tensorrt", "pytorch-cuda", "baseline", "transformers", "torch-fp16-eager"),
+    "cpu": ("onnxruntime", "pytorch-cpu", "baseline", "transformers"),
+}
+# Each row in plain words, printed under the table.
+PLAIN_WORDS = {
+    "tensorrt": "this package with a TensorRT FP16 engine: all boxes in one batch, CUDA pre/post on the GPU",
+    "pytorch-cuda": "this package with PyTorch FP16 on the GPU: all boxes in one batch, CUDA pre/post",
+    "onnxruntime": "this package with ONNX Runtime FP32 on the CPU: all boxes in one batch, C++ pre/post",
+    "pytorch-cpu": "this package with PyTorch FP32 on the CPU: all boxes in one batch, C++ pre/post",
+    "baseline": "PyTorch FP32, one box at a time, numpy pre/post: what the framework-free ports do",
+    "transformers": "Hugging Face transformers' VitPose with the same weights, fed our crops, decoded by our "
+                    "postprocess",
+    "torch-fp16-eager": "the model alone in PyTorch FP16 on the GPU, crops already there: the floor without "
+                        "pre/post",
+}
+
+
+class Skip(Exception):
+    """An alternative that cannot run here; the message is the reason shown in the table."""
+
+
+def build_hf_model(model):
+    """A transformers `VitPoseForPoseEstimation` holding `model`'s weights (FP32, CPU, eval)."""
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
+
+    c = model.config
+    if c.decoder == "classic" and c.deconv_channels != 256:
+        raise Skip(f"transformers' classic decoder has 256 channels, this model {c.deconv_channels}")
+    if c.mlp_ratio != int(c.mlp_ratio):
+        raise Skip(f"transformers needs an integer mlp_ratio, got {c.mlp_ratio}")
+    backbone = VitPoseBackboneConfig(
+        image_size=list(c.input_size), patch_size=[c.patch_size, c.patch_size], hidden_size=c.embed_dim,
+        num_hidden_layers=c.depth, num_attention_heads=c.num_heads, mlp_ratio=int(c.mlp_ratio),
+        layer_norm_eps=c.layer_norm_eps, qkv_bias=c.qkv_bias, out_indices=[c.depth])
+    config = VitPoseConfig(backbone_config=backbone, use_simple_decoder=c.decoder == "simple",
+                           num_labels=c.num_keypoints)
+    hf = VitPoseForPoseEstimation(config)
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    hf.load_state_dict(to_hf_state_dict(sd), strict=True)
+    return hf.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# runners: one factory per alternative
+
+
+@dataclass
+class Runner:
+    """One alternative, ready to run.
+
+    infer(frame, boxes, timer) -> (N, K, 3) keypoints, marking the stages on `timer` (started by
+        the caller; it may call timer.stop() itself before untimed work).
+    e2e: the real, uninstrumented API call (frame, boxes) -> keypoints, timed by wall clock; when
+        None, the e2e of the instrumented `infer` is used.
+    prepare(frame, boxes): untimed per-scenario setup (e.g. crops already on the GPU).
+    batch(b) -> fn: for throughput, a no-argument function running the model once on a batch of b
+        crops already in place (None: the alternative has no batched model).
+    """
+
+    name: str
+    device: str
+    precision: str
+    description: str
+    infer: Callable[[np.ndarray, np.ndarray, Timer], np.ndarray]
+    e2e: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    prepare: Callable[[np.ndarray, np.ndarray], None] | None = None
+    batch: Callable[[int], Callable[[], Any]] | None = None
+    stream: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
+
+@dataclass
+class BenchContext:
+    """What every runner factory needs."""
+
+    model: Any  # the FP32 CPU ViTPose: the reference and the source of every alternative's weights
+    mode: str = "udp"
+    flip_test: bool = False
+    flip_pairs: Any = None
+    cuda: bool = False
+    no_cuda_reason: str = ""
+    plan_path: Path | None = None
+    onnx_path: Path | None = None
+    tmpdir: Path | None = None
+    cpu_impl: str = "numpy"  # pre/post of the rows outside VitPoseTRT ("cpp" where the extension is built)
+    threads: int | None = None  # CPU threads for ONNX Runtime (PyTorch's are set globally)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.model.config.input_size)
+
+    def need_cuda(self) -> None:
+        if not self.cuda:
+            raise Skip(self.no_cuda_reason)
+
+
+def _cpu_pipeline_runner(name: str, pose, description: str) -> Runner:
+    """VitPoseTRT's own CPU path, timed per stage through its stage hook."""
+    eng = pose.engine
+    host_roundtrip = eng.device == "cuda"
+
+    def infer(frame, boxes, timer):
+        return pose.infer_async(frame, boxes, stage_hook=timer.mark).result()
+
+    def batch(b):
+        x = np.random.default_rng(0).standard_normal((b, 3, *eng.input_size)).astype(np.float32)
+        return lambda: eng.run(x)
+
+    notes = [f"pre/post impl={pose.impl}"]
+    if host_roundtrip:
+        notes.append("CUDA kernels not built: crops/heatmaps go through the host; 'model' includes the copies")
+    return Runner(name=name, device=eng.device, precision=eng.precision, description=description, infer=infer,
+                  e2e=pose.infer if host_roundtrip else None, batch=batch, notes=notes)
+
+
+def _gpu_staged(pose):
+    """`VitPoseTRT`'s own GPU path, with a CUDA event recorded on its compute stream after each stage."""
+
+    def infer(frame, boxes, timer: Timer) -> np.ndarray:
+        pending = pose.infer_async(frame, boxes, stage_hook=lambda stage: timer.mark(stage, gpu=True))
+        timer.stop()
+        return pending.result()
+
+    return infer
+
+
+def _pipeline_runner(name: str, pose, description: str) -> Runner:
+    """A `VitPoseTRT` as a runner: its GPU path when it has one (a compute stream), else its CPU path."""
+    if pose.stream is None:
+        return _cpu_pipeline_runner(name, pose, description)
+    import torch
+
+    eng, stream = pose.engine, pose.stream
+
+    def batch(b):
+        x = torch.randn(b, 3, *eng.input_size, device=eng.torch_device).to(eng.input_dtype)
+        return lambda: eng.run_cuda(x, stream)
+
+    return Runner(name=name, device="cuda", precision=eng.precision, description=description,
+                  infer=_gpu_staged(pose), e2e=pose.infer, batch=batch, stream=stream,
+                  notes=["stages: CUDA events inside the GPU path of VitPoseTRT; e2e: VitPoseTRT.infer"])
+
+
+def runner_tensorrt(ctx: BenchContext) -> Runner:
+    if ctx.plan_path is None:
+        raise Skip("no TensorRT engine given (pass --engine model.engine, built with `vitpose-trt build`)")
+    if not tensorrt_available():
+        raise Skip("the tensorrt package is not installed")
+    ctx.need_cuda()
+    from vitpose_trt.engines import open_engine
+    from vitpose_trt import VitPoseTRT
+
+    engine = open_engine(ctx.plan_path, backend="tensorrt")
+    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs)
+    return _pipeline_runner("tensorrt", pose, f"VitPoseTRT, TensorRT {engine.precision} engine {ctx.plan_path.name}")
+
+
+def runner_pytorch_cuda(ctx: BenchContext) -> Runner:
+    ctx.need_cuda()
+    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt import VitPoseTRT
+
+    engine = TorchEngine(copy.deepcopy(ctx.model), device="cuda", precision="fp16")
+    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs)
+    return _pipeline_runner("pytorch-cuda", pose, "VitPoseTRT, PyTorch CUDA FP16 engine")
+
+
+def runner_onnxruntime(ctx: BenchContext) -> Runner:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise Skip("onnxruntime is not installed") from None
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+    from vitpose_trt import VitPoseTRT
+
+    path = ctx.onnx_path
+    if path is None:
+        from vitpose_trt.export import export_onnx
+
+        path = Path(ctx.tmpdir or tempfile.mkdtemp()) / "bench_model.onnx"
+        log.info("exporting the benchmark weights to %s for ONNX Runtime", path)
+        export_onnx(ctx.model, path, check=False)
+    engine = OnnxRuntimeEngine(path, threads=ctx.threads)
+    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
+    return _cpu_pipeline_runner("onnxruntime", pose, "VitPoseTRT, ONNX Runtime CPU FP32")
+
+
+def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
+    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt import VitPoseTRT
+
+    engine = TorchEngine(ctx.model, device="cpu", precision="fp32")  # CPU FP32: .to() is a no-op, no copy
+    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
+    return _cpu_pipeline_runner("pytorch-cpu", pose, "VitPoseTRT, PyTorch CPU FP32")
+
+
+def runner_baseline(ctx: BenchContext) -> Runner:
+    """The seed-style pipeline: FP32 eager model (GPU where there is one), numpy/OpenCV pre/post,
+    one box at a time."""
+    import torch
+
+    from vitpose_trt import postprocess, preprocess
+    from vitpose_trt.geometry import check_boxes
+
+    device = "cuda" if ctx.cuda else "cpu"
+    model = ctx.model if device == "cpu" else copy.deepcopy(ctx.model).to(device)
+    gpu = device == "cuda"
+    mode, flip, input_size = ctx.mode, ctx.flip_test, ctx.input_size
+
+    @torch.inference_mode()
+    def infer(frame, boxes, timer):
+        boxes = check_boxes(boxes)
+        out = []
+        for box in boxes:
+            crops, transforms = preprocess(frame, box[None], mode, input_size=input_size, impl="numpy", flip=flip)
+            timer.mark("crop")
+            x = torch.from_numpy(crops).to(device)
+            if gpu:
+                timer.mark("upload", gpu=True)
+            heat = model(x)
+            timer.mark("model", gpu=gpu)
+            heat = heat.cpu().numpy()
+            if gpu:
+                timer.mark("download", gpu=True)
+            out.append(postprocess(heat[:1], transforms, mode, flipped=heat[1:] if flip else None,
+                                   flip_pairs=ctx.flip_pairs, impl="numpy"))
+            timer.mark("decode")
+        return np.concatenate(out) if out else np.zeros((0, model.config.num_keypoints, 3), np.float32)
+
+    return Runner(name="baseline", device=device, precision="fp32",
+                  description="seed-style: PyTorch FP32 eager, numpy/OpenCV pre/post, one box at a time",
+                  infer=infer, notes=["batch size 1 by construction: no throughput row"])
+
+
+def runner_transformers(ctx: BenchContext) -> Runner:
+    try:
+        import transformers
+    except ImportError:
+        raise Skip("transformers is not installed") from None
+    try:
+        from transformers import VitPoseForPoseEstimation  # noqa: F401
+    except ImportError:
+        raise Skip(f"transformers {transformers.__version__} has no VitPoseForPoseEstimation") from None
+    import torch
+
+    from vitpose_trt import postprocess, preprocess
+    from vitpose_trt.geometry import check_boxes
+
+    gpu = ctx.cuda
+    device, dtype = ("cuda", torch.float16) if gpu else ("cpu", torch.float32)
+    hf = build_hf_model(ctx.model).to(device, dtype)
+    mode, flip, impl, input_size = ctx.mode, ctx.flip_test, ctx.cpu_impl, ctx.input_size
+
+    @torch.inference_mode()
+    def infer(frame, boxes, timer):
+        boxes = check_boxes(boxes)
+        n = len(boxes)
+        crops, transforms = preprocess(frame, boxes, mode, input_size=input_size, impl=impl, flip=flip)
+        timer.mark("crop")
+        x = torch.from_numpy(crops).to(device, dtype)
+        if gpu:
+            timer.mark("upload", gpu=True)
+        heat = hf(pixel_values=x).heatmaps
+        timer.mark("model", gpu=gpu)
+        heat = heat.float().cpu().numpy()
+        if gpu:
+            timer.mark("download", gpu=True)
+        out = postprocess(heat[:n], transforms, mode, flipped=heat[n:] if flip else None,
+                          flip_pairs=ctx.flip_pairs, impl=impl)
+        timer.mark("decode")
+        return out
+
+    def batch(b):
+        x = torch.randn(b, 3, *input_size, device=device).to(dtype)
+
+        def run():
+            with torch.inference_mode():
+                return hf(pixel_values=x).heatmaps
+
+        return run
+
+    precision = "fp16" if gpu else "fp32"
+    return Runner(name="transformers", device=device, precision=precision,
+                  description=f"transformers {transformers.__version__} VitPoseForPoseEstimation {precision}, "
+                              f"our crops (impl={impl}) and decode",
+                  infer=infer, batch=batch, notes=[f"pre/post impl={impl}"])
+
+
+def runner_torch_fp16_eager(ctx: BenchContext) -> Runner:
+    """The model alone, PyTorch FP16 eager on the GPU: crops already on the device, no pre/post."""
+    ctx.need_cuda()
+    import torch
+
+    from vitpose_trt import postprocess, preprocess
+
+    model = copy.deepcopy(ctx.model).to("cuda", torch.float16)
+    stream = torch.cuda.current_stream()
+    state: dict[str, Any] = {}
+    mode, flip = ctx.mode, ctx.flip_test
+
+    def prepare(frame, boxes):
+        crops, transforms = preprocess(frame, boxes, mode, input_size=ctx.input_size, impl="numpy", flip=flip)
+        state["x"] = torch.from_numpy(crops).to("cuda", torch.float16)
+        state["t"], state["n"] = transforms, len(boxes)
+
+    @torch.inference_mode()
+    def infer(frame, boxes, timer):
+        heat = model(state["x"])
+        timer.mark("model", gpu=True)
+        timer.stop()  # the model alone is timed; decoding below only feeds the correctness check
+        heat = heat.float().cpu().numpy()
+        n = state["n"]
+        return postprocess(heat[:n], state["t"], mode, flipped=heat[n:] if flip else None,
+                           flip_pairs=ctx.flip_pairs, impl="numpy")
+
+    def batch(b):
+        x = torch.randn(b, 3, *ctx.input_size, device="cuda", dtype=torch.float16)
+
+        def run():
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    return Runner(name="torch-fp16-eager", device="cuda", precision="fp16",
+                  description="the model alone, PyTorch FP16 eager (crops already on the GPU; no pre/post)",
+                  infer=infer, prepare=prepare, batch=batch, stream=stream,
+                  notes=["model only: e2e = the model stage"])
+
+
+FACTORIES: dict[str, Callable[[BenchContext], Runner]] = {
+    "tensorrt": runner_tensorrt,
+    "pytorch-cuda": runner_pytorch_cuda,
+    "onnxruntime": runner_onnxruntime,
+    "pytorch-cpu": runner_pytorch_cpu,
+    "baseline": runner_baseline,
+    "transformers": runner_transformers,
+    "torch-fp16-eager": runner_torch_fp16_eager,
+}
+
+
+def resolve_alternatives(spec: str | Sequence[str]) -> list[str]:
+    """'auto', or comma-separated names and aliases (pipeline, gpu, cpu) -> ordered unique names."""
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
+    names: list[str] = []
+    for item in filter(None, items):
+        expanded = ALIASES.get(item, (item,))
+        for name in expanded:
+            if name not in FACTORIES:
+                raise ValueError(f"unknown alternative {name!r}: choose from {', '.join(ALTERNATIVES)} "
+                                 f"or {', '.join(ALIASES)}")
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise ValueError("no alternative selected")
+    return names
+
