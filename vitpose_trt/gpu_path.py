@@ -53,6 +53,8 @@ class GpuPath:
         mode, flip_test, flip_pairs: as `VitPoseTRT`.
     """
 
+    impl = "cuda"  # the pre/post implementation, as `CpuPath.impl`
+
     def __init__(self, engine: Engine, mode: str, flip_test: bool, flip_pairs=None) -> None:
         self.engine, self.mode, self.flip = engine, mode, flip_test
         if engine.torch_device is None:

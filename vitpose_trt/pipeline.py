@@ -91,6 +91,11 @@ class VitPoseTRT:
         return self.engine.random_weights
 
     @property
+    def impl(self) -> str:
+        """The pre/post implementation in use: "cuda" (GPU path), "cpp" or "numpy" (CPU path)."""
+        return self.path.impl
+
+    @property
     def stream(self):
         """The GPU path's compute stream (a torch.cuda.Stream), None on the CPU path."""
         return self.path.stream
