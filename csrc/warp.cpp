@@ -20,14 +20,25 @@ namespace {
 // (docs/BENCHMARKS.md): one 256x192 crop (49k px) takes ~0.3 ms on one thread and ~0.2 ms on two
 // on an idle machine, so even one box pays for a second thread; below ~16k px (a third of a crop)
 // the wake-up (~10-20 us) eats the gain.
-constexpr int64_t kRowsPerChunk = 8;
+constexpr int64_t kRowsPerChunk = 4;
 constexpr int64_t kMinPixelsPerThread = 16384;
+
+// normalize_level() of every level, per RGB channel: the same bits, without 2 divisions a value.
+struct NormalizeTable {
+  float v[3][256];
+  NormalizeTable() {
+    for (int c = 0; c < 3; ++c) {
+      for (int l = 0; l < 256; ++l) v[c][l] = normalize_level(static_cast<float>(l), c);
+    }
+  }
+};
+const NormalizeTable kNormalize;
 
 // Scalar path for one pixel: normalized R, G, B.
 inline void pixel_rgb(const WarpArgs& a, const SourcePoint& p, float rgb[3]) {
   int bgr[3];
   bilinear_levels(a.frame, p, a.coords, bgr);
-  for (int c = 0; c < 3; ++c) rgb[c] = normalize_level(static_cast<float>(bgr[2 - c]), c);  // R = channel 2
+  for (int c = 0; c < 3; ++c) rgb[c] = kNormalize.v[c][bgr[2 - c]];  // c = 0 is R = frame channel 2
 }
 
 template <typename Storage>
@@ -77,21 +88,35 @@ inline __m128i row_pairs(const uint8_t* lowest) {
   return _mm_unpacklo_epi16(r, _mm_srli_si128(r, 6));
 }
 
+// fixed_weights() of the 32x32 fractions as (w00 | w01 << 16, w10 | w11 << 16) for pmaddwd.
+struct WeightPairs {
+  int32_t top[1024], bot[1024];
+  WeightPairs() {
+    for (int i = 0; i < 1024; ++i) {
+      int32_t w[4];
+      fixed_weights(i % 32, i / 32, w);
+      top[i] = static_cast<int32_t>(static_cast<uint32_t>(w[0]) | (static_cast<uint32_t>(w[1]) << 16));
+      bot[i] = static_cast<int32_t>(static_cast<uint32_t>(w[2]) | (static_cast<uint32_t>(w[3]) << 16));
+    }
+  }
+};
+const WeightPairs kWeightPairs;
+
 // bilinear_levels() for one interior pixel: the 3 levels as int32 lanes (B, G, R, -).
 inline __m128i levels_bgr(const WarpArgs& a, const PackedLayout& l, const SourcePoint& p) {
   const uint8_t* lowest = a.frame.pixel(p.x0, p.y0) + l.first_off;
   const __m128i top = row_pairs(lowest), bot = row_pairs(lowest + a.frame.row_stride);
   __m128i v;
   if (a.coords == WarpCoords::kFixed) {
-    int32_t w[4];
-    fixed_weights(p.fx, p.fy, w);
-    // pmaddwd: first * w_first + second * w_second per channel, exact in int32 (weights <= 32767)
-    const int16_t w0 = static_cast<int16_t>(l.mirrored ? w[1] : w[0]);
-    const int16_t w1 = static_cast<int16_t>(l.mirrored ? w[0] : w[1]);
-    const int16_t w2 = static_cast<int16_t>(l.mirrored ? w[3] : w[2]);
-    const int16_t w3 = static_cast<int16_t>(l.mirrored ? w[2] : w[3]);
-    const __m128i sum = _mm_add_epi32(_mm_madd_epi16(top, _mm_setr_epi16(w0, w1, w0, w1, w0, w1, w0, w1)),
-                                      _mm_madd_epi16(bot, _mm_setr_epi16(w2, w3, w2, w3, w2, w3, w2, w3)));
+    // pmaddwd: first * w_first + second * w_second per channel, exact in int32 (weights <= 32767),
+    // with each row's weight pair packed into one int32 (low half: the first pixel in memory).
+    int32_t top_pair = kWeightPairs.top[p.fy * 32 + p.fx], bot_pair = kWeightPairs.bot[p.fy * 32 + p.fx];
+    if (l.mirrored) {  // pixel x0 + 1 comes first: swap the halves
+      top_pair = static_cast<int32_t>((static_cast<uint32_t>(top_pair) >> 16) | (static_cast<uint32_t>(top_pair) << 16));
+      bot_pair = static_cast<int32_t>((static_cast<uint32_t>(bot_pair) >> 16) | (static_cast<uint32_t>(bot_pair) << 16));
+    }
+    const __m128i sum = _mm_add_epi32(_mm_madd_epi16(top, _mm_set1_epi32(top_pair)),
+                                      _mm_madd_epi16(bot, _mm_set1_epi32(bot_pair)));
     v = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(1 << 14)), 15);
   } else {
     // the float blend of bilinear_levels(), same operations lane by lane, then cvtps2dq (nearest
@@ -111,13 +136,6 @@ inline __m128i levels_bgr(const WarpArgs& a, const PackedLayout& l, const Source
   }
   if (l.reversed) v = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 0, 1, 2));  // memory order was 2, 1, 0
   return v;
-}
-
-// normalize_level() on 4 pixels of one channel, same constants and operations.
-inline __m128 normalize4(__m128 level, int c) {
-  const float mean = c == 0 ? 0.485f : (c == 1 ? 0.456f : 0.406f);
-  const float sd = c == 0 ? 0.229f : (c == 1 ? 0.224f : 0.225f);
-  return _mm_div_ps(_mm_sub_ps(_mm_div_ps(level, _mm_set1_ps(255.0f)), _mm_set1_ps(mean)), _mm_set1_ps(sd));
 }
 
 // source_point() for pixels x..x+3 of row y, two doubles per register, bit-identical to it (the
@@ -186,8 +204,8 @@ inline void store4(uint16_t* dst, __m128 v) {
 #endif
 
 // One output row of one box: all 3 channels, plus the mirrored row of the flipped copy. With SSE2
-// and a packed layout, groups of 4 interior pixels are interpolated as B,G,R vectors, transposed
-// to per-channel vectors and stored 4 at a time (reversed for the flipped copy); everything else
+// and a packed layout, groups of 4 interior pixels are interpolated as B,G,R vectors, normalized
+// through the table and stored 4 at a time (reversed for the flipped copy); everything else
 // takes the scalar path. Both give identical bits.
 template <typename Storage>
 void warp_row(const WarpArgs& a, int64_t box, int y) {
@@ -214,11 +232,12 @@ void warp_row(const WarpArgs& a, int64_t box, int y) {
       }
       continue;
     }
-    __m128 v[4];
-    for (int i = 0; i < 4; ++i) v[i] = _mm_cvtepi32_ps(levels_bgr(a, layout, p[i]));
-    _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);  // v[0] = B of pixels x..x+3, v[1] = G, v[2] = R
+    alignas(16) int32_t lv[4][4];  // pixel, channel (B, G, R, -)
+    for (int i = 0; i < 4; ++i) _mm_store_si128(reinterpret_cast<__m128i*>(lv[i]), levels_bgr(a, layout, p[i]));
     for (int c = 0; c < 3; ++c) {
-      const __m128 ch = normalize4(v[2 - c], c);
+      const float* t = kNormalize.v[c];
+      const int ch_in = 2 - c;  // c = 0 is R = frame channel 2
+      const __m128 ch = _mm_setr_ps(t[lv[0][ch_in]], t[lv[1][ch_in]], t[lv[2][ch_in]], t[lv[3][ch_in]]);
       store4(out + row + c * plane + x, ch);
       if (a.flip) {
         const __m128 reversed = _mm_shuffle_ps(ch, ch, _MM_SHUFFLE(0, 1, 2, 3));
