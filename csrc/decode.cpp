@@ -11,7 +11,7 @@ namespace {
 // Work split (parallel.h): one map takes ~5 us (64x48, DARK-UDP, 2-core x86); chunks of
 // kMapsPerChunk maps, and one more thread per kMinMapsPerThread maps (measured, see
 // docs/BENCHMARKS.md: from 2 boxes = 34 maps a second thread pays on an idle machine).
-constexpr int64_t kMapsPerChunk = 4;
+constexpr int64_t kMapsPerChunk = 2;
 constexpr int64_t kMinMapsPerThread = 16;
 
 template <typename Storage>

@@ -13,8 +13,9 @@ constexpr int kThreads = 256;
 // copy); same per-pixel helpers as warp_cpu() (bilinear_levels, normalize_level), so the crops are
 // bit-identical to the CPU kernel's. Threads run over (box, y, x) with x fastest, so a warp
 // writes 32 consecutive floats of each plane (coalesced; the mirrored writes are consecutive too,
-// in descending order). The 12 frame bytes a pixel reads are gathers that L1/L2 serve, since
-// neighbouring crop pixels map to neighbouring frame pixels. A grid-stride loop covers any N.
+// in descending order). The 12 frame bytes a pixel reads (through any strides) are gathers that
+// L1/L2 serve, since neighbouring crop pixels map to neighbouring frame pixels. A grid-stride
+// loop covers any N.
 template <typename Storage>
 __global__ void warp_kernel(WarpArgs a) {
   const int64_t plane = static_cast<int64_t>(a.out_h) * a.out_w;
