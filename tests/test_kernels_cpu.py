@@ -16,7 +16,9 @@ test_noise_heatmaps handles explicitly.
 
 from __future__ import annotations
 
+import os
 import threading
+import warnings
 
 import cv2
 import numpy as np
@@ -157,8 +159,6 @@ def frame_views(frame):
 # ---- module -------------------------------------------------------------------------------------
 
 def test_module_info():
-    import os
-
     import vitpose_trt
 
     assert _C.__version__ == vitpose_trt.__version__  # CMakeLists.txt's project(VERSION) follows the package
@@ -337,6 +337,22 @@ def test_end_to_end_keypoints_with_the_fixture_model(coco_sample, sample_model):
             assert clear.mean() > 0.3  # the fixture has real peaks: the bound below means something
             dist = np.linalg.norm(got[..., :2] - ref[..., :2], axis=-1)
             assert dist[clear].max() <= 1e-3 and dist.max() <= 1e-2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_helper_pool_works_after_fork(coco_sample):
+    """A child forked after the pool started gets a pool of its own (the parent's helper threads do
+    not exist there): its multi-threaded crops finish and equal the parent's."""
+    _, frame, boxes = coco_sample[0]
+    ref = cpp_crops(frame, boxes[:4], "udp", threads=2)  # starts the parent's helpers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12: fork of a threaded process
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = np.array_equal(cpp_crops(frame, boxes[:4], "udp", threads=2), ref)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def test_warp_releases_the_gil_and_is_thread_safe(coco_sample):
