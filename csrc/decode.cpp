@@ -8,9 +8,11 @@
 namespace vitpose_trt {
 namespace {
 
-// Work split (parallel.h): one map takes ~5 us (64x48, DARK-UDP, 2-core x86); chunks of
-// kMapsPerChunk maps, and one more thread per kMinMapsPerThread maps (measured, see
-// docs/BENCHMARKS.md: from 2 boxes = 34 maps a second thread pays on an idle machine).
+// Work split (parallel.h): one thread decodes a 64x48 map in ~6-7 us (DARK-UDP; 0.10-0.12 ms
+// per 17-keypoint box, measured on the 2-core x86 CI machine, docs/BENCHMARKS.md), so chunks of
+// kMapsPerChunk maps are ~13 us and a thread's minimum share of kMinMapsPerThread maps is ~0.1 ms:
+// 1 box (17 maps) stays on the calling thread, from 2 boxes (34 maps) a second thread helps
+// (4 boxes: 0.24-0.38 ms at 2 threads vs 0.42-0.46 ms at 1).
 constexpr int64_t kMapsPerChunk = 2;
 constexpr int64_t kMinMapsPerThread = 16;
 

@@ -15,11 +15,14 @@
 namespace vitpose_trt {
 namespace {
 
-// Work split (parallel.h): chunks of kRowsPerChunk output rows (~40 us of work for a 192-px row
-// width), and one more thread per kMinPixelsPerThread output pixels. Measured on a 2-core x86
-// (docs/BENCHMARKS.md): one 256x192 crop (49k px) takes ~0.3 ms on one thread and ~0.2 ms on two
-// on an idle machine, so even one box pays for a second thread; below ~16k px (a third of a crop)
-// the wake-up (~10-20 us) eats the gain.
+// Work split (parallel.h): chunks of kRowsPerChunk output rows, and one more thread per
+// kMinPixelsPerThread output pixels. Measured on the 2-core x86 CI machine (docs/BENCHMARKS.md,
+// "C++ kernels: threads and load"): one thread crops ~10 ns per output pixel (0.49-0.53 ms per
+// 256x192 box, ~2 us per 192-px row), so a chunk of 4 rows is ~8 us (a preempted helper holds at
+// most that much work) and a thread's minimum share of 16384 px is ~0.17 ms, well above what
+// waking a helper costs; at 1 box (3 such shares) 2 threads measured 0.48 ms median against
+// 0.49 ms for 1 thread over 3,000 interleaved calls on that shared (busy) machine, so the split
+// pays from one box up and never lost there.
 constexpr int64_t kRowsPerChunk = 4;
 constexpr int64_t kMinPixelsPerThread = 16384;
 
