@@ -165,7 +165,9 @@ def test_module_info():
     assert isinstance(_C.built_with_cuda, bool)
     assert isinstance(_C.cuda_available(), bool)  # never raises, GPU or not
     assert _C.opencv_warp_coords() == ("fixed" if OPENCV_4 else "float")
-    assert _C.default_threads() == len(os.sched_getaffinity(0))
+    if hasattr(os, "sched_getaffinity"):
+        assert _C.default_threads() == len(os.sched_getaffinity(0))
+    assert _C.default_threads() >= 1
 
 
 # ---- warp ---------------------------------------------------------------------------------------

@@ -139,6 +139,12 @@ def test_cuda_argument_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"out: array is read-only"):
         _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4", readonly=True), False, 0)
     hm, t, kp = FakeCudaArray((2, 3, 4, 4), "<f2"), FakeCudaArray((2, 4), "<f4"), FakeCudaArray((2, 3, 3), "<f4")
+    # the decode index guard: h * w up to 2^31 - 33, so every index (and the kernel's lane index,
+    # which runs 31 past the map) fits int32
+    for shape in ((1, 1, 46341, 46341), (1, 1, 2, 1073741808)):
+        with pytest.raises(ValueError, match=r"heatmaps: too large"):
+            _C.decode_cuda(FakeCudaArray(shape, "<f4"), FakeCudaArray((1, 4), "<f4"),
+                           FakeCudaArray((1, 1, 3), "<f4"), "udp", None, None, 0)
     with pytest.raises(ValueError, match=r"mode: expected 'udp' or 'classic'"):
         _C.decode_cuda(hm, t, kp, "argmax", None, None, 0)
     with pytest.raises(TypeError, match=r"flipped: expected dtype float16 like heatmaps, got <f4"):
