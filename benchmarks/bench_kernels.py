@@ -1,6 +1,7 @@
 """Times the two kernel families of vitpose_trt._C against the numpy/OpenCV per-box reference.
 
-    python benchmarks/bench_kernels.py [--mode udp] [--flip] [--min-time 0.5] [--no-cuda]
+    python benchmarks/bench_kernels.py [--mode udp] [--flip] [--min-time 0.3] [--sizes 1,4,16,64]
+                                       [--load idle,busy] [--markdown] [--no-cuda]
 
 warp:   a 1920x1080 frame (a real COCO photo resized, or noise when the sample is absent) and N person
         boxes -> (N, 3, 256, 192) float32 crops. numpy = the reference loop of cv2.warpAffine +
@@ -10,9 +11,18 @@ decode: (N, 17, 64, 48) float32 heatmaps -> (N, 17, 3) keypoints. numpy = postpr
         (argmax + per-keypoint cv2.GaussianBlur + DARK); C++ = one decode_cpu call; CUDA = one
         decode_cuda launch. Bytes = heatmaps read + 12 B * N * K written.
 
-CPU times: time.perf_counter around each call after warm-up, median of repeats. CUDA times: CUDA
-events around each launch on the current stream, median. The C++ kernels use OpenMP with
-OMP_NUM_THREADS threads (default: all cores).
+CPU rows: numpy (the reference; cv2 with its own default threads), C++ at threads=1 (the calling
+thread only) and C++ at threads=all (default_threads(): every core this process may use; helper
+threads that do not get a core in time are not waited for, csrc/parallel.h).
+
+Load (--load): "idle" = nothing started by this script (the machine may still run other work: the
+1-minute load average is printed); "busy" = one busy-looping Python process per core
+(`while True: pass`), started by this script before the measurements and killed after, i.e. every
+core is wanted by another process, as with a video decoder or a detector running beside us.
+
+CPU times: time.perf_counter around each call, the three CPU rows of a size interleaved round by
+round (so they share the background conditions), 3 warm-up rounds, median of at least 5 rounds
+(--min-time seconds per row). CUDA times: CUDA events around each launch on the current stream, median.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -39,7 +51,7 @@ from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_
 INPUT = (256, 192)
 HEATMAP = (64, 48)
 K = 17
-SIZES = (1, 8, 64)
+SIZES = (1, 4, 16, 64)
 
 
 def sample_dir() -> Path | None:
@@ -75,17 +87,21 @@ def heatmaps(n: int, seed: int = 0) -> np.ndarray:
     return (hm + rng.normal(0, 0.01, hm.shape)).astype(np.float32)
 
 
-def time_cpu(fn, min_time: float) -> float:
-    """Median seconds per call: 3 warm-up calls, then repeats until min_time (5..1000 samples)."""
+def time_interleaved(fns, min_time: float) -> list[float]:
+    """Median seconds per call of each fn, measured round by round (each round calls every fn once,
+    in turn) so that all of them see the same background conditions: 3 warm-up rounds, then
+    rounds until min_time * len(fns) (5..1000 rounds)."""
     for _ in range(3):
-        fn()
-    samples: list[float] = []
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
     start = time.perf_counter()
-    while len(samples) < 5 or (time.perf_counter() - start < min_time and len(samples) < 1000):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    while len(samples[0]) < 5 or (time.perf_counter() - start < min_time * len(fns) and len(samples[0]) < 1000):
+        for fn, acc in zip(fns, samples):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return [statistics.median(acc) for acc in samples]
 
 
 def time_cuda(fn, min_time: float) -> float:
@@ -108,32 +124,31 @@ def time_cuda(fn, min_time: float) -> float:
 
 def row(op, n, impl, seconds, nbytes, baseline=None):
     speedup = f"{baseline / seconds:8.1f}x" if baseline else " " * 9
-    print(f"{op:<7}{n:>4}  {impl:<7}{seconds * 1e6:>11.1f} us {nbytes / seconds / 1e9:>8.2f} GB/s {speedup}")
+    print(f"{op:<7}{n:>4}  {impl:<11}{seconds * 1e6:>11.1f} us {nbytes / seconds / 1e9:>8.2f} GB/s {speedup}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("udp", "classic"), default="udp")
-    ap.add_argument("--flip", action="store_true", help="also write the flipped crops / merge flipped heatmaps")
-    ap.add_argument("--min-time", type=float, default=0.5, help="seconds of samples per measurement")
-    ap.add_argument("--no-cuda", action="store_true")
-    args = ap.parse_args()
+@contextmanager
+def background_load(kind: str):
+    """'idle': nothing; 'busy': one busy-looping process per usable core for the duration."""
+    procs = []
+    if kind == "busy":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+        time.sleep(0.5)  # let them reach the scheduler
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
-    use_cuda = not args.no_cuda and _C.cuda_available()
-    if use_cuda:
-        import torch
 
-        use_cuda = torch.cuda.is_available()
-    _, _, source = frame_and_boxes(1)
-    print(f"vitpose_trt._C {_C.__version__}: built_with_cuda={_C.built_with_cuda}, openmp={_C.built_with_openmp}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, cpu cores={os.cpu_count()}, "
-          f"cv2 {cv2.__version__} (cv2 threads {cv2.getNumThreads()})")
-    print(f"frame 1920x1080 ({source}), crops {INPUT[0]}x{INPUT[1]} float32, heatmaps {K}x{HEATMAP[0]}x{HEATMAP[1]} "
-          f"float32, mode {args.mode}, flip {args.flip}; CUDA: {'yes' if use_cuda else 'no'}")
-    print(f"{'op':<7}{'N':>4}  {'impl':<7}{'median':>14} {'effective':>13} {'vs numpy':>9}")
-
+def cpu_rows(args, load: str, results: dict) -> None:
+    """numpy, C++ at 1 thread and C++ at all cores, for warp and decode at every size."""
+    all_threads = _C.default_threads()
     m = 2 if args.flip else 1
-    for n in SIZES:
+    for n in args.sizes:
         frame, boxes, _ = frame_and_boxes(n)
         transforms = boxes_to_transforms(check_boxes(boxes), INPUT)
         inv = inverse_warp_matrices(transforms, args.mode, INPUT)
@@ -146,40 +161,108 @@ def main() -> None:
             if args.flip:
                 out[n:] = out[:n, :, :, ::-1]
 
-        t_np = time_cpu(numpy_warp, args.min_time)
-        t_cpp = time_cpu(lambda: _C.warp_cpu(frame, inv, out, args.flip), args.min_time)
+        t_np, t_1, t_all = time_interleaved(
+            [numpy_warp, lambda: _C.warp_cpu(frame, inv, out, args.flip, threads=1),
+             lambda: _C.warp_cpu(frame, inv, out, args.flip, threads=all_threads)], args.min_time)
         row("warp", n, "numpy", t_np, nbytes)
-        row("warp", n, "C++", t_cpp, nbytes, t_np)
-        if use_cuda:
-            import torch
+        row("warp", n, "C++ 1 thr", t_1, nbytes, t_np)
+        row("warp", n, f"C++ {all_threads} thr", t_all, nbytes, t_np)
+        results[("crop", n, load)] = (t_np, t_1, t_all)
 
-            dev, dinv = torch.from_numpy(frame).cuda(), torch.from_numpy(inv).cuda()
-            dout = torch.empty(out.shape, dtype=torch.float32, device="cuda")
-            stream = torch.cuda.current_stream().cuda_stream
-            t_cu = time_cuda(lambda: _C.warp_cuda(dev, dinv, dout, args.flip, stream), args.min_time)
-            row("warp", n, "CUDA", t_cu, nbytes, t_np)
-
-    for n in SIZES:
+    for n in args.sizes:
         hm = heatmaps(n)
         fl = heatmaps(n, seed=1) if args.flip else None
         t = boxes_to_transforms(check_boxes(frame_and_boxes(n)[1]), INPUT)
         kp = np.empty((n, K, 3), np.float32)
         fidx = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15], np.int32) if args.flip else None
         nbytes = hm.nbytes * m + kp.nbytes
-        t_np = time_cpu(lambda: postprocess(hm, t, args.mode, flipped=fl, impl="numpy"), args.min_time)
-        t_cpp = time_cpu(lambda: _C.decode_cpu(hm, t, kp, args.mode, fl, fidx), args.min_time)
+        t_np, t_1, t_all = time_interleaved(
+            [lambda: postprocess(hm, t, args.mode, flipped=fl, impl="numpy"),
+             lambda: _C.decode_cpu(hm, t, kp, args.mode, fl, fidx, threads=1),
+             lambda: _C.decode_cpu(hm, t, kp, args.mode, fl, fidx, threads=all_threads)], args.min_time)
         row("decode", n, "numpy", t_np, nbytes)
-        row("decode", n, "C++", t_cpp, nbytes, t_np)
-        if use_cuda:
-            import torch
+        row("decode", n, "C++ 1 thr", t_1, nbytes, t_np)
+        row("decode", n, f"C++ {all_threads} thr", t_all, nbytes, t_np)
+        results[("decode", n, load)] = (t_np, t_1, t_all)
 
-            dhm, dt = torch.from_numpy(hm).cuda(), torch.from_numpy(t).cuda()
-            dfl = None if fl is None else torch.from_numpy(fl).cuda()
-            dfi = None if fidx is None else torch.from_numpy(fidx).cuda()
-            dkp = torch.empty((n, K, 3), device="cuda")
-            stream = torch.cuda.current_stream().cuda_stream
-            t_cu = time_cuda(lambda: _C.decode_cuda(dhm, dt, dkp, args.mode, dfl, dfi, stream), args.min_time)
-            row("decode", n, "CUDA", t_cu, nbytes, t_np)
+
+def cuda_rows(args) -> None:
+    import torch
+
+    m = 2 if args.flip else 1
+    stream = torch.cuda.current_stream().cuda_stream
+    for n in args.sizes:
+        frame, boxes, _ = frame_and_boxes(n)
+        inv = inverse_warp_matrices(boxes_to_transforms(check_boxes(boxes), INPUT), args.mode, INPUT)
+        dev, dinv = torch.from_numpy(frame).cuda(), torch.from_numpy(inv).cuda()
+        dout = torch.empty((m * n, 3, *INPUT), dtype=torch.float32, device="cuda")
+        nbytes = dout.numel() * 4 + n * INPUT[0] * INPUT[1] * 3
+        row("warp", n, "CUDA", time_cuda(lambda: _C.warp_cuda(dev, dinv, dout, args.flip, stream), args.min_time),
+            nbytes)
+    for n in args.sizes:
+        hm, fl = heatmaps(n), (heatmaps(n, seed=1) if args.flip else None)
+        t = boxes_to_transforms(check_boxes(frame_and_boxes(n)[1]), INPUT)
+        fidx = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15], np.int32) if args.flip else None
+        dhm, dt = torch.from_numpy(hm).cuda(), torch.from_numpy(t).cuda()
+        dfl = None if fl is None else torch.from_numpy(fl).cuda()
+        dfi = None if fidx is None else torch.from_numpy(fidx).cuda()
+        dkp = torch.empty((n, K, 3), device="cuda")
+        nbytes = hm.nbytes * m + n * K * 12
+        row("decode", n, "CUDA",
+            time_cuda(lambda: _C.decode_cuda(dhm, dt, dkp, args.mode, dfl, dfi, stream), args.min_time), nbytes)
+
+
+def markdown(results: dict, sizes, loads) -> str:
+    """The docs/BENCHMARKS.md table: medians in ms, and C++ (all cores) / numpy."""
+    lines = ["| stage | N | load | numpy | C++ 1 thread | C++ all cores | all cores / numpy |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for op in ("crop", "decode"):
+        for n in sizes:
+            for load in loads:
+                t_np, t_1, t_all = results[(op, n, load)]
+                lines.append(f"| {op} | {n} | {load} | {t_np * 1e3:.3f} | {t_1 * 1e3:.3f} | {t_all * 1e3:.3f} | "
+                             f"{t_all / t_np:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("udp", "classic"), default="udp")
+    ap.add_argument("--flip", action="store_true", help="also write the flipped crops / merge flipped heatmaps")
+    ap.add_argument("--min-time", type=float, default=0.3, help="seconds of samples per measurement")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="box counts, comma-separated")
+    ap.add_argument("--load", default="idle,busy", help="idle and/or busy (one busy-looping process per core)")
+    ap.add_argument("--markdown", action="store_true", help="also print the CPU results as a markdown table")
+    ap.add_argument("--no-cuda", action="store_true")
+    args = ap.parse_args()
+    args.sizes = [int(v) for v in args.sizes.split(",")]
+    loads = [v for v in args.load.split(",") if v]
+    if not loads or any(v not in ("idle", "busy") for v in loads):
+        ap.error(f"--load: expected idle and/or busy, got {args.load!r}")
+
+    use_cuda = not args.no_cuda and _C.cuda_available()
+    if use_cuda:
+        import torch
+
+        use_cuda = torch.cuda.is_available()
+    _, _, source = frame_and_boxes(1)
+    print(f"vitpose_trt._C {_C.__version__}: built_with_cuda={_C.built_with_cuda}, "
+          f"default_threads={_C.default_threads()}, cpu cores={os.cpu_count()}, "
+          f"cv2 {cv2.__version__} (cv2 threads {cv2.getNumThreads()})")
+    print(f"frame 1920x1080 ({source}), crops {INPUT[0]}x{INPUT[1]} float32, heatmaps {K}x{HEATMAP[0]}x{HEATMAP[1]} "
+          f"float32, mode {args.mode}, flip {args.flip}; CUDA: {'yes' if use_cuda else 'no'}")
+    results: dict = {}
+    for load in loads:
+        with background_load(load):
+            print(f"\n== load: {load} (1-min load average before: {os.getloadavg()[0]:.2f})")
+            print(f"{'op':<7}{'N':>4}  {'impl':<11}{'median':>14} {'effective':>13} {'vs numpy':>9}")
+            cpu_rows(args, load, results)
+    if use_cuda:
+        print("\n== CUDA")
+        cuda_rows(args)
+    if args.markdown:
+        print()
+        print(markdown(results, args.sizes, loads))
 
 
 if __name__ == "__main__":

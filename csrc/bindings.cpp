@@ -9,6 +9,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <sstream>
@@ -17,6 +18,7 @@
 
 #include "common.h"
 #include "decode.h"
+#include "parallel.h"
 #include "warp.h"
 
 #ifndef VITPOSE_TRT_VERSION
@@ -223,7 +225,10 @@ WarpCoords parse_coords(const std::string& coords) {
   throw py::value_error("coords: expected 'auto', 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5), got '" + coords + "'");
 }
 
-WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool flip, const std::string& coords) {
+// Any strides are accepted for the frame (mirrored, flipped, transposed, BGR->RGB, Fortran-order
+// and broadcast views): the kernels read element (y, x, ch) through them, see warp.h.
+WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool flip, const std::string& coords,
+                    int threads) {
   check_dtype(frame, {DType::kUInt8});
   check_ndim(frame, 3, "(H, W, 3)");
   if (frame.shape[2] != 3) {
@@ -234,14 +239,6 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   }
   if (frame.shape[0] > INT32_MAX || frame.shape[1] > INT32_MAX / 3) {
     throw py::value_error(fmt("frame", "too large: " + shape_str(frame.shape)));
-  }
-  if (frame.strides[2] != 1 || frame.strides[1] != 3) {
-    throw py::value_error(fmt("frame", "pixels must be packed BGR (strides (row, 3, 1) bytes), got strides " +
-                                       shape_str(frame.strides) + " (use np.ascontiguousarray)"));
-  }
-  if (frame.shape[0] > 1 && frame.strides[0] < frame.shape[1] * 3) {
-    throw py::value_error(fmt("frame", "row stride " + std::to_string(frame.strides[0]) + " is below W * 3 = " +
-                                       std::to_string(frame.shape[1] * 3) + " (flipped or overlapping rows?)"));
   }
   check_dtype(inv, {DType::kFloat64});
   check_ndim(inv, 3, "(N, 2, 3)");
@@ -258,10 +255,12 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   check_c_contiguous(out);
 
   WarpArgs a;
-  a.frame = static_cast<const uint8_t*>(frame.data);
-  a.frame_row_stride = frame.shape[0] > 1 ? frame.strides[0] : frame.shape[1] * 3;
-  a.frame_h = static_cast<int>(frame.shape[0]);
-  a.frame_w = static_cast<int>(frame.shape[1]);
+  a.frame.data = static_cast<const uint8_t*>(frame.data);
+  a.frame.row_stride = frame.strides[0];
+  a.frame.pixel_stride = frame.strides[1];
+  a.frame.channel_stride = frame.strides[2];
+  a.frame.h = static_cast<int>(frame.shape[0]);
+  a.frame.w = static_cast<int>(frame.shape[1]);
   a.inv = static_cast<const double*>(inv.data);
   a.n = n;
   a.out = out.data;
@@ -270,6 +269,7 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   a.out_w = static_cast<int>(out.shape[3]);
   a.flip = flip;
   a.coords = parse_coords(coords);
+  a.threads = threads;
   return a;
 }
 
@@ -282,12 +282,12 @@ DecodeMode parse_mode(const std::string& mode) {
 }
 
 DecodeArgs check_decode(const Array& hm, const Array& transforms, const Array& out, const std::string& mode,
-                        const Array* flipped, const Array* flip_index) {
+                        const Array* flipped, const Array* flip_index, int threads) {
   check_dtype(hm, {DType::kFloat32, DType::kFloat16});
   check_ndim(hm, 4, "(N, K, H, W)");
   const int64_t n = hm.shape[0], k = hm.shape[1], h = hm.shape[2], w = hm.shape[3];
   if (h < 2 || w < 2) throw py::value_error(fmt("heatmaps", "must be at least 2x2, got shape " + shape_str(hm.shape)));
-  if (h * w > INT32_MAX || k > INT32_MAX) throw py::value_error(fmt("heatmaps", "too large: " + shape_str(hm.shape)));
+  if (h * w > kMaxMapSize || k > INT32_MAX) throw py::value_error(fmt("heatmaps", "too large: " + shape_str(hm.shape)));
   check_c_contiguous(hm);
   check_dtype(transforms, {DType::kFloat32});
   check_ndim(transforms, 2, "(N, 4)");
@@ -323,6 +323,7 @@ DecodeArgs check_decode(const Array& hm, const Array& transforms, const Array& o
   a.h = static_cast<int>(h);
   a.w = static_cast<int>(w);
   a.mode = parse_mode(mode);
+  a.threads = threads;
   return a;
 }
 
@@ -395,12 +396,26 @@ int check_device_arrays(std::initializer_list<const Array*> arrays) {
   return device;
 }
 
+// ---- threads ------------------------------------------------------------------------------------
+
+// `threads` of the *_cpu entry points: None = default_threads() (the CPUs this process may run
+// on), else a positive int; 1 runs on the calling thread only.
+int parse_threads(const py::object& threads) {
+  if (threads.is_none()) return default_threads();
+  if (!py::isinstance<py::int_>(threads) || py::isinstance<py::bool_>(threads)) {
+    throw py::type_error("threads: expected None or a positive int, got " + type_name(threads));
+  }
+  const long long t = threads.cast<long long>();
+  if (t < 1) throw py::value_error("threads: expected None or a positive int, got " + std::to_string(t));
+  return static_cast<int>(std::min<long long>(t, 1024));
+}
+
 // ---- entry points -------------------------------------------------------------------------------
 
 void py_warp_cpu(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
-                 const std::string& coords) {
+                 const std::string& coords, const py::object& threads) {
   const WarpArgs a = check_warp(from_numpy(frame, "frame", false), from_numpy(inv, "inv_matrices", false),
-                                from_numpy(out, "out", true), flip, coords);
+                                from_numpy(out, "out", true), flip, coords, parse_threads(threads));
   py::gil_scoped_release release;
   warp_cpu(a);
 }
@@ -410,7 +425,7 @@ void py_warp_cuda(const py::object& frame, const py::object& inv, const py::obje
   const Array f = from_cuda_array_interface(frame, "frame", false);
   const Array m = from_cuda_array_interface(inv, "inv_matrices", false);
   const Array o = from_cuda_array_interface(out, "out", true);
-  const WarpArgs a = check_warp(f, m, o, flip, coords);
+  const WarpArgs a = check_warp(f, m, o, flip, coords, 1);
   require_cuda_build("warp_cuda");
   const int device = check_device_arrays({&f, &m, &o});
   py::gil_scoped_release release;
@@ -418,7 +433,7 @@ void py_warp_cuda(const py::object& frame, const py::object& inv, const py::obje
 }
 
 void py_decode_cpu(const py::object& hm, const py::object& transforms, const py::object& out, const std::string& mode,
-                   const py::object& flipped, const py::object& flip_index) {
+                   const py::object& flipped, const py::object& flip_index, const py::object& threads) {
   const Array h = from_numpy(hm, "heatmaps", false);
   const Array t = from_numpy(transforms, "transforms", false);
   const Array o = from_numpy(out, "out", true);
@@ -426,7 +441,8 @@ void py_decode_cpu(const py::object& hm, const py::object& transforms, const py:
   if (!flipped.is_none()) fl = from_numpy(flipped, "flipped", false);
   if (!flip_index.is_none()) fi = from_numpy(flip_index, "flip_index", false);
   const DecodeArgs a =
-      check_decode(h, t, o, mode, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi);
+      check_decode(h, t, o, mode, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi,
+                   parse_threads(threads));
   if (a.flip_index) check_flip_index_values(a);
   py::gil_scoped_release release;
   decode_cpu(a);
@@ -442,7 +458,7 @@ void py_decode_cuda(const py::object& hm, const py::object& transforms, const py
   if (!flip_index.is_none()) fi = from_cuda_array_interface(flip_index, "flip_index", false);
   const Array* flp = flipped.is_none() ? nullptr : &fl;
   const Array* fip = flip_index.is_none() ? nullptr : &fi;
-  const DecodeArgs a = check_decode(h, t, o, mode, flp, fip);
+  const DecodeArgs a = check_decode(h, t, o, mode, flp, fip, 1);
   require_cuda_build("decode_cuda");
   const int device = check_device_arrays({&h, &t, &o, flp, fip});
   py::gil_scoped_release release;
@@ -462,36 +478,38 @@ PYBIND11_MODULE(_C, m) {
   m.attr("cuda_runtime_version") = py::none();
 #endif
   m.attr("cuda_architectures") = VITPOSE_TRT_CUDA_ARCHS;
-#ifdef _OPENMP
-  m.attr("built_with_openmp") = true;
-#else
-  m.attr("built_with_openmp") = false;
-#endif
-
   m.def("cuda_available", &cuda_available,
         "True when built with CUDA and the CUDA runtime sees at least one GPU (never raises).");
   m.def("opencv_warp_coords", [] { return installed_opencv_coords() == WarpCoords::kFloat ? "float" : "fixed"; },
         "The sub-pixel model coords='auto' resolves to: 'float' with OpenCV >= 5 in this process, else 'fixed'.");
 
+  m.def("default_threads", &default_threads,
+        "The thread count the *_cpu entry points use when threads=None: the CPUs this process may run on.");
+
   m.def("warp_cpu", &py_warp_cpu, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip") = false,
-        py::kw_only(), py::arg("coords") = "auto",
+        py::kw_only(), py::arg("coords") = "auto", py::arg("threads") = py::none(),
         "Crop every box: out[i] = normalized RGB of cv2.warpAffine(frame, M_i) (bilinear, zero border), "
-        "out[N + i] = its horizontal flip when flip.\n\n"
-        "frame: (H, W, 3) uint8 BGR (rows may be padded); inv_matrices: (N, 2, 3) float64 crop -> frame "
-        "(cv2.invertAffineTransform); out: (N or 2N, 3, h, w) float32 or float16, C-contiguous. "
-        "coords: 'auto' (match the installed cv2), 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5).");
-  m.def("warp_cuda", &py_warp_cuda, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip") = false,
-        py::arg("stream") = 0, py::kw_only(), py::arg("coords") = "auto",
-        "warp_cpu on CUDA arrays (__cuda_array_interface__), one kernel enqueued on `stream` "
-        "(cudaStream_t as int, 0 = legacy default); never synchronizes.");
+        "out[N + i] = its horizontal flip when flip; bit-identical to vitpose_trt.crop.preprocess(impl='numpy') "
+        "with OpenCV 4.x.\n\n"
+        "frame: (H, W, 3) uint8 BGR, any strides (views are read in place); inv_matrices: (N, 2, 3) float64 "
+        "crop -> frame (cv2.invertAffineTransform); out: (N or 2N, 3, h, w) float32 or float16, C-contiguous. "
+        "coords: 'auto' (match the installed cv2), 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5). "
+        "threads: None (default_threads()) or a positive int; 1 = the calling thread only. Helper threads "
+        "that do not get a core in time are not waited for.");
+  m.def("warp_cuda", &py_warp_cuda, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip"),
+        py::arg("stream"), py::kw_only(), py::arg("coords") = "auto",
+        "warp_cpu on CUDA arrays (__cuda_array_interface__, any frame strides), one kernel enqueued on "
+        "`stream` (the caller's cudaStream_t as int, required: 0 means the legacy default stream); never "
+        "synchronizes.");
   m.def("decode_cpu", &py_decode_cpu, py::arg("heatmaps"), py::arg("transforms"), py::arg("out"), py::arg("mode"),
-        py::arg("flipped") = py::none(), py::arg("flip_index") = py::none(),
+        py::arg("flipped") = py::none(), py::arg("flip_index") = py::none(), py::kw_only(),
+        py::arg("threads") = py::none(),
         "Heatmaps (N, K, H, W) float32/float16 -> out (N, K, 3) float32 x, y, score in frame pixels, as "
         "vitpose_trt.decode.postprocess(impl='numpy'). mode: 'udp' | 'classic'. flipped: the flipped crops' "
-        "heatmaps (same shape and dtype) with flip_index (K,) int32, for the flip test.");
+        "heatmaps (same shape and dtype) with flip_index (K,) int32, for the flip test. threads: as warp_cpu.");
   m.def("decode_cuda", &py_decode_cuda, py::arg("heatmaps"), py::arg("transforms"), py::arg("out"), py::arg("mode"),
-        py::arg("flipped") = py::none(), py::arg("flip_index") = py::none(), py::arg("stream") = 0,
-        "decode_cpu on CUDA arrays, one kernel for all N*K heatmaps enqueued on `stream`; never "
-        "synchronizes. flip_index values are not checked on the host (that would synchronize): an "
-        "out-of-range entry gives a NaN keypoint.");
+        py::arg("flipped"), py::arg("flip_index"), py::arg("stream"),
+        "decode_cpu on CUDA arrays, one kernel for all N*K heatmaps enqueued on `stream` (required; "
+        "flipped and flip_index may be None); never synchronizes. flip_index values are not checked on "
+        "the host (that would synchronize): an out-of-range entry gives a NaN keypoint.");
 }

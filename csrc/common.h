@@ -213,6 +213,14 @@ VT_HD float fsub(float a, float b) {
 #endif
 }
 
+VT_HD float fdiv(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);  // IEEE division even under --use_fast_math / -prec-div=false
+#else
+  return a / b;
+#endif
+}
+
 // Single-rounding float32 a*b+c (what OpenCV's SIMD filters compute with FMA instructions).
 // Host: a*b is exact in double (24 + 24 bits); rounding the sum to double and then to float can
 // differ from one rounding only when the double lands exactly halfway between two floats, so that

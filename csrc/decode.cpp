@@ -1,8 +1,20 @@
 // decode_cpu(): the CPU reference (and fallback) of the heatmap decode. Contract in decode.h.
 #include "decode.h"
 
+#include <algorithm>
+
+#include "parallel.h"
+
 namespace vitpose_trt {
 namespace {
+
+// Work split (parallel.h): one thread decodes a 64x48 map in ~6-7 us (DARK-UDP; 0.10-0.12 ms
+// per 17-keypoint box, measured on the 2-core x86 CI machine, docs/BENCHMARKS.md), so chunks of
+// kMapsPerChunk maps are ~13 us and a thread's minimum share of kMinMapsPerThread maps is ~0.1 ms:
+// 1 box (17 maps) stays on the calling thread, from 2 boxes (34 maps) a second thread helps
+// (4 boxes: 0.24-0.38 ms at 2 threads vs 0.42-0.46 ms at 1).
+constexpr int64_t kMapsPerChunk = 2;
+constexpr int64_t kMinMapsPerThread = 16;
 
 template <typename Storage>
 MapView<Storage> map_of(const DecodeArgs& a, int64_t n, int k) {
@@ -60,12 +72,10 @@ void decode_one(const DecodeArgs& a, int64_t n, int k) {
 template <typename Storage>
 void decode_all(const DecodeArgs& a) {
   const int64_t maps = a.n * a.k;
-  const bool parallel = maps >= 32;  // ~5 us per map: fewer are not worth a fork-join
-  (void)parallel;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 4) if (parallel)
-#endif
-  for (int64_t i = 0; i < maps; ++i) decode_one<Storage>(a, i / a.k, static_cast<int>(i % a.k));
+  const int threads = static_cast<int>(std::min<int64_t>(a.threads, std::max<int64_t>(1, maps / kMinMapsPerThread)));
+  parallel_for(maps, kMapsPerChunk, threads, [&a](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) decode_one<Storage>(a, i / a.k, static_cast<int>(i % a.k));
+  });
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ __global__ void decode_kernel(DecodeArgs a) {
   int bi = INT_MAX;
   int y = lane / a.w, x = lane % a.w;  // (y, x) of element i, advanced without divisions
   const int step_y = 32 / a.w, step_x = 32 % a.w;
-  for (int i = lane; i < size; i += 32) {
+  for (int i = lane; i < size; i += 32) {  // i + 32 cannot overflow: size <= kMaxMapSize
     const float v = m.at(y, x);
     if (argmax_better(v, i, best, bi)) {
       best = v;

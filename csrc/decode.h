@@ -26,6 +26,10 @@ namespace vitpose_trt {
 
 enum class DecodeMode { kUdp = 0, kClassic = 1 };
 
+// Largest h * w: element indices, and decode_kernel's lane index which runs up to h * w + 31, stay
+// inside int32.
+constexpr int64_t kMaxMapSize = 2147483647LL - 32;
+
 struct DecodeArgs {
   const void* heatmaps;       // (n, k, h, w) C-contiguous, float32 or float16 bits
   const void* flipped;        // same shape and type, or nullptr (no flip test)
@@ -34,12 +38,14 @@ struct DecodeArgs {
   const float* transforms;    // (n, 4) cx, cy, w, h
   float* out;                 // (n, k, 3) x, y, score
   int64_t n;
-  int k, h, w;                // h, w >= 2 and h * w < 2^31 (checked by the binding)
+  int k, h, w;                // h, w >= 2 and h * w <= kMaxMapSize (checked by the binding)
   DecodeMode mode;
+  int threads;                // decode_cpu only: the calling thread plus up to threads - 1 helpers
 };
 
-// decode_cpu blocks until done (OpenMP over the n*k heatmaps where available). decode_cuda
-// enqueues one kernel for all n*k heatmaps on `stream` of `device` and returns at once.
+// decode_cpu blocks until done (the n*k heatmaps in chunks over `threads` threads, parallel.h).
+// decode_cuda enqueues one kernel for all n*k heatmaps on `stream` (the caller's; never implied)
+// of `device` and returns at once.
 void decode_cpu(const DecodeArgs& args);
 void decode_cuda(const DecodeArgs& args, std::uintptr_t stream, int device);
 

@@ -1,27 +1,40 @@
 // Kernel family 1: batched crop = affine warp (bilinear, zero border) + BGR->RGB + /255 +
 // ImageNet normalization, with the horizontally flipped copies written in the same pass.
 //
-//   out[i, c, y, x]     = (v_i(x, y, 2 - c) / 255 - mean[c]) / std[c]      i < N, c = R, G, B
-//   out[N + i, c, y, x] = out[i, c, y, w - 1 - x]                            only when flip
+//   out[i, c, y, x]     = (float(v_i(x, y, 2 - c)) / 255 - mean[c]) / std[c]   i < N, c = R, G, B
+//   out[N + i, c, y, x] = out[i, c, y, w - 1 - x]                               only when flip
 //
-// v_i(x, y, ch) is cv2.warpAffine(frame, M_i, (w, h), INTER_LINEAR, BORDER_CONSTANT, 0) before its
-// final rounding to uint8, for crop pixel (x, y) and frame channel ch (BGR). inv[i] (crop pixel ->
-// frame pixel) is the matrix warpAffine computes internally from M_i. Two sub-pixel models, since
-// OpenCV changed its arithmetic between major versions (both measured against the real cv2):
+// v_i(x, y, ch) is the uint8 that cv2.warpAffine(frame, M_i, (w, h), INTER_LINEAR,
+// BORDER_CONSTANT, 0) writes at crop pixel (x, y), frame channel ch (BGR), and the normalization
+// is float32 with one IEEE rounding per operation, as vitpose_trt.crop.normalize() in numpy: with
+// OpenCV 4.x the crops are bit-identical to preprocess(impl="numpy") (tested on every real
+// detector box and on odd inputs). inv[i] (crop pixel -> frame pixel) is the matrix warpAffine
+// computes internally from M_i. Two sub-pixel models, since OpenCV changed its arithmetic between
+// major versions:
 //
-//   kFixed (OpenCV <= 4.12): coordinates in 1/1024 px fixed point, quantized to 1/32 px:
-//       X = (saturate_cast<int>((inv[1]*y + inv[2]) * 1024) + 16 + saturate_cast<int>(inv[0]*x*1024)) >> 5
-//       (Y likewise with inv[3..5]); source pixel X >> 5 (floor), fraction (X & 31) / 32.
-//       saturate_cast<int>(double) rounds half to even (cvRound).
+//   kFixed (OpenCV 4.x, what the official ViTPose results were produced with): coordinates in
+//       1/1024 px fixed point, quantized to 1/32 px (warpAffine's WarpAffineInvoker):
+//         X = (saturate_cast<int>((inv[1]*y + inv[2]) * 1024) + 16 + saturate_cast<int>(inv[0]*x*1024)) >> 5
+//       (Y likewise with inv[3..5]); source pixel X >> 5 (floor), fraction index fx = X & 31.
+//       saturate_cast<int>(double) rounds half to even (cvRound). Then remapBilinear's integer
+//       interpolation: the 4 neighbours times 15-bit weights from initInterTab2D's 32x32 table,
+//         w = 32 * ((32-fy)(32-fx), (32-fy)fx, fy(32-fx), fy fx)   (sum 2^15 = INTER_REMAP_COEF_SCALE)
+//       except fx = fy = 0, where saturate_cast<short>(32768) = 32767 and the table's sum
+//       adjustment puts the missing 1 on the bottom-right weight: (32767, 0, 0, 1). A neighbour
+//       outside the frame reads 0 (BORDER_CONSTANT; a footprint wholly outside gives 0, the same
+//       value), and v = (sum + 2^14) >> 15 (FixedPtCast), which is always <= 255.
 //   kFloat (OpenCV >= 5.0): continuous coordinates sx = inv[0]*x + inv[1]*y + inv[2] (OpenCV uses
-//       float32, we use double: the difference is < 1e-3 px, far below one intensity level),
-//       source pixel floor(sx), fraction sx - floor(sx).
+//       float32, we use double), source pixel floor(sx), fraction sx - floor(sx), float32 bilinear
+//       blend rounded to the nearest uint8 (ties to even). Not bit-exact: OpenCV 5's float32
+//       coordinates differ from ours by < 1e-3 px, which moves a rounded value by at most 1 level
+//       where the blend lands next to a half level (measured before rounding: 0.51 level max on
+//       real boxes); not re-measured here (no OpenCV 5 wheel is available to the tests).
 //
-// Then bilinear interpolation of the 4 neighbours, each neighbour outside the frame being 0.
-// OpenCV rounds v to uint8 (4.x with 15-bit integer weights); we keep v in float, so the result is
-// within 0.5 intensity levels of cv2's crop, plus OpenCV's own quantization: 4.x weights (< 0.02),
-// 5.0's float32 coordinates (measured: 0.51 max on real boxes, 0.58 on a 4000x3000 noise frame).
 // A non-finite or astronomically large coordinate reads as outside the frame (all zeros).
+//
+// The frame is any (H, W, 3) uint8 array: row, pixel and channel strides in bytes may be any
+// value, negative or zero (mirrored, flipped, transposed, BGR->RGB views, Fortran order,
+// broadcast), and every output equals the one of np.ascontiguousarray(frame).
 #pragma once
 
 #include <cmath>
@@ -33,11 +46,19 @@ namespace vitpose_trt {
 
 enum class WarpCoords { kFixed = 0, kFloat = 1 };
 
+// The source image: element (y, x, ch) is at data + y * row_stride + x * pixel_stride +
+// ch * channel_stride (bytes; any sign, zero included). Host or device memory.
+struct FrameView {
+  const uint8_t* data;
+  int64_t row_stride, pixel_stride, channel_stride;
+  int h, w;  // >= 1
+
+  VT_HD const uint8_t* pixel(int64_t x, int64_t y) const { return data + y * row_stride + x * pixel_stride; }
+};
+
 // Everything a warp needs; pointers are host or device memory depending on the entry point.
 struct WarpArgs {
-  const uint8_t* frame;  // (frame_h, frame_w, 3) BGR, pixel stride 3 bytes, row stride below
-  int64_t frame_row_stride;  // bytes between rows (>= frame_w * 3)
-  int frame_h, frame_w;
+  FrameView frame;    // (h, w, 3) BGR
   const double* inv;  // (n, 2, 3) crop pixel -> frame pixel
   int64_t n;          // boxes
   void* out;          // (n or 2n, 3, out_h, out_w) C-contiguous float32 or float16 bits
@@ -45,19 +66,22 @@ struct WarpArgs {
   int out_h, out_w;
   bool flip;
   WarpCoords coords;
+  int threads;        // warp_cpu only: the calling thread plus up to threads - 1 helpers (parallel.h)
 };
 
-// Host entry points. warp_cpu blocks until done (OpenMP over boxes x rows where available).
-// warp_cuda enqueues one kernel for all boxes on `stream` (a cudaStream_t; 0 = legacy default) of
-// CUDA device `device` (where every pointer lives) and returns without synchronizing.
+// Host entry points. warp_cpu blocks until done. warp_cuda enqueues one kernel for all boxes on
+// `stream` (a cudaStream_t, which the caller always names) of CUDA device `device` (where every
+// pointer lives) and returns without synchronizing.
 void warp_cpu(const WarpArgs& args);
 void warp_cuda(const WarpArgs& args, std::uintptr_t stream, int device);
 
 // ---- per-pixel arithmetic shared by warp_cpu() and warp_kernel ---------------------------------
 
-// The integer source pixel (x0, y0) at the top-left of the bilinear footprint and the fractions.
+// The integer source pixel (x0, y0) at the top-left of the bilinear footprint and the fractions:
+// fx, fy in 1/32 px (kFixed) or ax, ay in [0, 1) (kFloat).
 struct SourcePoint {
   int64_t x0, y0;
+  int fx, fy;
   float ax, ay;
   bool valid;  // false: the coordinate is not finite or far outside any frame -> all zeros
 };
@@ -81,7 +105,7 @@ VT_HD int64_t floor_to_int(double v) {
 
 // OpenCV 4.x: 1/1024 px accumulation, then 1/32 px. `row` is inv[1]*y + inv[2] (or inv[4]*y +
 // inv[5]); `col` is inv[0]*x (or inv[3]*x), both formed with dmul/dadd in the same order as OpenCV.
-VT_HD void fixed_point_coord(double row, double col, int64_t* pixel, float* frac) {
+VT_HD void fixed_point_coord(double row, double col, int64_t* pixel, int* frac) {
   constexpr double kAbScale = 1024.0;  // AB_BITS = 10
   constexpr int kShift = 10 - 5;       // AB_BITS - INTER_BITS
   constexpr int64_t kRoundDelta = 16;  // AB_SCALE / INTER_TAB_SIZE / 2
@@ -89,14 +113,14 @@ VT_HD void fixed_point_coord(double row, double col, int64_t* pixel, float* frac
   const int64_t dx = round_saturate_int(dmul(col, kAbScale));
   const int64_t q = (x0 + dx) >> kShift;  // arithmetic shift: floors negatives, as OpenCV
   *pixel = q >> 5;                        // INTER_BITS = 5
-  *frac = static_cast<float>(q & 31) * (1.0f / 32.0f);
+  *frac = static_cast<int>(q & 31);
 }
 
 // Source coordinate of crop pixel (x, y) for one box. Doubles: frame coordinates up to ~10^4 px
 // need ~30 bits to keep 1/1024 px (fixed model) exact; it is 4 products per pixel. The explicit
 // dmul/dadd keep host and device bit-identical (no FMA contraction).
 VT_HD SourcePoint source_point(const double* m, int x, int y, WarpCoords coords) {
-  SourcePoint p;
+  SourcePoint p{0, 0, 0, 0, 0.0f, 0.0f, false};
   const double rx = dadd(dmul(m[1], static_cast<double>(y)), m[2]);
   const double ry = dadd(dmul(m[4], static_cast<double>(y)), m[5]);
   const double cx = dmul(m[0], static_cast<double>(x));
@@ -106,8 +130,8 @@ VT_HD SourcePoint source_point(const double* m, int x, int y, WarpCoords coords)
     constexpr double kLimit = 1.0e6;  // px; beyond, OpenCV's int accumulation itself overflows
     p.valid = ::fabs(rx) < kLimit && ::fabs(ry) < kLimit && ::fabs(cx) < kLimit && ::fabs(cy) < kLimit;
     if (!p.valid) return p;
-    fixed_point_coord(rx, cx, &p.x0, &p.ax);
-    fixed_point_coord(ry, cy, &p.y0, &p.ay);
+    fixed_point_coord(rx, cx, &p.x0, &p.fx);
+    fixed_point_coord(ry, cy, &p.y0, &p.fy);
   } else {
     const double sx = dadd(cx, rx);
     const double sy = dadd(cy, ry);
@@ -121,38 +145,70 @@ VT_HD SourcePoint source_point(const double* m, int x, int y, WarpCoords coords)
   return p;
 }
 
-// Bilinear blend of the four neighbours (BGR each), top-left (p.x0, p.y0). A neighbour outside
-// the frame contributes 0 (BORDER_CONSTANT with value 0).
-VT_HD void bilinear_bgr(const uint8_t* frame, int64_t row_stride, int frame_h, int frame_w, const SourcePoint& p,
-                        float bgr[3]) {
-  bgr[0] = bgr[1] = bgr[2] = 0.0f;
+// OpenCV 4.x's bilinear weights for the fractions (fx, fy) in 1/32 px: initInterTab2D's
+// BilinearTab_i entry, top-left, top-right, bottom-left, bottom-right; they sum to 2^15.
+VT_HD void fixed_weights(int fx, int fy, int32_t w[4]) {
+  if (fx == 0 && fy == 0) {  // 32768 saturates to 32767; the sum adjustment adds 1 at (1, 1)
+    w[0] = 32767;
+    w[1] = w[2] = 0;
+    w[3] = 1;
+    return;
+  }
+  w[0] = 32 * (32 - fy) * (32 - fx);
+  w[1] = 32 * (32 - fy) * fx;
+  w[2] = 32 * fy * (32 - fx);
+  w[3] = 32 * fy * fx;
+}
+
+// OpenCV 4.x's FixedPtCast<int, uchar, 15>: the weighted sum (<= 255 * 2^15) back to a level.
+VT_HD int fixed_level(int32_t sum) { return (sum + (1 << 14)) >> 15; }
+
+// OpenCV 5's rounding of a float blend to uint8: nearest, ties to even, saturated.
+VT_HD int float_level(float v) {
+  const int64_t r = round_saturate_int(static_cast<double>(v));  // exact widening, then rint
+  return r < 0 ? 0 : (r > 255 ? 255 : static_cast<int>(r));
+}
+
+// The crop's uint8 value of frame channel ch (BGR) at source point p: warpAffine's bilinear
+// interpolation with neighbours outside the frame reading 0 (BORDER_CONSTANT, value 0). This is
+// the one definition of a crop pixel; warp_cpu()'s SSE2 path computes the same integers.
+VT_HD void bilinear_levels(const FrameView& f, const SourcePoint& p, WarpCoords coords, int bgr[3]) {
+  bgr[0] = bgr[1] = bgr[2] = 0;
   if (!p.valid) return;
-  float px[4][3];  // 00, 01, 10, 11
-  const bool inside = p.x0 >= 0 && p.y0 >= 0 && p.x0 + 1 < frame_w && p.y0 + 1 < frame_h;
+  const bool inside = p.x0 >= 0 && p.y0 >= 0 && p.x0 + 1 < f.w && p.y0 + 1 < f.h;
+  const uint8_t* px[4] = {nullptr, nullptr, nullptr, nullptr};  // 00, 01, 10, 11; nullptr = outside
+  bool any = false;
   for (int j = 0; j < 4; ++j) {
     const int64_t xx = p.x0 + (j & 1), yy = p.y0 + (j >> 1);
-    if (inside || (xx >= 0 && yy >= 0 && xx < frame_w && yy < frame_h)) {
-      const uint8_t* s = frame + yy * row_stride + xx * 3;
-      px[j][0] = s[0];
-      px[j][1] = s[1];
-      px[j][2] = s[2];
-    } else {
-      px[j][0] = px[j][1] = px[j][2] = 0.0f;
+    if (inside || (xx >= 0 && yy >= 0 && xx < f.w && yy < f.h)) {
+      px[j] = f.pixel(xx, yy);
+      any = true;
     }
   }
+  if (!any) return;
   for (int c = 0; c < 3; ++c) {
-    const float top = px[0][c] + p.ax * (px[1][c] - px[0][c]);
-    const float bot = px[2][c] + p.ax * (px[3][c] - px[2][c]);
-    bgr[c] = top + p.ay * (bot - top);
+    int32_t v[4];
+    for (int j = 0; j < 4; ++j) v[j] = px[j] ? px[j][c * f.channel_stride] : 0;
+    if (coords == WarpCoords::kFixed) {
+      int32_t w[4];
+      fixed_weights(p.fx, p.fy, w);
+      bgr[c] = fixed_level(v[0] * w[0] + v[1] * w[1] + v[2] * w[2] + v[3] * w[3]);
+    } else {
+      const float p00 = static_cast<float>(v[0]), p01 = static_cast<float>(v[1]);
+      const float p10 = static_cast<float>(v[2]), p11 = static_cast<float>(v[3]);
+      const float top = fadd(p00, fmul(p.ax, fsub(p01, p00)));
+      const float bot = fadd(p10, fmul(p.ax, fsub(p11, p10)));
+      bgr[c] = float_level(fadd(top, fmul(p.ay, fsub(bot, top))));
+    }
   }
 }
 
-// v in [0, 255] (unrounded) -> normalized value of RGB channel c: (v / 255 - mean) / std, folded
-// into one multiply-add (differs from the two-step formula by ~1 ulp).
-VT_HD float normalize_level(float v, int c) {
+// Level (0..255, as float: exact) -> normalized value of RGB channel c, as numpy computes it in
+// float32: (level / 255 - mean) / std, one IEEE rounding per operation (no reciprocal, no FMA).
+VT_HD float normalize_level(float level, int c) {
   const float mean = c == 0 ? 0.485f : (c == 1 ? 0.456f : 0.406f);
   const float sd = c == 0 ? 0.229f : (c == 1 ? 0.224f : 0.225f);
-  return v * (1.0f / (255.0f * sd)) + (-mean / sd);
+  return fdiv(fsub(fdiv(level, 255.0f), mean), sd);
 }
 
 }  // namespace vitpose_trt

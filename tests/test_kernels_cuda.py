@@ -1,10 +1,11 @@
-"""The CUDA kernels of vitpose_trt._C: against the numpy/OpenCV reference (same tolerances as the CPU
-kernels, see test_kernels_cpu.py) and against the C++ CPU kernels (tighter: same helpers, same
-coordinates bit for bit). GPU tests carry `requires_cuda`; the build and argument checks run
+"""The CUDA kernels of vitpose_trt._C: crops bit-identical to the C++ CPU kernel (the same per-pixel
+helpers in csrc/warp.h, integer interpolation, IEEE divisions), hence to the numpy/OpenCV reference
+with OpenCV 4.x; keypoints against the CPU kernel and the reference (see test_kernels_cpu.py). GPU tests carry `requires_cuda`; the build and argument checks run
 anywhere."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import struct
@@ -17,10 +18,13 @@ from tests.conftest import synthetic_heatmaps
 from tests.test_kernels_cpu import (
     INPUT,
     ODD,
+    OPENCV_4,
     TOL_LEVELS,
     TOL_LEVELS_FP16,
+    assert_crops_exact,
     assert_keypoints_match,
     crop_error,
+    frame_views,
     identity_transforms,
     random_transforms,
 )
@@ -28,6 +32,11 @@ from vitpose_trt.coco import flip_index
 from vitpose_trt.preprocess import preprocess
 from vitpose_trt.postprocess import postprocess
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices
+
+try:
+    from numpy.lib.array_utils import byte_bounds  # numpy >= 2
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy import byte_bounds
 
 _C = pytest.importorskip("vitpose_trt._C", reason="vitpose_trt._C is not built (pip install -e .)")
 
@@ -93,35 +102,55 @@ def test_cuda_entry_points_reject_host_arrays():
     frame, inv, out = np.zeros((8, 8, 3), np.uint8), np.zeros((1, 2, 3)), np.zeros((1, 3, 4, 4), np.float32)
     with pytest.raises(TypeError,
                        match=r"frame: expected a CUDA array \(an object with __cuda_array_interface__.*numpy.ndarray"):
-        _C.warp_cuda(frame, inv, out)
+        _C.warp_cuda(frame, inv, out, False, 0)
     hm, t, kp = np.zeros((1, 2, 4, 4), np.float32), np.zeros((1, 4), np.float32), np.zeros((1, 2, 3), np.float32)
     with pytest.raises(TypeError, match=r"heatmaps: expected a CUDA array.*got numpy.ndarray"):
-        _C.decode_cuda(hm, t, kp, "udp")
+        _C.decode_cuda(hm, t, kp, "udp", None, None, 0)
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match=r"frame: expected a CUDA array.*got torch.Tensor"):
-        _C.warp_cuda(torch.from_numpy(frame), torch.from_numpy(inv), torch.from_numpy(out))
+        _C.warp_cuda(torch.from_numpy(frame), torch.from_numpy(inv), torch.from_numpy(out), False, 0)
     with pytest.raises(TypeError, match=r"inv_matrices: expected a CUDA array"):
-        _C.warp_cuda(FakeCudaArray((8, 8, 3), "|u1"), inv, out)
+        _C.warp_cuda(FakeCudaArray((8, 8, 3), "|u1"), inv, out, False, 0)
+
+
+def test_cuda_entry_points_require_the_stream():
+    """No stream=0 default: the caller names its stream (0 only on purpose, the legacy default)."""
+    frame, inv, out = FakeCudaArray((8, 8, 3), "|u1"), FakeCudaArray((1, 2, 3), "<f8"), FakeCudaArray((1, 3, 4, 4), "<f4")
+    with pytest.raises(TypeError, match=r"incompatible function arguments"):
+        _C.warp_cuda(frame, inv, out, False)
+    with pytest.raises(TypeError, match=r"incompatible function arguments"):
+        _C.warp_cuda(frame, inv, out)
+    hm, t, kp = FakeCudaArray((1, 2, 4, 4), "<f4"), FakeCudaArray((1, 4), "<f4"), FakeCudaArray((1, 2, 3), "<f4")
+    with pytest.raises(TypeError, match=r"incompatible function arguments"):
+        _C.decode_cuda(hm, t, kp, "udp")
+    with pytest.raises(TypeError, match=r"incompatible function arguments"):
+        _C.decode_cuda(hm, t, kp, "udp", None, None)
 
 
 def test_cuda_argument_errors_name_the_argument():
     frame, inv = FakeCudaArray((8, 8, 3), "|u1"), FakeCudaArray((2, 2, 3), "<f8")
     with pytest.raises(ValueError,
                        match=r"out: expected shape \(4, 3, 4, 4\) \(2N crops with flip=True\), got \(2, 3, 4, 4\)"):
-        _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4"), True)
+        _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4"), True, 0)
     with pytest.raises(TypeError, match=r"frame: expected dtype uint8, got <f4"):
-        _C.warp_cuda(FakeCudaArray((8, 8, 3), "<f4"), inv, FakeCudaArray((2, 3, 4, 4), "<f4"))
+        _C.warp_cuda(FakeCudaArray((8, 8, 3), "<f4"), inv, FakeCudaArray((2, 3, 4, 4), "<f4"), False, 0)
     with pytest.raises(ValueError, match=r"out: must be C-contiguous"):
-        _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4", strides=(192, 64, 4, 16)))
+        _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4", strides=(192, 64, 4, 16)), False, 0)
     with pytest.raises(ValueError, match=r"out: array is read-only"):
-        _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4", readonly=True))
+        _C.warp_cuda(frame, inv, FakeCudaArray((2, 3, 4, 4), "<f4", readonly=True), False, 0)
     hm, t, kp = FakeCudaArray((2, 3, 4, 4), "<f2"), FakeCudaArray((2, 4), "<f4"), FakeCudaArray((2, 3, 3), "<f4")
+    # the decode index guard: h * w up to 2^31 - 33, so every index (and the kernel's lane index,
+    # which runs 31 past the map) fits int32
+    for shape in ((1, 1, 46341, 46341), (1, 1, 2, 1073741808)):
+        with pytest.raises(ValueError, match=r"heatmaps: too large"):
+            _C.decode_cuda(FakeCudaArray(shape, "<f4"), FakeCudaArray((1, 4), "<f4"),
+                           FakeCudaArray((1, 1, 3), "<f4"), "udp", None, None, 0)
     with pytest.raises(ValueError, match=r"mode: expected 'udp' or 'classic'"):
-        _C.decode_cuda(hm, t, kp, "argmax")
+        _C.decode_cuda(hm, t, kp, "argmax", None, None, 0)
     with pytest.raises(TypeError, match=r"flipped: expected dtype float16 like heatmaps, got <f4"):
-        _C.decode_cuda(hm, t, kp, "udp", FakeCudaArray((2, 3, 4, 4), "<f4"), FakeCudaArray((3,), "<i4"))
+        _C.decode_cuda(hm, t, kp, "udp", FakeCudaArray((2, 3, 4, 4), "<f4"), FakeCudaArray((3,), "<i4"), 0)
     with pytest.raises(TypeError, match=r"flip_index: expected dtype int32, got <i8"):
-        _C.decode_cuda(hm, t, kp, "udp", FakeCudaArray((2, 3, 4, 4), "<f2"), FakeCudaArray((3,), "<i8"))
+        _C.decode_cuda(hm, t, kp, "udp", FakeCudaArray((2, 3, 4, 4), "<f2"), FakeCudaArray((3,), "<i8"), 0)
 
 
 @pytest.mark.skipif(_C.built_with_cuda, reason="checks the CPU-only build")
@@ -129,10 +158,10 @@ def test_cpu_only_build_says_so():
     frame, inv = FakeCudaArray((8, 8, 3), "|u1"), FakeCudaArray((1, 2, 3), "<f8")
     out = FakeCudaArray((1, 3, 4, 4), "<f4")
     with pytest.raises(RuntimeError, match=r"warp_cuda: vitpose_trt._C was built without CUDA"):
-        _C.warp_cuda(frame, inv, out)
+        _C.warp_cuda(frame, inv, out, False, 0)
     hm, t, kp = FakeCudaArray((1, 2, 4, 4), "<f4"), FakeCudaArray((1, 4), "<f4"), FakeCudaArray((1, 2, 3), "<f4")
     with pytest.raises(RuntimeError, match=r"decode_cuda: vitpose_trt._C was built without CUDA"):
-        _C.decode_cuda(hm, t, kp, "classic")
+        _C.decode_cuda(hm, t, kp, "classic", None, None, 0)
 
 
 # ---- warp on the GPU ----------------------------------------------------------------------------
@@ -150,9 +179,10 @@ def test_cuda_crops_on_all_real_boxes(coco_sample, mode, flip):
         crops, transforms = preprocess(frame, boxes, mode, impl="cuda", flip=flip)
         assert crops.is_cuda and crops.dtype.is_floating_point
         got = crops.cpu().numpy()
-        assert crop_error(got, frame, boxes, mode, flip) <= TOL_LEVELS
-        # same coordinates bit for bit; only float contraction in the blend differs
-        np.testing.assert_allclose(got, cpp_crops(frame, boxes, mode, flip), rtol=0, atol=1e-4)
+        # the same per-pixel helpers as the CPU kernel: the same bits
+        assert_crops_exact(got, cpp_crops(frame, boxes, mode, flip), "cuda vs cpp")
+        if OPENCV_4:
+            assert_crops_exact(got, preprocess(frame, boxes, mode, impl="numpy", flip=flip)[0], "cuda vs numpy")
         n_boxes += len(boxes)
     assert n_boxes == 118
 
@@ -172,8 +202,7 @@ def test_cuda_crops_odd_inputs(case):
         assert not dev.is_contiguous()
     for mode in ("udp", "classic"):
         got = preprocess(dev, boxes, mode, impl="cuda", flip=True)[0].cpu().numpy()
-        assert crop_error(got, frame, boxes, mode, True) <= TOL_LEVELS
-        np.testing.assert_allclose(got, cpp_crops(frame, boxes, mode, True), rtol=0, atol=1e-4)
+        assert_crops_exact(got, cpp_crops(frame, boxes, mode, True), "cuda vs cpp")
 
 
 @requires_cuda
@@ -195,13 +224,74 @@ def test_cuda_crops_batch_sizes_fp16_and_stream(coco_sample, n):
         _C.warp_cuda(dev, inv, out16, True, stream.cuda_stream)
     stream.synchronize()
     a32, a16 = out32.cpu().numpy(), out16.cpu().numpy()
-    # the float16 kernel rounds the float32 value to nearest-even half; two instantiations may fuse
-    # a multiply-add differently, so allow one half ulp of disagreement
-    rounded = a32.astype(np.float16)
-    assert (np.abs(a16.astype(np.float32) - rounded) <= np.abs(np.spacing(rounded)).astype(np.float32)).all()
+    # the float16 kernel rounds the same float32 value (IEEE operations only) to nearest-even half
+    np.testing.assert_array_equal(a16.view(np.uint16), a32.astype(np.float16).view(np.uint16))
     if n:
-        assert crop_error(a32, frame, picked, "udp", True) <= TOL_LEVELS
+        assert_crops_exact(a32, cpp_crops(frame, picked, "udp", True), "cuda vs cpp")
         assert crop_error(a16, frame, picked, "udp", True) <= TOL_LEVELS_FP16
+
+
+def host_region(view: np.ndarray) -> tuple[np.ndarray, int]:
+    """The bytes a view spans (as a flat uint8 array) and the view's offset into them."""
+    lo, hi = byte_bounds(view)
+    region = np.ctypeslib.as_array((ctypes.c_uint8 * (hi - lo)).from_address(lo))
+    return region, view.__array_interface__["data"][0] - lo
+
+
+class CudaView:
+    """The same strides (negative and zero included) over a device copy of the view's bytes, as
+    CuPy would expose them through __cuda_array_interface__."""
+
+    def __init__(self, buffer, offset, view):
+        self.buffer = buffer  # keeps the device memory alive
+        self.__cuda_array_interface__ = {"shape": view.shape, "typestr": "|u1", "strides": view.strides,
+                                         "data": (buffer.data_ptr() + offset, True), "version": 3}
+
+
+def device_view(view: np.ndarray):
+    import torch
+
+    region, offset = host_region(view)
+    buffer = torch.from_numpy(region.copy()).cuda()
+    return buffer, CudaView(buffer, offset, view)
+
+
+class HostArray:
+    """What CudaView does, on the host: numpy reads the same interface dict."""
+
+    def __init__(self, region, offset, view):
+        self.region = region
+        self.__array_interface__ = {"shape": view.shape, "typestr": "|u1", "strides": view.strides,
+                                    "data": (region.__array_interface__["data"][0] + offset, True), "version": 3}
+
+
+def test_host_region_rebuilds_every_view(coco_sample):
+    """The device views are only as right as this offset arithmetic: checked on the host."""
+    _, frame, _ = coco_sample[2]
+    for name, view in frame_views(frame):
+        region, offset = host_region(view)
+        copy = region.copy()  # what device_view uploads
+        np.testing.assert_array_equal(np.asarray(HostArray(copy, offset, view)), view, err_msg=name)
+
+
+@requires_cuda
+@pytest.mark.parametrize("coords", ["fixed", "float"])
+def test_cuda_crops_of_strided_frames(coco_sample, coords):
+    """Issue 10 on the GPU: the kernel reads any strides (CuPy may even pass negative ones); each
+    view crops like its contiguous copy and like the CPU kernel on the same view."""
+    import torch
+
+    _, frame, boxes = coco_sample[2]
+    inv_np = inverse_warp_matrices(boxes_to_transforms(check_boxes(boxes), INPUT), "udp", INPUT)
+    inv = torch.from_numpy(inv_np).cuda()
+    stream = torch.cuda.current_stream().cuda_stream
+    for name, view in frame_views(frame):
+        ref = np.empty((len(boxes), 3, *INPUT), np.float32)
+        _C.warp_cpu(view, inv_np, ref, coords=coords)
+        keep, dev = device_view(view)
+        out = torch.empty((len(boxes), 3, *INPUT), dtype=torch.float32, device="cuda")
+        _C.warp_cuda(dev, inv, out, False, stream, coords=coords)
+        assert_crops_exact(out.cpu().numpy(), ref, name)
 
 
 @requires_cuda
@@ -217,7 +307,7 @@ def test_cuda_rejects_host_memory_behind_the_interface():
     inv = torch.zeros((1, 2, 3), dtype=torch.float64, device="cuda")
     out = torch.empty((1, 3, 4, 4), device="cuda")
     with pytest.raises(ValueError, match=r"frame: expected CUDA device memory, got a host pointer"):
-        _C.warp_cuda(HostView(), inv, out)
+        _C.warp_cuda(HostView(), inv, out, False, torch.cuda.current_stream().cuda_stream)
 
 
 # ---- decode on the GPU --------------------------------------------------------------------------
