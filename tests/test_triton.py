@@ -113,6 +113,10 @@ def server(repository):
     srv = TritonServer(repository, env=_server_env())
     try:
         srv.start().wait_ready(READY_TIMEOUT_S)
+        import vitpose_trt
+
+        # The stub's interpreter ignores PYTHONPATH unless the model applies it: it must run this checkout.
+        assert f"from {Path(vitpose_trt.__file__).parent}, onnxruntime on cpu" in srv.log_text(), srv.log_text()[-2000:]
         yield srv
     finally:
         srv.stop()

@@ -15,9 +15,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def _apply_pythonpath() -> None:
+    """The stub's embedded interpreter ignores PYTHONPATH (measured: Triton 2.51's stub starts it
+    isolated); apply it as python3 would, so the model imports the vitpose_trt the server's
+    environment names (a source checkout, a test's package) rather than whatever is installed."""
+    for entry in reversed([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
+if __name__ != "vitpose_trt.triton.backend":  # loaded by the stub as <repository>/vitpose/1/model.py
+    _apply_pythonpath()
 
 try:
     import triton_python_backend_utils as pb_utils  # provided by the Python backend's stub process
@@ -128,7 +143,11 @@ class TritonPythonModel:
                                backend=params.get("backend", "auto"), device=device,
                                precision=params.get("precision") or None)
         self.num_keypoints = self.pose.num_keypoints
-        log.info("%s: %s", args.get("model_instance_name", "vitpose"), self.pose.engine.describe())
+        import vitpose_trt
+
+        # Into the server's log: which package and engine this instance runs.
+        pb_utils.Logger.log_info(f"{args.get('model_instance_name', 'vitpose')}: vitpose_trt {vitpose_trt.__version__} "
+                                 f"from {Path(vitpose_trt.__file__).parent}, {self.pose.engine.describe()}")
 
     def execute(self, requests: list) -> list:
         errors: dict[int, str] = {}

@@ -204,8 +204,9 @@ class TritonServer:
         cmd = self.command(dist, backend_dir)
         log.info("starting %s (%s): HTTP %s, gRPC %s", dist.binary, dist.source, self.http_url, self.grpc_url)
         log.debug("%s", " ".join(cmd))
+        # cwd: the stub puts its working directory first on sys.path; the caller's must not decide what it imports.
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=self.environment(dist), start_new_session=True)
+                                        env=self.environment(dist), start_new_session=True, cwd=self._tmp)
         return self
 
     def is_ready(self) -> bool:
