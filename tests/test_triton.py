@@ -381,7 +381,7 @@ def test_a_server_that_never_gets_ready_is_stopped_at_the_deadline(tmp_path):
     (model / "config.pbtxt").write_text(
         'name: "stuck"\nbackend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n')
-    srv = TritonServer(tmp_path / "repo", env=_server_env())
+    srv = TritonServer(tmp_path / "repo", env=_server_env(), log_file=tmp_path / "server.log")  # kept on failure
     srv.start()
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="not ready within 3 s"):

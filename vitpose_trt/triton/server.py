@@ -278,7 +278,8 @@ class TritonServer:
             self._log = None
         if self._tmp is not None:
             # The log stays for a post-mortem when the server failed (the error message names it).
-            shutil.rmtree(self._tmp / "backends" if self._keep_log else self._tmp, ignore_errors=True)
+            log_inside = self._log_path is not None and self._log_path.parent == self._tmp
+            shutil.rmtree(self._tmp / "backends" if self._keep_log and log_inside else self._tmp, ignore_errors=True)
             self._tmp = None
         return code
 
