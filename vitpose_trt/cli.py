@@ -1,4 +1,4 @@
-"""`vitpose-trt`: a thin argparse layer over the Python API (export, build, infer, bench)."""
+"""`vitpose-trt`: a thin argparse layer over the Python API (export, build, infer, bench, triton-repo, serve)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common_model_args(p)
+
+    _triton_parsers(sub)
     return parser
+
+
+def _triton_parsers(sub) -> None:
+    """`triton-repo` and `serve`: serving on NVIDIA Triton Inference Server (vitpose_trt.triton)."""
+    def repo_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", required=True, help="TensorRT .engine (with its .json sidecar), .onnx or checkpoint")
+        p.add_argument("--max-batch-crops", type=int, default=64,
+                       help="most people (crops) in one engine call, and most requests batched together (default 64)")
+        p.add_argument("--instances", type=int, default=1,
+                       help="model instances, each with its own engine: per GPU with --kind gpu (default 1)")
+        p.add_argument("--max-queue-delay-us", type=int, default=500,
+                       help="how long Triton may hold a request to batch it with others (default 500)")
+        p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto",
+                       help="instance placement: gpu (per GPU), cpu, or auto: gpu for a TensorRT engine")
+        p.add_argument("--gpus", default=None, help="with --kind gpu: GPU indices, e.g. 0,1 (default: all)")
+        _common_model_args(p)
+
+    p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository serving an engine")
+    p.add_argument("out", help="repository folder to create (must not exist, or be empty)")
+    repo_args(p)
+
+    p = sub.add_parser("serve", help="serve an engine over HTTP and gRPC with Triton Inference Server (until Ctrl-C)")
+    repo_args(p)
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--ready-timeout", type=float, default=300.0, help="longest wait for the model to load, in s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return {"export": _export, "build": _build, "infer": _infer, "bench": _bench,
-                "eval": _eval}[args.command](args)
+                "eval": _eval, "triton-repo": _triton_repo, "serve": _serve}[args.command](args)
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as e:  # OSError: missing, unwritable, ...
         print(f"vitpose-trt {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -288,6 +318,39 @@ def _eval(args) -> int:
         written = "metrics.json" if args.results else "metrics.json, keypoints.json"
         print(f"wrote {Path(args.out)}/{{{written}}}")
     return 0
+
+
+def _triton_options(args) -> dict:
+    gpus = None
+    if args.gpus:
+        try:
+            gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
+        except ValueError:
+            raise ValueError(f"--gpus: expected comma-separated GPU indices, got {args.gpus!r}") from None
+    return dict(max_batch_crops=args.max_batch_crops, instances=args.instances,
+                max_queue_delay_us=args.max_queue_delay_us, kind=args.kind, gpus=gpus, mode=args.mode,
+                flip_test=args.flip_test, backend=args.backend, device=args.device, precision=args.precision)
+
+
+def _triton_repo(args) -> int:
+    from vitpose_trt.triton.repository import write_repository
+
+    info = write_repository(args.out, args.engine, **_triton_options(args))
+    print(f"wrote {info.path}: model {info.model_name!r} ({info.variant}, {info.num_keypoints} keypoints); "
+          f"run: tritonserver --model-repository={info.path.resolve()}")
+    return 0
+
+
+def _serve(args) -> int:
+    from vitpose_trt.triton.server import serve
+
+    def ready(server) -> None:
+        print(f"serving {args.engine}: HTTP {server.http_url}  gRPC {server.grpc_url}  (Ctrl-C stops)", flush=True)
+
+    code = serve(args.engine, http_port=args.http_port, grpc_port=args.grpc_port, host=args.host,
+                 ready_timeout_s=args.ready_timeout, on_ready=ready, **_triton_options(args))
+    print("server stopped", flush=True)
+    return code
 
 
 if __name__ == "__main__":

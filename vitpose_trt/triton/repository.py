@@ -1,0 +1,248 @@
+"""The Triton model repository: `vitpose/config.pbtxt` + `vitpose/1/model.py` (+ the engine file).
+
+    OUT/
+      vitpose/
+        config.pbtxt        Python backend; image + boxes -> keypoints; dynamic batching; instance groups;
+                            the engine and the pipeline options (mode, flip test) and the model's
+                            metadata (variant, K, keypoint names) in `parameters`
+        1/
+          model.py          `vitpose_trt/triton/backend.py`, copied
+          <engine>          the .engine/.onnx/checkpoint (and its sidecar), unless `copy_engine=False`
+
+Batching. Every request carries a different frame size and box count, so both inputs have -1 dims
+and `allow_ragged_batch: true`: without it Triton's dynamic batcher only groups requests whose
+shapes are equal, i.e. almost never. A Python-backend model does not get the tensors concatenated;
+it gets the gathered requests as a list in one `execute()` call, where `backend.py` runs all their
+crops through one `VitPoseTRT.infer_many` call per `max_batch_crops` crops. `max_batch_size` (the
+most requests Triton gathers) is set to `max_batch_crops` too: a request with one person is one crop.
+(`max_batch_size: 0` would turn the batcher off: every execute() would get one request.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitpose_trt.geometry import check_mode
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "vitpose"
+BACKEND_FILE = Path(__file__).with_name("backend.py")
+KINDS = ("auto", "cpu", "gpu")
+PLAN_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass
+class RepositoryInfo:
+    """What `write_repository` wrote.
+
+    Attributes:
+        path: the repository folder (give it to `tritonserver --model-repository`).
+        model_name: the model's name in it ("vitpose").
+        config: the config.pbtxt text.
+        variant / num_keypoints: the engine's model, as recorded in the config's parameters.
+    """
+
+    path: Path
+    model_name: str
+    config: str
+    variant: str
+    num_keypoints: int
+
+
+def engine_metadata(engine: str | os.PathLike) -> dict:
+    """Variant, K and weights origin of an engine file, read cheaply where the file records them.
+
+    .onnx: the metadata that `export_onnx` writes (weights not loaded); .engine/.plan: the sidecar
+    `<engine>.json`; a checkpoint: loaded on the CPU (`load_model`).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: a TensorRT plan without its sidecar (K is unknown without a GPU to open it).
+    """
+    path = Path(os.fspath(engine))
+    if not path.exists():
+        raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        import onnx
+
+        proto = onnx.load(os.fspath(path), load_external_data=False)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        k = meta.get("num_keypoints")
+        if k is None:  # not exported by vitpose_trt: K is the heatmaps' channel axis
+            dims = proto.graph.output[0].type.tensor_type.shape.dim
+            if len(dims) != 4 or not dims[1].dim_value:
+                raise ValueError(f"{path}: cannot tell the number of keypoints from its output shape")
+            k = dims[1].dim_value
+        return {"variant": meta.get("variant", "unknown"), "num_keypoints": int(k),
+                "random_weights": meta.get("random_weights", "false") == "true"}
+    if suffix in PLAN_SUFFIXES:
+        from vitpose_trt.engines.tensorrt import read_sidecar, sidecar_path
+
+        sidecar = read_sidecar(path)
+        if sidecar is None:
+            raise ValueError(f"{path}: the TensorRT plan's sidecar {sidecar_path(path).name} is missing; "
+                             "it records the model's keypoint count that the repository's config needs")
+        return {"variant": str(sidecar.get("variant", "unknown")), "num_keypoints": int(sidecar["num_keypoints"]),
+                "random_weights": bool(sidecar.get("random_weights", False))}
+    from vitpose_trt.checkpoint import load_model
+
+    model = load_model(path)
+    return {"variant": model.config.variant, "num_keypoints": int(model.config.num_keypoints),
+            "random_weights": bool(getattr(model, "random_weights", False))}
+
+
+def keypoint_names(num_keypoints: int) -> list[str]:
+    """COCO's names for K = 17, else `keypoint_<i>`."""
+    from vitpose_trt.coco import KEYPOINT_NAMES
+
+    if num_keypoints == len(KEYPOINT_NAMES):
+        return list(KEYPOINT_NAMES)
+    return [f"keypoint_{i}" for i in range(num_keypoints)]
+
+
+def _engine_files(path: Path) -> list[Path]:
+    """The engine and the files that travel with it: a plan's sidecar, an ONNX model's external weights."""
+    files = [path]
+    for extra in (path.with_name(path.name + ".json"), path.with_name(path.name + ".data")):
+        if extra.is_file() and path.suffix.lower() in PLAN_SUFFIXES + (".onnx",):
+            files.append(extra)
+    return files
+
+
+def _pbtxt_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid protobuf text-format string
+
+
+def make_config(*, model_name: str, num_keypoints: int, max_batch_crops: int, instances: int,
+                max_queue_delay_us: int, kind: str, gpus: list[int] | None, parameters: dict[str, str]) -> str:
+    """The config.pbtxt text (see the module docstring for why each batching setting is what it is)."""
+    if kind == "gpu":
+        gpu_list = f" gpus: [ {', '.join(str(g) for g in gpus)} ]" if gpus else ""
+        group = f"{{ count: {instances} kind: KIND_GPU{gpu_list} }}"
+    else:
+        group = f"{{ count: {instances} kind: KIND_CPU }}"
+    params = "\n".join(
+        f"parameters: {{ key: {_pbtxt_string(k)} value: {{ string_value: {_pbtxt_string(v)} }} }}"
+        for k, v in parameters.items())
+    return f"""# Written by vitpose_trt.triton.write_repository: VitPoseTRT.infer's contract behind Triton.
+name: {_pbtxt_string(model_name)}
+backend: "python"
+# The most requests the dynamic batcher gathers into one execute(); their crops share engine calls.
+max_batch_size: {max_batch_crops}
+input [
+  {{ name: "image" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] allow_ragged_batch: true }},
+  {{ name: "boxes" data_type: TYPE_FP32 dims: [ -1, 4 ] allow_ragged_batch: true }}
+]
+output [
+  {{ name: "keypoints" data_type: TYPE_FP32 dims: [ -1, {num_keypoints}, 3 ] }}
+]
+dynamic_batching {{
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+instance_group [ {group} ]
+{params}
+"""
+
+
+def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model_name: str = MODEL_NAME,
+                     max_batch_crops: int = 64, instances: int = 1, max_queue_delay_us: int = 500,
+                     mode: str = "udp", flip_test: bool = False, backend: str = "auto",
+                     device: str | None = None, precision: str | None = None, kind: str = "auto",
+                     gpus: list[int] | None = None, copy_engine: bool = True) -> RepositoryInfo:
+    """Write a Triton model repository serving `engine` as model `vitpose`.
+
+    The folder appears whole or not at all (written beside `out`, then renamed).
+
+    Args:
+        out: the repository folder to create; it must not exist, or be an empty folder.
+        engine: a TensorRT plan (.engine/.plan, with its .json sidecar), an .onnx file or a checkpoint.
+        model_name: the model's name in the repository (clients address it by this name).
+        max_batch_crops: the most crops in one engine call, and the most requests one execute() gathers.
+        instances: model instances (each holds its own `VitPoseTRT`): per GPU with kind "gpu", else in all.
+        max_queue_delay_us: how long the dynamic batcher may hold a request to gather more.
+        mode / flip_test / backend / device / precision: as `VitPoseTRT`'s, applied in every instance.
+        kind: "gpu" (instances per GPU; the instance's GPU becomes the engine's device), "cpu" (Triton
+            assigns no GPU; `device` decides), or "auto": "gpu" for a TensorRT plan, else "cpu".
+        gpus: with kind "gpu", the GPU indices to put instances on (None: every visible GPU).
+        copy_engine: copy the engine into the repository (a self-contained folder to ship); False
+            records its absolute path instead (`serve`'s throw-away repositories).
+
+    Returns:
+        What was written.
+
+    Raises:
+        ValueError: a bad option, or `out` exists and is not empty.
+        FileNotFoundError: the engine is missing.
+    """
+    check_mode(mode)
+    for name, value, low in (("max_batch_crops", max_batch_crops, 1), ("instances", instances, 1),
+                             ("max_queue_delay_us", max_queue_delay_us, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not model_name or any(c in model_name for c in "/\\ \"") or model_name.startswith("."):
+        raise ValueError(f"model_name must be a plain folder name, got {model_name!r}")
+    from vitpose_trt.engines import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    engine_path = Path(os.fspath(engine)).resolve()
+    meta = engine_metadata(engine_path)
+    if kind == "auto":
+        kind = "gpu" if engine_path.suffix.lower() in PLAN_SUFFIXES else "cpu"
+    if gpus is not None and kind != "gpu":
+        raise ValueError("gpus is only meaningful with kind='gpu'")
+    out = Path(os.fspath(out))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} already exists and is not an empty folder: choose a new repository path")
+
+    params = {
+        "engine": engine_path.name if copy_engine else str(engine_path),
+        "mode": mode,
+        "flip_test": "true" if flip_test else "false",
+        "backend": backend,
+        "device": device or "",
+        "precision": precision or "",
+        "max_batch_crops": str(max_batch_crops),
+        "variant": meta["variant"],
+        "num_keypoints": str(meta["num_keypoints"]),
+        "keypoint_names": json.dumps(keypoint_names(meta["num_keypoints"])),
+        "random_weights": "true" if meta["random_weights"] else "false",
+    }
+    config = make_config(model_name=model_name, num_keypoints=meta["num_keypoints"], max_batch_crops=max_batch_crops,
+                         instances=instances, max_queue_delay_us=max_queue_delay_us, kind=kind, gpus=gpus,
+                         parameters=params)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        version = tmp / model_name / "1"
+        version.mkdir(parents=True)
+        (tmp / model_name / "config.pbtxt").write_text(config)
+        shutil.copyfile(BACKEND_FILE, version / "model.py")
+        if copy_engine:
+            for f in _engine_files(engine_path):
+                if f.is_dir():  # a Hugging Face checkpoint folder
+                    shutil.copytree(f, version / f.name)
+                else:
+                    shutil.copyfile(f, version / f.name)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a server in a container may run as another user
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote Triton model repository %s (model %r, %s engine %s)", out, model_name, meta["variant"],
+             params["engine"])
+    return RepositoryInfo(path=out, model_name=model_name, config=config, variant=meta["variant"],
+                          num_keypoints=meta["num_keypoints"])
