@@ -96,10 +96,13 @@ def detect_format(outputs: list[tuple[str, tuple]]) -> str:
             return "dets_labels"
     if len(outputs) >= 1:
         name, shape = outputs[0]
-        if len(shape) == 3 and shape[-1] == 6:
-            return "xyxy_score_class"
-        if len(shape) == 3 and isinstance(shape[1], int) and shape[1] >= 5 and shape[1] != 6:
-            return "yolo"
+        if len(shape) == 3:
+            channels, anchors = shape[1], shape[2]
+            # raw YOLO: 4 + C channels, far fewer than its anchors (84 x 8400 for COCO at 640)
+            if isinstance(channels, int) and channels >= 5 and (not isinstance(anchors, int) or anchors > channels):
+                return "yolo"
+            if anchors == 6:
+                return "xyxy_score_class"
     seen = ", ".join(f"{n} {list(s)}" for n, s in shapes.items()) or "none"
     raise ValueError(
         f"unknown detector outputs ({seen}); accepted: raw YOLOv8/YOLO11 (1, 4+C, anchors), "

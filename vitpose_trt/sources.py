@@ -25,9 +25,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                             ".ts", ".gif"})
 URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-# A file whose decoder fails this many frames in a row has ended (or is unreadable from here on):
-# a single corrupt frame is skipped with a warning, a broken tail ends the video cleanly.
-MAX_CONSECUTIVE_FAILURES = 25
+# A file whose decoder fails this many reads in a row has ended (or is unreadable from here on):
+# a corrupt frame costs one failed read and is skipped with a warning; a broken tail ends the video cleanly.
+MAX_CONSECUTIVE_FAILURES = 10
 
 
 @dataclass
@@ -163,16 +163,19 @@ class VideoSource:
                     if self.kind != "video":
                         self.error = "the stream stopped delivering frames"
                         break
-                    pos = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
+                    # FFmpeg steps over a frame it cannot decode (the next read goes on), while at the
+                    # end of the data every read fails: so a failure is retried, a run of them is the end.
                     failures += 1
-                    # Past the announced end (or it announced nothing): a normal end of file.
-                    if not self.frame_count or pos >= self.frame_count - 1 or failures >= MAX_CONSECUTIVE_FAILURES:
-                        if failures >= MAX_CONSECUTIVE_FAILURES:
-                            self.error = f"{failures} frames in a row could not be decoded"
-                        break
-                    self.skipped += 1
-                    log.warning("%s: frame %d could not be decoded: skipped", self.name, int(pos))
-                    continue
+                    if failures < MAX_CONSECUTIVE_FAILURES:
+                        continue
+                    if self.frame_count and index + self.skipped < self.frame_count:
+                        self.error = (f"the file ends after {index + self.skipped} of the {self.frame_count} frames "
+                                      "its header announces (truncated?)")
+                    break
+                if failures:
+                    self.skipped += failures
+                    log.warning("%s: %d frame(s) before frame %d could not be decoded: skipped", self.name,
+                                failures, index)
                 failures = 0
                 if self.kind == "video":
                     msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
