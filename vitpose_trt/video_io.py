@@ -108,7 +108,8 @@ class VideoWriter:
     """DIR/<stem>.mp4 at the source's frame rate, encoded in a background thread.
 
     Args:
-        path: output file (.mp4: MPEG-4 Part 2 "mp4v", which every OpenCV-FFmpeg build can write).
+        path: output file (.mp4: MPEG-4 Part 2 "mp4v", which every OpenCV-FFmpeg build can write; odd
+            sizes are padded by one replicated row/column to the even size the codec needs).
         fps: frames per second.
         size: (width, height).
         queue_size: frames waiting for the encoder; a full queue blocks the caller (bounded memory).
@@ -122,7 +123,12 @@ class VideoWriter:
 
         self.path = Path(path)
         self._tmp = temp_path(self.path)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), tuple(size))
+        w, h = size
+        # MPEG-4 needs even sizes (FFmpeg would drop the odd row/column): odd frames get one
+        # replicated row/column instead, so nothing of the picture is lost.
+        self._pad = (h % 2, w % 2)
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                       (w + w % 2, h + h % 2))
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
             raise RuntimeError(f"cannot open a video writer for {self.path} ({size[0]}x{size[1]} at {fps} fps)")
@@ -135,12 +141,16 @@ class VideoWriter:
         self.frames = 0
 
     def _encode(self) -> None:
+        import cv2
+
         while True:
             image = self._queue.get()
             if image is None:
                 return
             try:
                 t0 = time.perf_counter()
+                if any(self._pad):
+                    image = cv2.copyMakeBorder(image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
                 self._writer.write(image)
                 self.encode_seconds += time.perf_counter() - t0
             except Exception as e:  # kept and raised in the caller's thread
