@@ -330,3 +330,19 @@ def test_version_help_defaults_verbose_after_the_subcommand_and_python_m():
     from vitpose_trt import __version__
 
     assert run.returncode == 0 and run.stdout.strip() == f"vitpose-trt {__version__}"
+
+
+@pytest.mark.slow
+def test_the_readme_python_snippet_runs_verbatim(tmp_path, monkeypatch, capsys):
+    """The README's Python API block, exactly as written (random ViTPose-B: a few seconds on a CPU)."""
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```")]
+    assert "boxes = " in code and "PoseTracker(" in code
+    monkeypatch.chdir(tmp_path)  # "clip.mp4" does not exist here: the snippet falls back to its frame
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["keypoints"].shape == (2, 17, 3)
