@@ -346,3 +346,30 @@ def test_the_readme_python_snippet_runs_verbatim(tmp_path, monkeypatch, capsys):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["keypoints"].shape == (2, 17, 3)
+
+
+def test_open_sources_sorts_images_folders_globs_and_videos(scene, tmp_path):
+    from vitpose_trt.sources import ImageSource, VideoSource, open_sources
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(folder / name), np.zeros((8, 8, 3), np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    sources = open_sources([str(folder), str(folder / "*.png"), str(scene["video"])])
+    try:
+        images, video = sources
+        assert isinstance(images, ImageSource) and [p.name for p in images.paths] == ["a.jpg", "b.png", "b.png"]
+        assert isinstance(video, VideoSource) and video.name == "clip" and video.fps == pytest.approx(10.0)
+        assert len(video) == FRAMES and [f.index for f in video] == list(range(FRAMES))
+    finally:
+        for s in sources:
+            s.close()
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        open_sources([str(tmp_path / "*.jpeg")])
+    with pytest.raises(FileNotFoundError, match="no images"):
+        open_sources([str(tmp_path / "shots" / "..")])
+    bad = folder / "broken.jpg"
+    bad.write_text("not a jpeg")
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        list(ImageSource([bad]))

@@ -251,10 +251,10 @@ def _infer(args) -> int:
             detector = make_detector(args.detector, format=args.detector_format, family=args.detector_family,
                                      score_thr=args.det_thr) if args.detector else make_detector(None)
         rc = 0
-        for src in images:
-            rc |= _infer_images(args, src, pose, detector, detections, out_dir)
-        for src in videos:
-            rc |= _infer_video(args, src, pose, detector, detections, out_dir)
+        for image_source in images:
+            rc |= _infer_images(args, image_source, pose, detector, detections, out_dir)
+        for video_source in videos:
+            rc |= _infer_video(args, video_source, pose, detector, detections, out_dir)
         return rc
     finally:
         for s in sources:

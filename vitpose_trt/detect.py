@@ -155,7 +155,7 @@ class Detector:
         if isinstance(ih, int) and isinstance(iw, int):
             self.input_size = (ih, iw)
         else:
-            self.input_size = tuple(input_size) if input_size else DEFAULT_INPUT_SIZE
+            self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else DEFAULT_INPUT_SIZE
         outputs = [(o.name, tuple(o.shape)) for o in self.session.get_outputs()]
         if format == "auto":
             try:
@@ -221,8 +221,8 @@ class Detector:
         if not len(scores):
             return np.zeros((0, 4)), np.zeros(0)
         xywh = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
-        idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_thr, self.nms_thr)
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_thr, self.nms_thr)
+        idx = np.asarray(kept, dtype=np.int64).reshape(-1)
         xyxy = np.concatenate([xywh[idx, :2], xywh[idx, :2] + xywh[idx, 2:]], axis=1).astype(np.float64)
         return xyxy, scores[idx].astype(np.float64)
 
@@ -242,7 +242,7 @@ class HogDetector:
 
     def __init__(self, score_thr: float = 0.5, nms_thr: float = 0.45, max_side: int = 800) -> None:
         self.hog = cv2.HOGDescriptor()
-        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())  # type: ignore[arg-type]
         self.score_thr, self.nms_thr, self.max_side = score_thr, nms_thr, max_side
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:

@@ -102,6 +102,7 @@ class VideoSource:
     def __init__(self, spec: str | int | Path, prefetch: int = 8) -> None:
         import cv2
 
+        target: int | str
         if isinstance(spec, int):
             self.kind, self.name, target = "camera", f"camera{spec}", spec
         elif URL_RE.match(str(spec)):

@@ -103,6 +103,7 @@ class PoseTracker:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         OneEuroFilter(min_cutoff, beta, d_cutoff)  # validate now, not at the first frame
+        import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
         self.pose = pose
         self._detector_arg = detector
         self._detector: Callable | None = None

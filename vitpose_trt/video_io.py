@@ -127,7 +127,7 @@ class VideoWriter:
         # MPEG-4 needs even sizes (FFmpeg would drop the odd row/column): odd frames get one
         # replicated row/column instead, so nothing of the picture is lost.
         self._pad = (h % 2, w % 2)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
                                        (w + w % 2, h + h % 2))
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
