@@ -242,7 +242,7 @@ class HogDetector:
 
     def __init__(self, score_thr: float = 0.5, nms_thr: float = 0.45, max_side: int = 800) -> None:
         self.hog = cv2.HOGDescriptor()
-        self.hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())  # type: ignore[arg-type]
+        self.hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
         self.score_thr, self.nms_thr, self.max_side = score_thr, nms_thr, max_side
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
