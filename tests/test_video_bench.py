@@ -34,7 +34,7 @@ def test_benchmark_rows_stages_and_detector_period(tiny_onnx):
     rows = result["rows"]
     assert [(r["people"], r["det_every"]) for r in rows] == [(1, 1), (1, 2), (3, 1), (3, 2)]
     for r in rows:
-        assert r["frames"] == 3 and r["fps"] > 0
+        assert r["frames"] == 3 and r["fps"] > 0 and r["people_found"] == r["people"]
         assert set(r["stage_ms"]) == {"decode", "detect", "pose", "track", "render", "encode"}
         assert r["stage_ms"]["pose"] > 0 and r["stage_ms"]["encode"] > 0
         # the detector runs on frames 0 (and 2) only when asked to: propagation carries the rest

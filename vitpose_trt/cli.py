@@ -30,9 +30,9 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip-test", action="store_true", help="also run mirrored crops and average (2x compute)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="engine runner (auto: from the file type and the machine)")
-    p.add_argument("--device", default=None, help="PyTorch device: cpu or cuda (None: cuda when available)")
+    p.add_argument("--device", default=None, help="PyTorch device: cpu or cuda (default: cuda when available)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
-                   help="PyTorch precision (None: fp16 on CUDA, fp32 on the CPU)")
+                   help="PyTorch precision (default: fp16 on CUDA, fp32 on the CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .onnx path")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--variant", default=None, help="s/b/l/h when it cannot be inferred (random weights)")
-    p.add_argument("--num-keypoints", type=int, default=None, help="K (None: from the checkpoint, else 17)")
+    p.add_argument("--num-keypoints", type=int, default=None, help="K (default: from the checkpoint, else 17)")
     p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
 
@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image overlays: draw only boxes scoring at least this (a detector file holds many weak boxes)")
     p.add_argument("--kpt-thr", type=float, default=0.3, help="draw keypoints scoring above this")
     p.add_argument("--det-every", type=int, default=1,
-                   help="videos: run the detector every N frames; in between, boxes follow the keypoints")
+                   help="videos: run the detector every N frames; in between, boxes follow the keypoints "
+                        "(boxes from --boxes are used on every frame)")
     p.add_argument("--smooth", action="store_true", help="videos: One-Euro filter on every keypoint of every track")
     p.add_argument("--min-cutoff", type=float, default=ONE_EURO_MIN_CUTOFF,
                    help="One-Euro cutoff (Hz) when still: lower = smoother, more lag")
@@ -117,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency per frame and per stage (random weights by default)")
     p.add_argument("--engine", default=None,
                    help="TensorRT .engine (tensorrt row), .onnx (onnxruntime row) or checkpoint "
-                        "(None: random ViTPose-B, which a random-weight engine build matches)")
+                        "(default: random ViTPose-B, which a random-weight engine build matches)")
     p.add_argument("--checkpoint", default=None,
-                   help="weights for the PyTorch/ONNX/transformers rows (None: random, fixed seed)")
+                   help="weights for the PyTorch/ONNX/transformers rows (default: random, fixed seed)")
     p.add_argument("--variant", default="b", help="random model size s/b/l/h when no checkpoint")
     p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (64 works)")
     p.add_argument("--batches", default="",
@@ -134,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, pytorch-cpu, baseline, "
                         "transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu "
                         "(auto: all; those that cannot run here are listed as skipped)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (None: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: all)")
     p.add_argument("--coco-sample", default=None,
-                   help="coco-sample folder for real frames/boxes (None: $VITPOSE_TRT_COCO_SAMPLE or "
+                   help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
                         "../shared/data/coco-sample; synthetic where absent)")
     p.add_argument("--synthetic", action="store_true", help="synthetic frame and boxes even where coco-sample exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-video", help="end-to-end video fps and per-stage times (decode, detect, pose, "
                                            "track, render/encode) on a synthetic 1280x720 video")
-    p.add_argument("--engine", default=None, help="pose model (None: random weights of --variant)")
+    p.add_argument("--engine", default=None, help="pose model (default: random weights of --variant)")
     p.add_argument("--variant", default="s", help="random model size s/b/l/h when no --engine")
     p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated")
     p.add_argument("--det-every", default="1,5", help="detector periods to measure, comma-separated")
@@ -154,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first")
     p.add_argument("--size", default="1280x720", help="frame size WxH")
     p.add_argument("--detector", default=None,
-                   help="person detector .onnx (None: the known boxes of the synthetic people, detect ~ 0 s)")
+                   help="person detector .onnx (default: the known boxes of the synthetic people, detect ~ 0 s)")
     p.add_argument("--no-render", action="store_true", help="measure without drawing and encoding")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (None: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     _common_model_args(p)
 

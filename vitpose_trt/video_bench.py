@@ -128,7 +128,7 @@ def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), d
 
     Returns:
         {"environment": {...}, "rows": [{"people", "det_every", "frames", "fps", "median_frame_ms",
-        "detector_runs", "stage_ms": {stage: mean ms per frame}, "detector"}]}.
+        "detector_runs", "people_found" (mean people posed per frame), "stage_ms": {stage: mean ms per frame}, "detector"}]}.
     """
     import torch
 
@@ -171,7 +171,7 @@ def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), d
                 out.mkdir()
                 res = process_video(VideoSource(video), tracker, out, render=render, progress=False)
                 row = {"people": n, "det_every": every, "frames": res.frames, "fps": res.fps,
-                       "detector_runs": counted.calls,
+                       "detector_runs": counted.calls, "people_found": res.people / max(res.frames, 1),
                        "median_frame_ms": 1000 * float(np.median(res.frame_seconds)) if res.frame_seconds else 0.0,
                        "stage_ms": {k: 1000 * v / max(res.frames, 1) for k, v in res.stage_seconds.items()},
                        "detector": Path(detector).name if detector else "known boxes (no model)"}
