@@ -49,7 +49,8 @@ def test_infer_on_a_real_photo_with_detector_boxes(onnx_s, tmp_path, capsys):
 def test_infer_whole_frame_without_boxes(onnx_s, tmp_path):
     img = tmp_path / "person.png"
     cv2.imwrite(str(img), (255 * (cv2.getGaussianKernel(64, 10) @ cv2.getGaussianKernel(48, 10).T)).astype("uint8"))
-    rc = main(["infer", str(img), "--out", str(tmp_path / "o"), "--engine", str(onnx_s), "--mode", "classic"])
+    rc = main(["infer", str(img), "--out", str(tmp_path / "o"), "--engine", str(onnx_s), "--mode", "classic",
+               "--whole-frame"])
     assert rc == 0
     (result,) = json.loads((tmp_path / "o" / "keypoints.json").read_text())
     xs, ys = result["keypoints"][0::3], result["keypoints"][1::3]

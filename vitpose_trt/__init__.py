@@ -3,7 +3,8 @@
     frame + boxes -> preprocess (crop, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
                   -> postprocess (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
 
-Public API: `VitPoseTRT`, `load_model`, `preprocess`, `postprocess`, `open_engine`, `export_onnx`.
+Public API: `VitPoseTRT`, `load_model`, `preprocess`, `postprocess`, `open_engine`, `export_onnx`;
+for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors).
 Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 """
 
@@ -23,6 +24,9 @@ _LAZY = {
     "open_engine": "vitpose_trt.engines",
     "export_onnx": "vitpose_trt.export",
     "Engine": "vitpose_trt.engines",
+    "PoseTracker": "vitpose_trt.tracker",
+    "Person": "vitpose_trt.tracker",
+    "Detector": "vitpose_trt.detect",
 }
 
 # The stages are imported now (numpy + OpenCV, no torch): their modules share the functions' names,

@@ -8,27 +8,41 @@ import logging
 import sys
 from pathlib import Path
 
+from vitpose_trt.detect import FAMILIES as DETECTOR_FAMILIES
+from vitpose_trt.detect import FORMATS as DETECTOR_FORMATS
 from vitpose_trt.engines import BACKENDS
 from vitpose_trt.engines.sidecar import BUILD_DEFAULTS
 from vitpose_trt.geometry import MODES
+from vitpose_trt.track import ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except the uninformative None/False ones."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default="udp",
-                   help="pre/post pipeline: udp (official ViTPose, default) or classic")
+                   help="pre/post pipeline: udp (official ViTPose) or classic")
     p.add_argument("--flip-test", action="store_true", help="also run mirrored crops and average (2x compute)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="engine runner (default: from the file type and the machine)")
+                   help="engine runner (auto: from the file type and the machine)")
     p.add_argument("--device", default=None, help="PyTorch device: cpu or cuda (default: cuda when available)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
                    help="PyTorch precision (default: fp16 on CUDA, fp32 on the CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vitpose-trt", description=__doc__)
+    from vitpose_trt import __version__
+
+    parser = argparse.ArgumentParser(prog="vitpose-trt", description=__doc__,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (opset >= 17, dynamic batch) and verify it")
@@ -36,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="official .pth, Hugging Face folder/.safetensors, or easy_ViTPose .pth "
                         "(omit for random-weight ViTPose-B)")
     p.add_argument("-o", "--output", required=True, help="output .onnx path")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--variant", default=None, help="s/b/l/h when it cannot be inferred (random weights)")
     p.add_argument("--num-keypoints", type=int, default=None, help="K (default: from the checkpoint, else 17)")
     p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
@@ -47,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .engine path (a .json sidecar is written next to it)")
     p.add_argument("--fp16", action="store_true", help="FP16 engine with LayerNorm kept in FP32 (recommended)")
     p.add_argument("--max-batch", type=int, default=BUILD_DEFAULTS["max_batch"],
-                   help="most boxes per engine call (default %(default)s; --flip-test doubles the crops)")
+                   help="most boxes per engine call (--flip-test doubles the crops)")
     p.add_argument("--opt-batch", type=int, default=BUILD_DEFAULTS["opt_batch"],
-                   help="box count TensorRT tunes for (default %(default)s)")
+                   help="box count TensorRT tunes for")
     p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
     p.add_argument("--fp32-softmax", action="store_true",
                    help="also keep the attention softmax in FP32 (if the accuracy check asks for it)")
@@ -58,15 +72,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the build-time accuracy check against PyTorch")
     p.add_argument("--workspace-gb", type=float, default=None, help="builder workspace limit in GiB")
 
-    p = sub.add_parser("infer", help="run pose estimation on images; write COCO results JSON and overlays")
-    p.add_argument("inputs", help="an image or a folder of images")
-    p.add_argument("--engine", default=None,
-                   help="engine (.engine), .onnx or checkpoint (default: random-weight ViTPose-B)")
+    p = sub.add_parser("infer", help="pose estimation on images, videos, cameras or streams",
+                       description="Images: keypoints.json (COCO results) + overlays. Videos, cameras, "
+                                   "streams: OUT/<name>.jsonl (one line per frame, tracked ids) + OUT/<name>.mp4. "
+                                   "Boxes come from --detector, else --boxes, else OpenCV's HOG (weak).")
+    p.add_argument("inputs", nargs="+", metavar="SOURCE",
+                   help="image files, folders or globs of images, video files, camera indices (0), "
+                        "stream URLs (rtsp://, http://)")
+    p.add_argument("--engine", default=None, help="pose model: TensorRT .engine, .onnx or checkpoint")
+    p.add_argument("--random-weights", action="store_true",
+                   help="run without --engine on a random-weight ViTPose-B (meaningless poses: to try the pipeline)")
+    p.add_argument("--out", required=True, help="output folder (created; must not be a file)")
+    p.add_argument("--detector", default=None,
+                   help="person detector .onnx: raw YOLOv8/YOLO11, mmdeploy YOLOX/RTMDet (dets+labels), "
+                        "or (1,N,6) x1,y1,x2,y2,score,class exports")
+    p.add_argument("--detector-format", choices=("auto", *DETECTOR_FORMATS), default="auto",
+                   help="detector output format (auto: from the graph's outputs)")
+    p.add_argument("--detector-family", choices=("auto", *DETECTOR_FAMILIES), default="auto",
+                   help="detector pre-processing (auto: yolo for YOLO outputs, yolox for dets+labels)")
+    p.add_argument("--det-thr", type=float, default=0.3, help="detector score threshold")
     p.add_argument("--boxes", default=None,
-                   help="COCO-format detections JSON (matched by file name or image id); default: whole frame")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--box-thr", type=float, default=0.0, help="ignore detections scoring below this")
+                   help="boxes from a file instead of a detector: for images COCO detections JSON (matched by "
+                        "file name or image id); for a video a MOT det.txt or JSON lines {\"frame\": i, \"boxes\": "
+                        "[[x1,y1,x2,y2,score], ...]}")
+    p.add_argument("--whole-frame", action="store_true",
+                   help="images: each image is one person box (pre-cropped people); no detector")
+    p.add_argument("--box-thr", type=float, default=0.0,
+                   help="ignore --boxes detections scoring below this (keypoints.json keeps every box above it, "
+                        "as COCO evaluation wants)")
+    p.add_argument("--draw-thr", type=float, default=0.3,
+                   help="image overlays: draw only boxes scoring at least this (a detector file holds many weak boxes)")
     p.add_argument("--kpt-thr", type=float, default=0.3, help="draw keypoints scoring above this")
+    p.add_argument("--det-every", type=int, default=1,
+                   help="videos: run the detector every N frames; in between, boxes follow the keypoints "
+                        "(boxes from --boxes are used on every frame)")
+    p.add_argument("--smooth", action="store_true", help="videos: One-Euro filter on every keypoint of every track")
+    p.add_argument("--min-cutoff", type=float, default=ONE_EURO_MIN_CUTOFF,
+                   help="One-Euro cutoff (Hz) when still: lower = smoother, more lag")
+    p.add_argument("--beta", type=float, default=ONE_EURO_BETA, help="One-Euro speed coefficient: higher = less lag")
+    p.add_argument("--d-cutoff", type=float, default=ONE_EURO_D_CUTOFF, help="One-Euro cutoff (Hz) of the speed")
+    p.add_argument("--no-render", action="store_true", help="videos: skip the annotated .mp4")
+    p.add_argument("--show", action="store_true", help="videos: show the annotated frames in a window (q/Esc stops)")
+    p.add_argument("--max-frames", type=int, default=None, help="videos: stop after this many frames (cameras)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common_model_args(p)
 
     p = sub.add_parser("bench", help="latency per frame and per stage (random weights by default)")
@@ -75,20 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: random ViTPose-B, which a random-weight engine build matches)")
     p.add_argument("--checkpoint", default=None,
                    help="weights for the PyTorch/ONNX/transformers rows (default: random, fixed seed)")
-    p.add_argument("--variant", default="b", help="random model size s/b/l/h when no checkpoint (default b)")
-    p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (default 1,4,16; 64 works)")
+    p.add_argument("--variant", default="b", help="random model size s/b/l/h when no checkpoint")
+    p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (64 works)")
     p.add_argument("--batches", default="",
                    help="also measure model throughput at these batch sizes, e.g. 1,2,4,8,16,32,64,128")
-    p.add_argument("--iters", type=int, default=50, help="timed iterations per row (default 50; see --max-seconds-per-row)")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per row (see --max-seconds-per-row)")
     p.add_argument("--warmup", type=int, default=5,
-                   help="untimed iterations first on GPU rows (default 5; CPU rows: the correctness run)")
+                   help="untimed iterations first on GPU rows (CPU rows: the correctness run)")
     p.add_argument("--max-seconds-per-row", type=float, default=10.0,
                    help="time budget per row (alternative x people, alternative x batch): fewer than --iters "
-                        "iterations run when it is reached, at least one (default 10; CPU rows hit it)")
+                        "iterations run when it is reached, at least one (CPU rows hit it)")
     p.add_argument("--alternatives", default="auto",
                    help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, pytorch-cpu, baseline, "
                         "transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu "
-                        "(default auto: all; those that cannot run here are listed as skipped)")
+                        "(auto: all; those that cannot run here are listed as skipped)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: all)")
     p.add_argument("--coco-sample", default=None,
                    help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
@@ -114,12 +162,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="other engines run on the same boxes: AP side by side and keypoint distances")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by id), for a quick run")
     p.add_argument("--det-thr", type=float, default=0.0,
-                   help="drop detections scoring below this (default 0.0, the official setting)")
+                   help="drop detections scoring below this (0.0 is the official setting)")
     p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common_model_args(p)
 
     _triton_parsers(sub)
+
+    p = sub.add_parser("bench-video", help="end-to-end video fps and per-stage times (decode, detect, pose, "
+                                           "track, render/encode) on a synthetic 1280x720 video")
+    p.add_argument("--engine", default=None, help="pose model (default: random weights of --variant)")
+    p.add_argument("--variant", default="s", help="random model size s/b/l/h when no --engine")
+    p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated")
+    p.add_argument("--det-every", default="1,5", help="detector periods to measure, comma-separated")
+    p.add_argument("--frames", type=int, default=20, help="frames per scenario (after --warmup)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed frames first")
+    p.add_argument("--size", default="1280x720", help="frame size WxH")
+    p.add_argument("--detector", default=None,
+                   help="person detector .onnx (default: the known boxes of the synthetic people, detect ~ 0 s)")
+    p.add_argument("--no-render", action="store_true", help="measure without drawing and encoding")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
+    p.add_argument("--json", default=None, help="write the raw numbers here")
+    _common_model_args(p)
+
+    for sp in sub.choices.values():  # every subcommand: defaults in --help, -v after the subcommand too
+        sp.formatter_class = _HelpFormatter
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -128,11 +196,11 @@ def _triton_parsers(sub) -> None:
     def repo_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", required=True, help="TensorRT .engine (with its .json sidecar), .onnx or checkpoint")
         p.add_argument("--max-batch-crops", type=int, default=64,
-                       help="most people (crops) in one engine call, and most requests batched together (default 64)")
+                       help="most people (crops) in one engine call, and most requests batched together")
         p.add_argument("--instances", type=int, default=1,
-                       help="model instances, each with its own engine: per GPU with --kind gpu (default 1)")
+                       help="model instances, each with its own engine: per GPU with --kind gpu")
         p.add_argument("--max-queue-delay-us", type=int, default=500,
-                       help="how long Triton may hold a request to batch it with others (default 500)")
+                       help="how long Triton may hold a request to batch it with others")
         p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto",
                        help="instance placement: gpu (per GPU), cpu, or auto: gpu for a TensorRT engine")
         p.add_argument("--gpus", default=None, help="with --kind gpu: GPU indices, e.g. 0,1 (default: all)")
@@ -144,8 +212,8 @@ def _triton_parsers(sub) -> None:
 
     p = sub.add_parser("serve", help="serve an engine over HTTP and gRPC with Triton Inference Server (until Ctrl-C)")
     repo_args(p)
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="longest wait for the model to load, in s")
@@ -156,10 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return {"export": _export, "build": _build, "infer": _infer, "bench": _bench,
-                "eval": _eval, "triton-repo": _triton_repo, "serve": _serve}[args.command](args)
+                "eval": _eval, "triton-repo": _triton_repo, "serve": _serve,
+                "bench-video": _bench_video}[args.command](args)
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as e:  # OSError: missing, unwritable, ...
         print(f"vitpose-trt {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"vitpose-trt {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _export(args) -> int:
@@ -197,54 +269,135 @@ def _build(args) -> int:
     return 0
 
 
-def _list_images(path: Path) -> list[Path]:
-    if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-        return images
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
-    return [path]
-
-
 def _infer(args) -> int:
-    import cv2
+    """Images -> keypoints.json + overlays; each video/camera/stream -> <name>.jsonl + <name>.mp4."""
+    from vitpose_trt.sources import ImageSource, open_sources
+    from vitpose_trt.video_io import check_output_dir
+
+    if args.det_every < 1:
+        raise ValueError(f"--det-every must be >= 1, got {args.det_every}")
+    sources = open_sources(args.inputs)
+    try:
+        images = [s for s in sources if isinstance(s, ImageSource)]
+        videos = [s for s in sources if not isinstance(s, ImageSource)]
+        if args.boxes and images and videos:
+            raise ValueError("--boxes holds one kind of detections: COCO JSON for images or per-frame boxes for "
+                             "one video; run images and videos separately")
+        if args.boxes and len(videos) > 1:
+            raise ValueError(f"--boxes holds the detections of one video, but {len(videos)} were given")
+        if args.whole_frame and (args.boxes or args.detector or videos):
+            raise ValueError("--whole-frame is for images of one person each, without --boxes/--detector")
+        if args.engine is None and not args.random_weights:
+            raise ValueError("no --engine: give a pose model (.engine, .onnx or checkpoint), or --random-weights "
+                             "to run a random-weight ViTPose-B (meaningless poses)")
+        out_dir = check_output_dir(args.out)
+        detections = _load_boxes(args.boxes, video=bool(videos)) if args.boxes else None
+        from vitpose_trt.pipeline import VitPoseTRT
+
+        pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
+                          device=args.device, precision=args.precision)
+        if pose.random_weights:
+            print("vitpose-trt infer: WARNING: RANDOM WEIGHTS (no --engine): the poses are meaningless",
+                  file=sys.stderr)
+        detector = None
+        if args.detector or (detections is None and not args.whole_frame):
+            from vitpose_trt.tracker import make_detector
+
+            detector = make_detector(args.detector, format=args.detector_format, family=args.detector_family,
+                                     score_thr=args.det_thr) if args.detector else make_detector(None)
+        rc = 0
+        for image_source in images:
+            rc |= _infer_images(args, image_source, pose, detector, detections, out_dir)
+        for video_source in videos:
+            rc |= _infer_video(args, video_source, pose, detector, detections, out_dir)
+        return rc
+    finally:
+        for s in sources:
+            s.close()
+
+
+def _load_boxes(path: str, video: bool):
+    """--boxes: COCO detections for images, per-frame detections for a video; errors name the file."""
+    if video:
+        from vitpose_trt.video_io import load_frame_detections
+
+        return load_frame_detections(path)
+    from vitpose_trt.coco import load_detections
+
+    try:
+        return load_detections(path)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--boxes {path} is not valid JSON: {e}") from None
+    except (AttributeError, TypeError, KeyError) as e:  # e.g. a JSON list of numbers
+        raise ValueError(f"--boxes {path} is not COCO detections (a list of {{image_id, bbox, score}}): "
+                         f"{type(e).__name__}: {e}") from None
+    except OSError as e:
+        raise FileNotFoundError(f"--boxes {path}: {e.strerror or e}") from None
+
+
+def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> int:
     import numpy as np
 
-    from vitpose_trt.coco import image_id_from_name, keypoint_results, load_detections
+    from vitpose_trt.coco import image_id_from_name, keypoint_results
     from vitpose_trt.draw import draw_poses
-    from vitpose_trt.pipeline import VitPoseTRT
+    from vitpose_trt.video_io import write_bytes_atomic, write_image_atomic
 
-    images = _list_images(Path(args.inputs))
-    dets = load_detections(args.boxes) if args.boxes else None
-    pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
-                      device=args.device, precision=args.precision)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results, total = [], 0
-    for index, path in enumerate(images):
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise ValueError(f"cannot read image {path}")
-        image_id = image_id_from_name(path.name)
-        if dets is None:
-            boxes = np.array([[0, 0, frame.shape[1], frame.shape[0], 1.0]])
+    results, total, unmatched, empty = [], 0, [], []
+    for frame in source:
+        image, name = frame.image, frame.name or f"{frame.index}.jpg"
+        image_id = image_id_from_name(name)
+        if args.whole_frame:
+            boxes = np.array([[0, 0, image.shape[1], image.shape[0], 1.0]])
+        elif detector is not None:
+            boxes = detector(image)
         else:
-            boxes = dets["by_name"].get(path.name)
+            boxes = detections["by_name"].get(name)
             if boxes is None:
-                boxes = dets["by_id"].get(image_id, np.zeros((0, 5)))
+                boxes = detections["by_id"].get(image_id)
+            if boxes is None:
+                unmatched.append(name)
+                boxes = np.zeros((0, 5))
             boxes = boxes[boxes[:, 4] >= args.box_thr]
-        keypoints = pose.infer(frame, boxes)
+        if not len(boxes) and name not in unmatched:
+            empty.append(name)
+        keypoints = pose.infer(image, boxes)
         total += len(keypoints)
-        results += keypoint_results(image_id if image_id is not None else index, keypoints, boxes[:, 4])
-        cv2.imwrite(str(out_dir / f"{path.stem}_pose.jpg"), draw_poses(frame, keypoints, boxes, args.kpt_thr))
-    with open(out_dir / "keypoints.json", "w") as f:
-        json.dump(results, f)
+        results += keypoint_results(image_id if image_id is not None else frame.index, keypoints, boxes[:, 4])
+        drawn = boxes[:, 4] >= args.draw_thr
+        write_image_atomic(out_dir / f"{Path(name).stem}_pose.jpg",
+                           draw_poses(image, keypoints[drawn], boxes[drawn], args.kpt_thr))
+    out = write_bytes_atomic(out_dir / "keypoints.json", json.dumps(results).encode())
     note = " (RANDOM WEIGHTS: poses are meaningless)" if pose.random_weights else ""
-    print(f"{len(images)} images, {total} people -> {out_dir / 'keypoints.json'} and overlays{note}")
-    return 0
+    print(f"{len(source)} images, {total} people -> {out} and overlays{note}")
+    if unmatched:
+        print(f"vitpose-trt infer: {len(unmatched)} image(s) have no detections in {args.boxes} (matched by file "
+              f"name or image id): {', '.join(unmatched)}", file=sys.stderr)
+    if empty:
+        print(f"vitpose-trt infer: no person found in {len(empty)} image(s): {', '.join(empty)}", file=sys.stderr)
+    return 1 if unmatched and len(unmatched) == len(source) else 0
 
+
+def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int:
+    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.video import display_problem, process_video
+
+    show = args.show
+    if show and (why := display_problem()):
+        print(f"vitpose-trt infer: --show ignored: {why}", file=sys.stderr)
+        show = False
+    tracker = PoseTracker(pose, detector, det_every=args.det_every, smooth=args.smooth, min_cutoff=args.min_cutoff,
+                          beta=args.beta, d_cutoff=args.d_cutoff, box_thr=args.box_thr if detections else 0.0,
+                          kpt_thr=args.kpt_thr)
+    res = process_video(source, tracker, out_dir, render=not args.no_render, show=show, frame_boxes=detections,
+                        kpt_thr=args.kpt_thr, progress=not args.no_progress, max_frames=args.max_frames)
+    files = ", ".join(str(p) for p in (res.jsonl, res.video) if p is not None)
+    how = " (interrupted)" if res.interrupted else ""
+    print(f"{source.name}: {res.frames} frames, {res.people} people, {res.fps:.1f} fps end to end{how} -> {files}")
+    if res.skipped:
+        print(f"vitpose-trt infer: {source.name}: {res.skipped} corrupt frame(s) skipped", file=sys.stderr)
+    if res.error:
+        print(f"vitpose-trt infer: {source.name}: ended early: {res.error}", file=sys.stderr)
+    return 130 if res.interrupted else 0
 
 def _bench(args) -> int:
     import time
@@ -351,6 +504,34 @@ def _serve(args) -> int:
                  ready_timeout_s=args.ready_timeout, on_ready=ready, **_triton_options(args))
     print("server stopped", flush=True)
     return code
+
+
+def _bench_video(args) -> int:
+    from vitpose_trt.video_bench import format_video_table, run_video_benchmark
+
+    try:
+        people = [int(v) for v in args.people.split(",") if v.strip()]
+        det_every = [int(v) for v in args.det_every.split(",") if v.strip()]
+    except ValueError:
+        people = det_every = []
+    if not people or not det_every or min(people + det_every) < 1:
+        raise ValueError("--people and --det-every need comma-separated positive integers, e.g. 1,4,16 and 1,5")
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must be WxH, e.g. 1280x720, got {args.size!r}") from None
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    result = run_video_benchmark(args.engine, variant=args.variant, people=people, det_every=det_every,
+                                 frames=args.frames, warmup=args.warmup, size=(w, h), detector=args.detector,
+                                 render=not args.no_render, mode=args.mode, flip_test=args.flip_test,
+                                 device=args.device, precision=args.precision, threads=args.threads)
+    print(format_video_table(result))
+    if args.json:
+        from vitpose_trt.video_io import write_bytes_atomic
+
+        print(f"wrote {write_bytes_atomic(args.json, json.dumps(result, indent=1).encode())}")
+    return 0
 
 
 if __name__ == "__main__":

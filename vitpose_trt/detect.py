@@ -1,0 +1,263 @@
+"""Person detectors: the boxes that top-down pose estimation starts from.
+
+`Detector(path)` runs a user-supplied ONNX person detector with ONNX Runtime (CUDA/TensorRT providers
+where installed); `HogDetector()` is OpenCV's built-in pedestrian detector, a weak fallback that needs
+no download. Both are callables `frame -> (M, 5) x1, y1, x2, y2, score` in frame pixels, best first.
+
+Output formats (`format=`), told from the graph's outputs unless given:
+    "yolo"        one output (1, 4 + C, A): per anchor cx, cy, w, h + C class scores, no NMS inside
+                  (raw Ultralytics YOLOv8 / YOLO11 exports); NMS here with `cv2.dnn.NMSBoxes`.
+    "dets_labels" `dets` (1, N, 5) x1, y1, x2, y2, score + `labels` (1, N): mmdeploy end-to-end exports
+                  (YOLOX, RTMDet, as rtmlib ships them), NMS inside.
+    "xyxy_score_class"  one output (1, N, 6) x1, y1, x2, y2, score, class: end-to-end exports with NMS
+                  inside (Ultralytics `nms=True`, YOLOv10-style heads).
+
+Pre-processing (`family=`), each family's own (from the training configs of each, not guessed):
+    "yolo"   Ultralytics LetterBox: RGB, /255, aspect kept, centered, padded with 114.
+    "yolox"  mmdet/mmdeploy YOLOX (and rtmlib): BGR, raw 0-255 values, aspect kept, image at the
+             top-left, padded with 114 bottom/right.
+    "rtmdet" mmdet RTMDet: as yolox, then BGR mean (103.53, 116.28, 123.675) / std (57.375, 57.12, 58.395)
+             (its `DetDataPreprocessor`, bgr_to_rgb=False; mmdeploy leaves this normalization out of the
+             graph). rtmlib feeds RTMDet raw values; pass family="yolox" to reproduce that.
+The family defaults from the format: "yolo" for raw and (1, N, 6) outputs, "yolox" for dets + labels
+(rtmlib's default person detector); Ultralytics' metadata (`task`, `imgsz`) confirms "yolo".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("yolo", "dets_labels", "xyxy_score_class")
+FAMILIES = ("yolo", "yolox", "rtmdet")
+PAD_VALUE = 114  # all three families pad with 114 grey
+RTMDET_MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # BGR order
+RTMDET_STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
+DEFAULT_INPUT_SIZE = (640, 640)  # (height, width), when the graph's input is dynamic
+
+
+def letterbox(frame: np.ndarray, size: tuple[int, int], family: str) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """A frame resized into `size` with its aspect ratio kept, as the detector family was trained.
+
+    Args:
+        frame: HxWx3 uint8 BGR.
+        size: (height, width) of the detector input.
+        family: one of FAMILIES.
+
+    Returns:
+        (1, 3, H, W) float32 input, the scale ratio and the (x, y) padding before the image;
+        a detector box maps back to frame pixels as (box - pad) / ratio.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
+    h, w = frame.shape[:2]
+    th, tw = size
+    ratio = min(th / h, tw / w)
+    if family == "yolo":
+        # Ultralytics rounds the new size, then splits the padding around it (round(d -/+ 0.1)).
+        nw, nh = int(round(w * ratio)), int(round(h * ratio))
+        dw, dh = (tw - nw) / 2, (th - nh) / 2
+        left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
+    else:
+        # mmdet's keep-ratio Resize + Pad (rtmlib truncates the same way): image at the top-left.
+        nw, nh = int(w * ratio), int(h * ratio)
+        left = top = 0
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else frame
+    canvas = np.full((th, tw, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[top:top + nh, left:left + nw] = resized[:th - top, :tw - left]
+    if family == "yolo":
+        x = canvas[:, :, ::-1].astype(np.float32) / 255.0
+    elif family == "rtmdet":
+        x = (canvas.astype(np.float32) - RTMDET_MEAN) / RTMDET_STD
+    else:
+        x = canvas.astype(np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), ratio, (float(left), float(top))
+
+
+def detect_format(outputs: list[tuple[str, tuple]]) -> str:
+    """The output format from the graph's outputs [(name, shape)]; shapes may hold None/str for
+    dynamic axes.
+
+    Raises:
+        ValueError: no known format matches (the message lists what it saw and what it accepts).
+    """
+    names = [n for n, _ in outputs]
+    shapes = {n: tuple(s) for n, s in outputs}
+    if "dets" in names and "labels" in names:
+        return "dets_labels"
+    if len(outputs) == 2:
+        (_, a), (_, b) = outputs
+        if len(a) == 3 and a[-1] == 5 and len(b) == 2:
+            return "dets_labels"
+    if len(outputs) >= 1:
+        name, shape = outputs[0]
+        if len(shape) == 3:
+            channels, anchors = shape[1], shape[2]
+            # raw YOLO: 4 + C channels, far fewer than its anchors (84 x 8400 for COCO at 640)
+            if isinstance(channels, int) and channels >= 5 and (not isinstance(anchors, int) or anchors > channels):
+                return "yolo"
+            if anchors == 6:
+                return "xyxy_score_class"
+    seen = ", ".join(f"{n} {list(s)}" for n, s in shapes.items()) or "none"
+    raise ValueError(
+        f"unknown detector outputs ({seen}); accepted: raw YOLOv8/YOLO11 (1, 4+C, anchors), "
+        f"mmdeploy dets (1, N, 5) + labels (1, N), or (1, N, 6) x1,y1,x2,y2,score,class "
+        f"(or pass format= one of {FORMATS})")
+
+
+class Detector:
+    """An ONNX person detector: `detector(frame) -> (M, 5)` x1, y1, x2, y2, score, best first.
+
+    Args:
+        path: the .onnx file.
+        format: one of FORMATS, or "auto" (from the graph's outputs).
+        family: pre-processing, one of FAMILIES, or "auto" (from the format and metadata).
+        score_thr: boxes scoring below this are dropped.
+        nms_thr: IoU above which the lower-scoring box is suppressed ("yolo" format only: the others
+            have NMS inside).
+        person_class: the person class index (0 in COCO-trained YOLO / YOLOX / RTMDet).
+        input_size: (height, width) when the graph's input is dynamic (default 640x640).
+        providers: ONNX Runtime providers (default: TensorRT, CUDA where available, then CPU).
+        max_boxes: most boxes returned per frame (best first).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a loadable ONNX graph, or outputs in no known format.
+    """
+
+    def __init__(self, path, *, format: str = "auto", family: str = "auto", score_thr: float = 0.3,
+                 nms_thr: float = 0.45, person_class: int = 0, input_size: tuple[int, int] | None = None,
+                 providers: list[str] | None = None, max_boxes: int = 300) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"detector not found: {path}")
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+            providers.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as e:  # ONNX Runtime raises its own classes for corrupt/unsupported graphs
+            raise ValueError(f"cannot load detector {path}: {str(e).splitlines()[0]}") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ValueError(f"detector {path}: expected one (1, 3, H, W) image input, got "
+                             f"{[(i.name, i.shape) for i in inputs]}")
+        self.input_name = inputs[0].name
+        ih, iw = inputs[0].shape[2:]
+        if isinstance(ih, int) and isinstance(iw, int):
+            self.input_size = (ih, iw)
+        else:
+            self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else DEFAULT_INPUT_SIZE
+        outputs = [(o.name, tuple(o.shape)) for o in self.session.get_outputs()]
+        if format == "auto":
+            try:
+                format = detect_format(outputs)
+            except ValueError as e:
+                raise ValueError(f"detector {path}: {e}") from None
+        if format not in FORMATS:
+            raise ValueError(f"unknown detector format {format!r}: expected one of {FORMATS}")
+        meta = self.session.get_modelmeta().custom_metadata_map or {}
+        if family == "auto":
+            family = "yolox" if format == "dets_labels" else "yolo"
+            if "task" in meta and "imgsz" in meta:  # Ultralytics writes these into every export
+                family = "yolo"
+        if family not in FAMILIES:
+            raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
+        self.path, self.format, self.family = path, format, family
+        self.score_thr, self.nms_thr, self.person_class, self.max_boxes = score_thr, nms_thr, person_class, max_boxes
+        self.providers = self.session.get_providers()
+        log.info("detector %s: format %s, %s pre-processing, input %dx%d, %s", path.name, format, family,
+                 self.input_size[1], self.input_size[0], self.providers[0])
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Person boxes in one HxWx3 uint8 BGR frame: (M, 5) float64 x1, y1, x2, y2, score, best first."""
+        x, ratio, (px, py) = letterbox(frame, self.input_size, self.family)
+        outs = self.session.run(None, {self.input_name: x})
+        boxes, scores = self._decode(outs)
+        if len(boxes):
+            boxes = (boxes - np.array([px, py, px, py])) / ratio
+            h, w = frame.shape[:2]
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        keep = (scores >= self.score_thr) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")[: self.max_boxes]
+        return np.concatenate([boxes[order], scores[order, None]], axis=1).astype(np.float64)
+
+    def _decode(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Person boxes in detector-input pixels and their scores."""
+        if self.format == "dets_labels":
+            by_name = dict(zip([o.name for o in self.session.get_outputs()], outs))
+            dets = by_name.get("dets", outs[0])
+            labels = by_name.get("labels", outs[1])
+            dets, labels = np.asarray(dets, np.float64)[0], np.asarray(labels).reshape(-1)
+            person = labels == self.person_class
+            return dets[person, :4], dets[person, 4]
+        if self.format == "xyxy_score_class":
+            d = np.asarray(outs[0], np.float64)[0]
+            person = np.round(d[:, 5]) == self.person_class
+            return d[person, :4], d[person, 4]
+        # Raw YOLO: (1, 4 + C, A) -> per anchor. As Ultralytics' NMS (multi_label off) a box takes
+        # its best class; only boxes whose best class is the person survive.
+        p = np.asarray(outs[0], np.float32)[0]
+        if p.shape[0] < 5:
+            raise ValueError(f"detector output {p.shape} has no class scores")
+        cls = p[4:]
+        if not 0 <= self.person_class < cls.shape[0]:
+            raise ValueError(f"person_class {self.person_class} is out of range for {cls.shape[0]} classes")
+        scores = cls[self.person_class]
+        best = cls.argmax(axis=0) == self.person_class
+        keep = best & (scores >= self.score_thr)
+        cx, cy, w, h = p[0, keep], p[1, keep], p[2, keep], p[3, keep]
+        scores = scores[keep]
+        if not len(scores):
+            return np.zeros((0, 4)), np.zeros(0)
+        xywh = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_thr, self.nms_thr)
+        idx = np.asarray(kept, dtype=np.int64).reshape(-1)
+        xyxy = np.concatenate([xywh[idx, :2], xywh[idx, :2] + xywh[idx, 2:]], axis=1).astype(np.float64)
+        return xyxy, scores[idx].astype(np.float64)
+
+
+class HogDetector:
+    """OpenCV's built-in HOG + linear SVM people detector (Dalal-Triggs): no download, weak.
+
+    It finds upright, mostly unoccluded pedestrians at least ~64x128 px; it misses sitting, small,
+    partly visible or sideways people that a CNN detector finds. Use an ONNX `Detector` for real work.
+    Scores are the SVM margins squashed to (0, 1) with a logistic, so they rank but are not calibrated.
+
+    Args:
+        score_thr: boxes scoring below this are dropped (0.5 = SVM margin 0).
+        nms_thr: overlapping hits are merged with `cv2.dnn.NMSBoxes` at this IoU.
+        max_side: frames are downscaled so their longer side is at most this (HOG is slow on big frames).
+    """
+
+    def __init__(self, score_thr: float = 0.5, nms_thr: float = 0.45, max_side: int = 800) -> None:
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
+        self.score_thr, self.nms_thr, self.max_side = score_thr, nms_thr, max_side
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = cv2.resize(frame, (int(w * scale), int(h * scale))) if scale < 1 else frame
+        if min(small.shape[:2]) < 128:
+            return np.zeros((0, 5))
+        rects, weights = self.hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        if len(rects) == 0:
+            return np.zeros((0, 5))
+        rects = np.asarray(rects, np.float64) / scale
+        scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float64).reshape(-1)))
+        idx = np.asarray(cv2.dnn.NMSBoxes(rects.tolist(), scores.tolist(), self.score_thr, self.nms_thr),
+                         dtype=np.int64).reshape(-1)
+        rects, scores = rects[idx], scores[idx]
+        out = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:], scores[:, None]], axis=1)
+        return out[np.argsort(-out[:, 4], kind="stable")]

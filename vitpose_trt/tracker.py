@@ -1,0 +1,211 @@
+"""`PoseTracker`: frame in, tracked people out: detector -> ViTPose -> ids -> smoothing.
+
+    people = PoseTracker(VitPoseTRT("vitpose-b.engine"), detector="yolov8n.onnx")(frame)
+
+The CLI's video path is this object in a loop; apps use it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vitpose_trt.geometry import check_boxes, check_frame
+from vitpose_trt.track import (ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF, IouTracker, OneEuroFilter,
+                               Track, box_from_keypoints)
+
+log = logging.getLogger(__name__)
+
+STAGES = ("detect", "pose", "track")
+
+
+@dataclass
+class Person:
+    """One tracked person in one frame.
+
+    Attributes:
+        id: track id, stable while the person stays in view (new people get new ids).
+        box: [x1, y1, x2, y2] frame pixels: the detector's box, or on frames between detector runs
+            the padded box around the previous keypoints.
+        box_score: the detector's score (between detector runs: the last one).
+        keypoints: (K, 3) float32 x, y, score (smoothed when the tracker smooths).
+    """
+
+    id: int
+    box: np.ndarray
+    box_score: float
+    keypoints: np.ndarray
+
+    def to_dict(self, decimals: int = 2) -> dict:
+        """JSON-ready: {"id", "box", "box_score", "keypoints": [[x, y, score], ...]}."""
+        kp = [[round(float(x), decimals), round(float(y), decimals), round(float(s), 4)] for x, y, s in self.keypoints]
+        return {"id": int(self.id), "box": [round(float(v), decimals) for v in self.box],
+                "box_score": round(float(self.box_score), 4), "keypoints": kp}
+
+
+def make_detector(detector, **kwargs) -> Callable[[np.ndarray], np.ndarray]:
+    """A detector callable from what the user gave: None or "hog" (OpenCV HOG, logged as weak), a
+    path to an .onnx (`Detector`), or any callable frame -> (M, 5) boxes (returned as is).
+
+    Args:
+        kwargs: passed to `Detector` for a path.
+    """
+    from vitpose_trt.detect import Detector, HogDetector
+
+    if detector is None or (isinstance(detector, str) and detector.lower() == "hog"):
+        log.warning("no person detector given: using OpenCV's HOG people detector, a WEAK fallback (upright, "
+                    "unoccluded, larger than ~64x128 px people only); pass an ONNX detector for real work")
+        return HogDetector()
+    if isinstance(detector, (str, Path)):
+        return Detector(detector, **kwargs)
+    if callable(detector):
+        return detector
+    raise TypeError(f"detector must be None, 'hog', an .onnx path or a callable, got {type(detector).__name__}")
+
+
+class PoseTracker:
+    """Top-down pose tracking over a video: `people = tracker(frame)`.
+
+    Args:
+        pose: a `VitPoseTRT` (anything with `infer(frame, boxes) -> (N, K, 3)`).
+        detector: an .onnx person detector path, a `Detector`, any callable frame -> (M, 5) boxes,
+            or None for OpenCV's HOG people detector (weak; logged). Ignored on frames whose boxes
+            the caller passes.
+        det_every: run the detector on every N-th frame; in between each person's box is the padded
+            box around their previous confident keypoints (as top-down video trackers do). A frame
+            where everyone is lost runs the detector anyway.
+        smooth: One-Euro filter each keypoint of each track.
+        min_cutoff / beta / d_cutoff: the One-Euro parameters (see `vitpose_trt.track`).
+        box_thr: detector boxes scoring below this are not tracked.
+        kpt_thr: keypoints scoring above this make the propagated box.
+        box_padding: how much the box around the keypoints is enlarged (width and height factor).
+        iou_thr / max_age: id matching (see `IouTracker`).
+        fps: frame rate used for time stamps when the caller gives none (for smoothing).
+
+    Attributes:
+        stage_times: seconds spent per stage ("detect", "pose", "track") in the last call: a hook for
+            benchmarks and progress displays.
+    """
+
+    def __init__(self, pose, detector=None, *, det_every: int = 1, smooth: bool = False,
+                 min_cutoff: float = ONE_EURO_MIN_CUTOFF, beta: float = ONE_EURO_BETA,
+                 d_cutoff: float = ONE_EURO_D_CUTOFF, box_thr: float = 0.3, kpt_thr: float = 0.3,
+                 box_padding: float = 1.25, iou_thr: float = 0.3, max_age: int = 30, fps: float = 30.0) -> None:
+        if not hasattr(pose, "infer"):
+            raise TypeError(f"pose must be a VitPoseTRT (with .infer), got {type(pose).__name__}")
+        if not isinstance(det_every, int) or det_every < 1:
+            raise ValueError(f"det_every must be an integer >= 1, got {det_every!r}")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        OneEuroFilter(min_cutoff, beta, d_cutoff)  # validate now, not at the first frame
+        import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
+        self.pose = pose
+        self._detector_arg = detector
+        self._detector: Callable | None = None
+        self.det_every, self.smooth = det_every, smooth
+        self.one_euro = dict(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
+        self.box_thr, self.kpt_thr, self.box_padding, self.fps = box_thr, kpt_thr, box_padding, fps
+        self.tracker = IouTracker(iou_thr=iou_thr, max_age=max_age)
+        self.frame_index = 0
+        self._since_detect = 0
+        self.stage_times = dict.fromkeys(STAGES, 0.0)
+
+    @property
+    def detector(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The detector in use (made on first need, so a tracker fed boxes never loads one)."""
+        if self._detector is None:
+            self._detector = make_detector(self._detector_arg)
+        return self._detector
+
+    def reset(self) -> None:
+        """Forget all tracks (a new video)."""
+        self.tracker.reset()
+        self.frame_index = 0
+        self._since_detect = 0
+
+    def __call__(self, frame: np.ndarray, boxes=None, time: float | None = None) -> list[Person]:
+        """Track the people of the next frame.
+
+        Args:
+            frame: HxWx3 uint8 BGR.
+            boxes: this frame's person boxes, (M, 4) or (M, 5) with scores, to use instead of the
+                detector (e.g. from a detections file); None to detect/propagate.
+            time: the frame's time in seconds (default: frame index / fps).
+
+        Returns:
+            the people of this frame, in track-id order.
+        """
+        check_frame(frame)
+        t = self.frame_index / self.fps if time is None else float(time)
+        times = dict.fromkeys(STAGES, 0.0)
+        t0 = _time.perf_counter()
+        propagated: list[Track] | None = None
+        if boxes is not None:
+            dets = _with_scores(boxes)
+        elif self._since_detect % self.det_every != 0 and (propagated := self._propagate()):
+            dets = None
+        else:
+            dets = _with_scores(self.detector(frame))
+            self._since_detect = 0
+            times["detect"] = _time.perf_counter() - t0
+        self._since_detect += 1
+        t1 = _time.perf_counter()
+        if dets is not None:
+            dets = dets[dets[:, 4] >= self.box_thr]
+            tracks = self.tracker.update(dets[:, :4], dets[:, 4])
+        else:
+            tracks = propagated or []
+            live = {id(tr) for tr in tracks}
+            for tr in self.tracker.tracks:
+                if id(tr) not in live:
+                    tr.missed += 1
+        track_boxes = np.array([tr.box for tr in tracks]).reshape(-1, 4)
+        t2 = _time.perf_counter()
+        if len(tracks):
+            keypoints = self.pose.infer(frame, track_boxes)
+        else:
+            keypoints = np.zeros((0, getattr(self.pose, "num_keypoints", 17), 3), np.float32)
+        t3 = _time.perf_counter()
+        people = []
+        for tr, kp in zip(tracks, keypoints):
+            tr.keypoints = kp  # raw: the next propagated box must not lag behind the smoothing
+            out = kp.copy()
+            if self.smooth:
+                if tr.filter is None:
+                    tr.filter = OneEuroFilter(**self.one_euro)
+                out[:, :2] = tr.filter(kp[:, :2], t)
+            people.append(Person(tr.id, tr.box.copy(), tr.box_score, out))
+        people.sort(key=lambda p: p.id)
+        times["pose"] = t3 - t2
+        times["track"] = (t2 - t1) + (_time.perf_counter() - t3)
+        self.stage_times = times
+        self.frame_index += 1
+        return people
+
+    def _propagate(self) -> list[Track]:
+        """Move each live track's box to the padded box around its last confident keypoints; tracks
+        whose keypoints are lost drop out until the next detection."""
+        moved = []
+        for tr in self.tracker.tracks:
+            if tr.missed or tr.keypoints is None:
+                continue
+            box = box_from_keypoints(tr.keypoints, self.kpt_thr, self.box_padding)
+            if box is None:
+                continue
+            tr.velocity = 0.5 * tr.velocity + 0.5 * (box - tr.box)
+            tr.box = box
+            moved.append(tr)
+        return moved
+
+
+def _with_scores(boxes) -> np.ndarray:
+    """(M, 4) or (M, 5) -> (M, 5) float64 with a score column (1.0 when none), validated."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    xyxy = check_boxes(arr)
+    scores = arr[:, 4] if arr.ndim == 2 and arr.shape[1] == 5 and len(arr) else np.ones(len(xyxy))
+    return np.concatenate([xyxy, scores.reshape(-1, 1)], axis=1)

@@ -1,0 +1,178 @@
+"""One video through a `PoseTracker`: decode (reader thread) -> track -> JSONL + annotated video
+(encoder thread) [+ a window]. The CLI's `infer` runs this per video, camera or stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vitpose_trt.sources import VideoSource
+from vitpose_trt.tracker import STAGES, Person, PoseTracker
+from vitpose_trt.video_io import JsonlWriter, VideoWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoResult:
+    """What `process_video` did.
+
+    Attributes:
+        frames: frames processed (each has its JSONL line).
+        people: people summed over frames.
+        seconds: wall time from the first frame to the last.
+        jsonl / video: the files written (video None with render off).
+        interrupted: stopped by Ctrl-C; the files hold every processed frame.
+        error: why the source ended early (a broken stream, undecodable tail), else None.
+        skipped: corrupt frames the decoder skipped.
+        stage_seconds: total seconds per stage: decode (reader thread), detect, pose, track, render
+            (drawing), encode (encoder thread).
+        frame_seconds: wall time of each frame, from the end of the previous one (waits included).
+    """
+
+    frames: int = 0
+    people: int = 0
+    seconds: float = 0.0
+    jsonl: Path | None = None
+    video: Path | None = None
+    interrupted: bool = False
+    error: str | None = None
+    skipped: int = 0
+    stage_seconds: dict = field(default_factory=dict)
+    frame_seconds: list = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3) -> np.ndarray:
+    """A copy of `image` with each person's box, skeleton and id."""
+    import cv2
+
+    from vitpose_trt.draw import draw_poses
+
+    if not people:
+        return image.copy()
+    kps = np.stack([p.keypoints for p in people])
+    boxes = np.stack([p.box for p in people])
+    out = draw_poses(image, kps, boxes, kpt_thr)
+    scale = max(0.4, min(out.shape[:2]) / 900)
+    for p in people:
+        x, y = int(p.box[0]), max(int(p.box[1]) - 4, 12)
+        cv2.putText(out, str(p.id), (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 200, 0), max(1, round(2 * scale)),
+                    cv2.LINE_AA)
+    return out
+
+
+def display_problem() -> str | None:
+    """Why a window cannot be shown here, or None when it can."""
+    import cv2
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display ($DISPLAY is not set)"
+    try:
+        cv2.namedWindow("vitpose-trt", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        return "this OpenCV has no GUI support (opencv-python-headless); install opencv-python for --show"
+    return None
+
+
+def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render: bool = True, show: bool = False,
+                  frame_boxes: dict[int, np.ndarray] | None = None, kpt_thr: float = 0.3,
+                  progress: bool = True, max_frames: int | None = None) -> VideoResult:
+    """Track every frame of `source`, writing `out_dir/<name>.jsonl` and (render) `out_dir/<name>.mp4`.
+
+    Args:
+        source: an opened `VideoSource` (closed on return).
+        tracker: the `PoseTracker` (reset first: ids start at 0 per video).
+        out_dir: an existing, writable folder.
+        render: write the annotated video.
+        show: also show it in a window (the caller checks `display_problem()` first).
+        frame_boxes: per-frame boxes ({frame index: (M, 5)}) to use instead of the tracker's detector;
+            frames absent from it have nobody.
+        kpt_thr: keypoints drawn above this score.
+        progress: a tqdm bar with live fps (on stderr).
+        max_frames: stop after this many frames (cameras and streams run until stopped otherwise).
+
+    Ctrl-C ends the loop cleanly: the files are closed and hold every processed frame. Any other
+    exception removes the partial outputs and propagates.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    tracker.reset()
+    tracker.fps = source.fps
+    res = VideoResult(jsonl=out_dir / f"{source.name}.jsonl")
+    totals = dict.fromkeys(("decode", *STAGES, "render", "encode"), 0.0)
+    jsonl = JsonlWriter(res.jsonl)
+    writer: VideoWriter | None = None
+    ok = False
+    total = min(len(source) or 0, max_frames or 1 << 62) or None
+    bar = tqdm(total=total, unit="frame", desc=source.name, disable=not progress, leave=False, file=sys.stderr)
+    start = last = time.perf_counter()
+    try:
+        try:
+            for frame in source:
+                people = tracker(frame.image, None if frame_boxes is None else
+                                 frame_boxes.get(frame.index, np.zeros((0, 5))), time=frame.time)
+                for k, v in tracker.stage_times.items():
+                    totals[k] += v
+                jsonl.write(frame.index, frame.time, [p.to_dict() for p in people])
+                res.frames += 1
+                res.people += len(people)
+                if render or show:
+                    t0 = time.perf_counter()
+                    drawn = draw_people(frame.image, people, kpt_thr)
+                    totals["render"] += time.perf_counter() - t0
+                    if render:
+                        if writer is None:
+                            h, w = frame.image.shape[:2]
+                            res.video = out_dir / f"{source.name}.mp4"
+                            writer = VideoWriter(res.video, source.fps, (w, h))
+                        writer.write(drawn)
+                    if show:
+                        import cv2
+
+                        cv2.imshow("vitpose-trt", drawn)
+                        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # the viewer closed it: a normal end
+                            break
+                now = time.perf_counter()
+                res.frame_seconds.append(now - last)
+                last = now
+                bar.update(1)
+                if res.frames % 10 == 0:
+                    bar.set_postfix(fps=f"{res.frames / (time.perf_counter() - start):.1f}")
+                if max_frames is not None and res.frames >= max_frames:
+                    break
+        except KeyboardInterrupt:
+            res.interrupted = True
+        ok = True
+    finally:
+        bar.close()
+        source.close()
+        res.seconds = time.perf_counter() - start
+        jsonl.close(commit=ok)
+        if writer is not None:
+            writer.close(commit=ok)
+            totals["encode"] = writer.encode_seconds
+        if not ok:
+            res.video = None
+        totals["decode"] = source.decode_seconds
+        res.error, res.skipped = source.error, source.skipped
+        res.stage_seconds = totals
+        if show:
+            try:
+                import cv2
+
+                cv2.destroyAllWindows()
+            except Exception:  # noqa: BLE001 - closing a window must not mask the real outcome
+                pass
+    return res

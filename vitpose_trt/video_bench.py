@@ -1,0 +1,200 @@
+"""Video benchmark: end-to-end fps of `infer` on a video, and where the time goes.
+
+A synthetic video (default 1280x720, MJPG in an .avi, written once per people count) with N people
+walking across it goes through exactly the CLI's path, `process_video` with a `PoseTracker`: the
+reader thread decodes, the detector (or the people's known boxes) finds them, ViTPose poses them,
+the tracker keeps ids, and the frames are drawn and encoded in the encoder thread.
+
+Stages (mean ms per frame): decode (reader thread), detect, pose, track (ids + box propagation +
+smoothing), render (drawing), encode (encoder thread). Decode and encode run in their own threads,
+so on a machine with spare cores they overlap the rest and end-to-end fps is above 1 / sum(stages).
+Without `detector=` the detect stage is the synthetic people's known boxes (a lookup: ~0 ms), and
+says so; pass an ONNX detector to measure one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PERSON_ASPECT = 0.45  # width / height of a standing person's box
+
+
+def _person_sprites() -> list[np.ndarray]:
+    """Real people cut from the sample photos where present (so a detector has something to find),
+    else plain drawn figures."""
+    import cv2
+
+    from vitpose_trt.coco import load_sample, sample_dir
+
+    root = sample_dir()
+    sprites = []
+    if root is not None:
+        for _, frame, boxes in load_sample(root):
+            for x1, y1, x2, y2, s in boxes[:3]:
+                if s >= 0.5 and (y2 - y1) > 60:
+                    sprites.append(frame[int(y1):int(y2), int(x1):int(x2)].copy())
+    if not sprites:
+        fig = np.full((200, 90, 3), 60, np.uint8)
+        cv2.circle(fig, (45, 25), 18, (180, 160, 140), -1)
+        cv2.rectangle(fig, (25, 45), (65, 130), (90, 60, 160), -1)
+        cv2.rectangle(fig, (28, 130), (42, 198), (40, 40, 40), -1)
+        cv2.rectangle(fig, (48, 130), (62, 198), (40, 40, 40), -1)
+        sprites = [fig]
+    return sprites
+
+
+def synthetic_video(path, people: int, frames: int, size: tuple[int, int] = (1280, 720),
+                    fps: float = 30.0) -> dict[int, np.ndarray]:
+    """Write a video of `people` people on a grid, each walking 3 px per frame.
+
+    Returns:
+        {frame index: (people, 5) boxes x1, y1, x2, y2, score=1}: where each person is.
+    """
+    import cv2
+
+    w, h = size
+    cols = math.ceil(math.sqrt(people))
+    rows = math.ceil(people / cols)
+    cell_w, cell_h = w / cols, h / rows
+    ph = int(cell_h * 0.8)
+    pw = int(min(ph * PERSON_ASPECT, cell_w * 0.7))
+    sprites = [cv2.resize(s, (pw, ph)) for s in _person_sprites()]
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.dstack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 128)]).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write the benchmark video {path}")
+    boxes = {}
+    for f in range(frames):
+        img = background.copy()
+        frame_boxes = []
+        for i in range(people):
+            r, c = divmod(i, cols)
+            slack = max(1, int(cell_w - pw) // 2)  # walks across half its cell's free width, then wraps
+            x0 = min(int(c * cell_w + (cell_w - pw) / 4 + (3 * f) % slack), w - pw)
+            y0 = int(r * cell_h + (cell_h - ph) / 2)
+            img[y0:y0 + ph, x0:x0 + pw] = sprites[i % len(sprites)]
+            frame_boxes.append([x0, y0, x0 + pw, y0 + ph, 1.0])
+        writer.write(img)
+        boxes[f] = np.array(frame_boxes, np.float64)
+    writer.release()
+    return boxes
+
+
+class _KnownBoxes:
+    """A stand-in detector: the synthetic people's true boxes on the tracker's current frame."""
+
+    def __init__(self, truth: dict[int, np.ndarray]) -> None:
+        self.truth = truth
+        self.tracker: Any = None  # set once the tracker exists
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.truth[self.tracker.frame_index]
+
+
+class _Counted:
+    """A detector that counts its runs (the benchmark reports them next to det_every)."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.calls = detector, 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.detector(image)
+
+
+def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), det_every=(1, 5), frames: int = 20,
+                        warmup: int = 2, size: tuple[int, int] = (1280, 720), detector=None, render: bool = True,
+                        mode: str = "udp", flip_test: bool = False, device: str | None = None,
+                        precision: str | None = None, threads: int | None = None) -> dict:
+    """Measure `process_video` per (people, det_every) scenario.
+
+    Args:
+        engine: the pose model (path or `Engine`); None: a fixed-seed random ViTPose of `variant`
+            (speed does not depend on the weights).
+        frames / warmup: timed frames per scenario, after `warmup` untimed pose calls.
+        detector: an .onnx person detector, or None for the synthetic people's known boxes.
+        render: draw and encode the annotated video.
+
+    Returns:
+        {"environment": {...}, "rows": [{"people", "det_every", "frames", "fps", "median_frame_ms",
+        "detector_runs", "people_found" (mean people posed per frame), "stage_ms": {stage: mean ms per frame}, "detector"}]}.
+    """
+    import torch
+
+    from vitpose_trt.pipeline import VitPoseTRT
+    from vitpose_trt.sources import VideoSource
+    from vitpose_trt.tracker import PoseTracker, make_detector
+    from vitpose_trt.video import process_video
+
+    if threads:
+        torch.set_num_threads(threads)
+    if engine is None:
+        from vitpose_trt.checkpoint import build_random_model
+        from vitpose_trt.engines.torch_engine import TorchEngine
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        prec = precision or ("fp16" if dev.startswith("cuda") else "fp32")
+        engine = TorchEngine(build_random_model(variant), device=dev, precision=prec)
+    pose = VitPoseTRT(engine, mode=mode, flip_test=flip_test, device=device, precision=precision)
+    det = make_detector(detector) if detector is not None else None
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vitpose-bench-video-") as tmp:
+        for n in people:
+            video = Path(tmp) / f"people{n}.avi"
+            truth = synthetic_video(video, n, frames, size)
+            first = VideoSource(video)
+            frame0 = next(iter(first)).image
+            first.close()
+            for _ in range(warmup):
+                pose.infer(frame0, truth[0])
+            for every in det_every:
+                known = _KnownBoxes(truth)  # without a detector: the true boxes, at no cost
+                # Random weights give flat heatmaps (scores ~1e-4): no keypoint would pass the usual
+                # threshold, every person would be "lost" and the detector would run on every frame.
+                # For timing, the box between detector runs is then made from all keypoints.
+                kpt_thr = -np.inf if pose.random_weights else 0.3
+                counted = _Counted(det if det is not None else known)
+                tracker = PoseTracker(pose, counted, det_every=every, kpt_thr=kpt_thr)
+                known.tracker = tracker
+                out = Path(tmp) / f"out-{n}-{every}"
+                out.mkdir()
+                res = process_video(VideoSource(video), tracker, out, render=render, progress=False)
+                row = {"people": n, "det_every": every, "frames": res.frames, "fps": res.fps,
+                       "detector_runs": counted.calls, "people_found": res.people / max(res.frames, 1),
+                       "median_frame_ms": 1000 * float(np.median(res.frame_seconds)) if res.frame_seconds else 0.0,
+                       "stage_ms": {k: 1000 * v / max(res.frames, 1) for k, v in res.stage_seconds.items()},
+                       "detector": Path(detector).name if detector else "known boxes (no model)"}
+                rows.append(row)
+                log.info("%d people, detector every %d: %.2f fps", n, every, row["fps"])
+    return {"environment": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                            "torch_threads": torch.get_num_threads(), "engine": type(pose.engine).__name__,
+                            "device": pose.engine.device, "random_weights": pose.random_weights,
+                            "size": f"{size[0]}x{size[1]}", "render": render, "time": time.strftime("%Y-%m-%d %H:%M")},
+            "rows": rows}
+
+
+def format_video_table(result: dict) -> str:
+    """A Markdown table of `run_video_benchmark`'s rows."""
+    stages = ("decode", "detect", "pose", "track", "render", "encode")
+    lines = ["| people | det every | detector runs | fps (end to end) | median frame ms | "
+             + " | ".join(f"{s} ms" for s in stages) + " |",
+             "| ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in stages) + " |"]
+    for r in result["rows"]:
+        lines.append(f"| {r['people']} | {r['det_every']} | {r['detector_runs']}/{r['frames']} | {r['fps']:.2f} | {r['median_frame_ms']:.1f} | "
+                     + " | ".join(f"{r['stage_ms'].get(s, 0.0):.1f}" for s in stages) + " |")
+    env = result["environment"]
+    lines.append(f"\n{env['size']}, {env['engine']} on {env['device']}"
+                 f"{' (random weights)' if env['random_weights'] else ''}, render {'on' if env['render'] else 'off'}, "
+                 f"{env['torch_threads']} torch threads; detector: {result['rows'][0]['detector'] if result['rows'] else '-'}")
+    return "\n".join(lines)

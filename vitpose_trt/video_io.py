@@ -1,0 +1,242 @@
+"""Video outputs and per-frame inputs: the JSONL pose log, the annotated video (encoded in its own
+thread), per-frame detection files, and all-or-nothing file writes.
+
+Every output is written under a temporary name in its final folder and renamed when complete, so a
+reader never sees a half-written file; an interrupted video (Ctrl-C, a broken stream) is closed
+normally and its files hold every frame processed up to then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name `path` is written under: same folder (so the rename is atomic), same suffix
+    (OpenCV picks the container from it), hidden."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def check_output_dir(path) -> Path:
+    """Create the output folder, or say in one line why it cannot be used.
+
+    Raises:
+        ValueError: `path` exists and is not a folder.
+        RuntimeError: it cannot be created or written to.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".vitpose-trt-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise RuntimeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    return out
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file and a rename (never a half-written `path`).
+
+    Raises:
+        RuntimeError: naming the file and the operating system's reason.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+def write_image_atomic(path, image: np.ndarray) -> Path:
+    """Encode `image` by `path`'s suffix and write it atomically (an encoding failure is an error too)."""
+    import cv2
+
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise RuntimeError(f"cannot encode {path} as {path.suffix or '.jpg'}")
+    return write_bytes_atomic(path, buf.tobytes())
+
+
+class JsonlWriter:
+    """DIR/<stem>.jsonl: one JSON object per frame, `{"frame", "time", "people": [...]}`, flushed per line."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self._tmp = temp_path(self.path)
+        try:
+            self._f = open(self._tmp, "w")
+        except OSError as e:
+            raise RuntimeError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self.frames = 0
+
+    def write(self, frame: int, time: float, people: list[dict]) -> None:
+        self._f.write(json.dumps({"frame": int(frame), "time": round(float(time), 4), "people": people}) + "\n")
+        self._f.flush()
+        self.frames += 1
+
+    def close(self, commit: bool = True) -> None:
+        """Rename to the final name (commit) or delete the temporary file."""
+        if self._f.closed:
+            return
+        self._f.close()
+        if commit:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+class VideoWriter:
+    """DIR/<stem>.mp4 at the source's frame rate, encoded in a background thread.
+
+    Args:
+        path: output file (.mp4: MPEG-4 Part 2 "mp4v", which every OpenCV-FFmpeg build can write; odd
+            sizes are padded by one replicated row/column to the even size the codec needs).
+        fps: frames per second.
+        size: (width, height).
+        queue_size: frames waiting for the encoder; a full queue blocks the caller (bounded memory).
+
+    Raises:
+        RuntimeError: OpenCV cannot open a writer for this file.
+    """
+
+    def __init__(self, path, fps: float, size: tuple[int, int], queue_size: int = 16) -> None:
+        import cv2
+
+        self.path = Path(path)
+        self._tmp = temp_path(self.path)
+        w, h = size
+        # MPEG-4 needs even sizes (FFmpeg would drop the odd row/column): odd frames get one
+        # replicated row/column instead, so nothing of the picture is lost.
+        self._pad = (h % 2, w % 2)
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
+                                       (w + w % 2, h + h % 2))
+        if not self._writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"cannot open a video writer for {self.path} ({size[0]}x{size[1]} at {fps} fps)")
+        self.size = tuple(size)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self.encode_seconds = 0.0  # time the encoder thread spent in VideoWriter.write
+        self._thread = threading.Thread(target=self._encode, name=f"encode-{self.path.stem}", daemon=True)
+        self._thread.start()
+        self.frames = 0
+
+    def _encode(self) -> None:
+        import cv2
+
+        while True:
+            image = self._queue.get()
+            if image is None:
+                return
+            try:
+                t0 = time.perf_counter()
+                if any(self._pad):
+                    image = cv2.copyMakeBorder(image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
+                self._writer.write(image)
+                self.encode_seconds += time.perf_counter() - t0
+            except Exception as e:  # kept and raised in the caller's thread
+                self._error = e
+
+    def write(self, image: np.ndarray) -> None:
+        """Queue one HxWx3 uint8 BGR frame of the writer's size."""
+        if self._error is not None:
+            raise RuntimeError(f"encoding {self.path} failed: {self._error}")
+        if image.shape[1::-1] != self.size:
+            raise ValueError(f"{self.path}: frame size {image.shape[1]}x{image.shape[0]} differs from the "
+                             f"video's {self.size[0]}x{self.size[1]}")
+        self._queue.put(image)
+        self.frames += 1
+
+    def close(self, commit: bool = True) -> None:
+        """Finish encoding and rename to the final name (commit), or delete the temporary file."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._writer.release()
+        if commit and self._error is None and self._tmp.exists():
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def load_frame_detections(path) -> dict[int, np.ndarray]:
+    """Per-frame person boxes for a video, keyed by 0-based frame index.
+
+    Formats (told from the first non-blank line):
+        MOT challenge `det.txt`: `frame, id, x, y, w, h, score[, ...]` per line, frames counted from 1.
+        JSON lines: `{"frame": i, "boxes": [[x1, y1, x2, y2(, score)], ...]}` per line, frames from 0;
+            `{"frame": i, "people": [{"box": [...], "box_score": s}, ...]}` (our own output) also works.
+    Frames absent from the file have no boxes.
+
+    Returns:
+        {frame index: (M, 5) float64 x1, y1, x2, y2, score}.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detections file not found: {path}")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read detections file {path}: {e}") from None
+    first = next((ln.strip() for ln in lines if ln.strip()), "")
+    by_frame: dict[int, list] = {}
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            if first.startswith("{"):
+                obj = json.loads(line)
+                if not isinstance(obj, dict) or "frame" not in obj:
+                    raise ValueError('expected an object with "frame" and "boxes" (or "people")')
+                frame = int(obj["frame"])
+                if "boxes" in obj:
+                    rows = [[float(v) for v in b] + ([1.0] if len(b) == 4 else []) for b in obj["boxes"]]
+                elif "people" in obj:
+                    rows = [[float(v) for v in p["box"]] + [float(p.get("box_score", 1.0))] for p in obj["people"]]
+                else:
+                    raise ValueError('expected "boxes" or "people"')
+                if any(len(r) != 5 for r in rows):
+                    raise ValueError("each box must be [x1, y1, x2, y2] or [x1, y1, x2, y2, score]")
+            else:
+                v = [float(x) for x in line.split(",")]
+                if len(v) < 7:
+                    raise ValueError("a MOT det.txt line is frame, id, x, y, w, h, score[, ...]")
+                frame = int(v[0]) - 1
+                rows = [[v[2], v[3], v[2] + v[4], v[3] + v[5], v[6]]]
+            if frame < 0:
+                raise ValueError(f"negative frame {frame}")
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path}, line {n}: {e}") from None
+        by_frame.setdefault(frame, []).extend(rows)
+    if not by_frame:
+        raise ValueError(f"{path}: no detections in it")
+    out = {}
+    for frame, rows in by_frame.items():
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: frame {frame} has a box with NaN or inf")
+        out[frame] = arr
+    return out
