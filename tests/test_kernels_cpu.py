@@ -409,7 +409,6 @@ def test_decode_peaks_at_borders_and_corners(mode):
 
 @pytest.mark.parametrize("mode", ["udp", "classic"])
 def test_decode_flat_ties_nan_and_negative(mode):
-    h, w = 64, 48
     hm = synthetic_heatmaps(1, k=10, seed=3)
     hm[0, 0] = 0.5                                   # flat positive: first pixel, zero Newton step
     hm[0, 1] = 0.0                                   # flat zero: (-1, -1), score 0

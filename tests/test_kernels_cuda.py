@@ -19,7 +19,6 @@ from tests.test_kernels_cpu import (
     INPUT,
     ODD,
     OPENCV_4,
-    TOL_LEVELS,
     TOL_LEVELS_FP16,
     assert_crops_exact,
     assert_keypoints_match,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vitpose_trt.cli import main
-from vitpose_trt.video_bench import format_video_table, run_video_benchmark, synthetic_video
+from vitpose_trt.bench.video import format_video_table, run_video_benchmark, synthetic_video
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if not parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: the directory {parent} does not exist")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        # the temporary name keeps the suffix: OpenCV and matplotlib choose the format from it
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=parent)
     except PermissionError:
         raise PermissionError(f"cannot write {path}: the directory {parent} is not writable") from None
     os.close(fd)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitpose_trt.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 
@@ -47,24 +49,6 @@ def check_output_dir(path) -> Path:
     return out
 
 
-def write_bytes_atomic(path, data: bytes) -> Path:
-    """Write `data` to `path` via a temporary file and a rename (never a half-written `path`).
-
-    Raises:
-        RuntimeError: naming the file and the operating system's reason.
-    """
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
-
-
 def write_image_atomic(path, image: np.ndarray) -> Path:
     """Encode `image` by `path`'s suffix and write it atomically (an encoding failure is an error too)."""
     import cv2
@@ -73,7 +57,7 @@ def write_image_atomic(path, image: np.ndarray) -> Path:
     ok, buf = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
         raise RuntimeError(f"cannot encode {path} as {path.suffix or '.jpg'}")
-    return write_bytes_atomic(path, buf.tobytes())
+    return atomic_write(path, buf.tobytes())
 
 
 class JsonlWriter:

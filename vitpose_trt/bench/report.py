@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vitpose_trt.accuracy import TIE_FRACTION
+from vitpose_trt.atomic import atomic_path, atomic_write
 from vitpose_trt.bench.environment import load_warning
 from vitpose_trt.bench.runners import PLAIN_WORDS
 
@@ -182,10 +183,9 @@ def plot_results(result: dict, path: str | os.PathLike) -> Path:
     fig = make_figure(result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -236,11 +236,7 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
             return [clean(v) for v in o]
         return o
 
-    tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a file
-    with open(tmp, "w") as f:
-        json.dump(clean(result), f, indent=1, default=default)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(clean(result), indent=1, default=default))
 
 
 
@@ -262,7 +258,4 @@ def write_results(result: dict, out_dir: str | os.PathLike, *, plot: bool = True
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a file
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)
