@@ -20,7 +20,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(os.fspath(path))
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a file path")
+        raise IsADirectoryError(f"cannot write {path}: it is a directory")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: the directory {parent} does not exist")
