@@ -61,12 +61,7 @@ def load_keypoint_annotations(path):
     from pycocotools.coco import COCO
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON file ({e})") from None
+    data = _read_json(path, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
             or not isinstance(data.get("images"), list):
         kind = "a list (a detection or results file?)" if isinstance(data, list) else "no 'images'/'annotations' lists"
@@ -457,12 +452,7 @@ def score_results(ann, results, *, limit: int | None = None, out=None) -> dict:
     _check_limit(limit)
     coco = load_keypoint_annotations(ann)
     path = Path(results)
-    if not path.is_file():
-        raise FileNotFoundError(f"results file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON file ({e})") from None
+    data = _read_json(path, "results file")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of COCO keypoint results")
     if not data:
@@ -504,6 +494,15 @@ def write_json_atomic(obj, path) -> Path:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
+def _read_json(path: Path, what: str):
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e})") from None
+
 
 def _check_limit(limit) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
