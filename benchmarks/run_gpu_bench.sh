@@ -15,7 +15,8 @@
 # may also be set by hand). Without them the accuracy tests skip, and the script says so and fails.
 #
 # Exit code: non-zero when the build, any GPU test or the benchmark failed, or when the accuracy
-# tests could not run for want of data. Every log and result is written under $OUT.
+# tests could not run for want of data. Every log and result is written under $OUT (7 files:
+# steps.log, build.log, gpu_tests.log, bench_gpu.log, bench/{table.txt,bench.json,bench.png}).
 #
 # Knobs (optional): PYTHON (default python3), PEOPLE (default 1,4,16,64), BATCHES (default
 # 1,8,32,64), ITERS (default 30), BUDGET (seconds per bench row, default 5), ENGINE (a TensorRT plan
@@ -70,8 +71,7 @@ CKPT_ARGS=()
 log "vitpose-trt bench (GPU rows; random ViTPose-B unless CHECKPOINT: speed does not depend on the weights)"
 step 200 bench_gpu.log "$PY" -m vitpose_trt.cli bench "${ENGINE_ARGS[@]}" "${CKPT_ARGS[@]}" \
     --people "${PEOPLE:-1,4,16,64}" --batches "${BATCHES:-1,8,32,64}" --alternatives gpu \
-    --iters "${ITERS:-30}" --max-seconds-per-row "${BUDGET:-5}" \
-    --json "$OUT/bench_gpu.json" --plot "$OUT/bench_gpu.png" --no-progress
+    --iters "${ITERS:-30}" --max-seconds-per-row "${BUDGET:-5}" --out "$OUT/bench" --no-progress
 cat "$OUT/bench_gpu.log" | tee -a "$OUT/steps.log" >/dev/null
 log "done (exit $status); files in $OUT"
 exit "$status"
