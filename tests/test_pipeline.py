@@ -245,3 +245,17 @@ def test_any_strided_frame_gives_the_contiguous_result(sample_model, coco_sample
          "rgb": frame[..., ::-1], "fortran": np.asfortranarray(frame)}[view]
     pose = VitPoseTRT(TorchEngine(sample_model))
     np.testing.assert_array_equal(pose.infer(v, boxes[:2]), pose.infer(np.ascontiguousarray(v), boxes[:2]))
+
+
+def test_threads_sharing_one_instance_get_the_single_threaded_answers(sample_model, coco_sample):
+    """The documented guarantee on the CPU path: one VitPoseTRT shared by threads answers each call
+    as if it were alone (bit for bit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pose = VitPoseTRT(TorchEngine(sample_model))
+    jobs = [(frame, boxes[:3]) for _, frame, boxes in coco_sample] * 2
+    alone = [pose.infer(f, b) for f, b in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        shared = list(pool.map(lambda job: pose.infer(*job), jobs))
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a, b)
