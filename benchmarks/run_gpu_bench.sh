@@ -53,8 +53,11 @@ log "photos: ${VITPOSE_TRT_COCO_SAMPLE:-MISSING}; fixture model: ${VITPOSE_TRT_S
 ARCH="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')"
 log "build the C++/CUDA extension for sm_${ARCH:-native} (no network: no build isolation, no deps)"
 VITPOSE_TRT_CUDA_ARCHS="${ARCH:-native}" step 300 build.log "$PY" -m pip install --no-build-isolation --no-deps -e .
-"$PY" -c "from vitpose_trt import kernels; print('cpp', kernels.has_cpp(), 'cuda kernels', kernels.has_cuda_kernels())" \
-    2>&1 | tee -a "$OUT/steps.log"
+if ! "$PY" -c "from vitpose_trt import kernels; import sys; print('cpp', kernels.has_cpp(), 'cuda kernels', kernels.has_cuda_kernels()); sys.exit(0 if kernels.has_cuda_kernels() else 1)" \
+    2>&1 | tee -a "$OUT/steps.log"; then
+    log "FAILED: no usable CUDA kernels (nvcc missing, or the build fell back to CPU): every GPU test would skip"
+    status=1
+fi
 
 log "every GPU test (requires_cuda: kernels vs the references, the GPU path vs the CPU path, the bench)"
 step 240 gpu_tests.log "$PY" -m pytest tests -q -rs -m requires_cuda -p no:cacheprovider

@@ -113,20 +113,23 @@ def test_only_results_come_back_to_the_host(sample_model, coco_sample):
 
 
 def test_async_cuda_frames_chunking_and_many(sample_model, coco_sample):
+    """Same batches give the same bits; other batch sizes change cuBLAS's summation order (~1e-6 of
+    the heatmap), which may move a keypoint without a clear peak: those are compared on clear peaks."""
     pose = VitPoseTRT(gpu_engine(sample_model, "fp32"))
     (_, f0, b0), (_, f1, b1) = coco_sample[:2]
+    _, hm0, t0 = reference(sample_model, f0, b0)
     want0, want1 = pose.infer(f0, b0), pose.infer(f1, b1)
     h0, h1 = pose.infer_async(f0, b0), pose.infer_async(f1, b1)  # two frames in flight
     np.testing.assert_array_equal(h1.result(), want1)
     np.testing.assert_array_equal(h0.result(), want0)
     on_gpu = torch.from_numpy(f0).cuda()
-    np.testing.assert_allclose(pose.infer(on_gpu, b0), want0, atol=1e-3)
+    np.testing.assert_array_equal(pose.infer(on_gpu, b0), want0)
     many = pose.infer_many([f0, f1, on_gpu], [b0, np.zeros((0, 4)), b0[:3]])
-    np.testing.assert_allclose(many[0], want0, atol=1e-3)
+    compare(many[0], want0, hm0, t0, "fp32")
     assert many[1].shape == (0, 17, 3)
-    np.testing.assert_allclose(many[2], want0[:3], atol=1e-3)
+    compare(many[2], want0[:3], hm0[:3], t0[:3], "fp32")
     small = VitPoseTRT(gpu_engine(sample_model, "fp32", max_batch=5))
-    np.testing.assert_allclose(small.infer(f0, b0), want0, atol=1e-3)
+    compare(small.infer(f0, b0), want0, hm0, t0, "fp32")
 
 
 def test_caller_may_overwrite_its_cuda_frame_right_after_infer_async(sample_model, coco_sample):

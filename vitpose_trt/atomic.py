@@ -31,6 +31,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise PermissionError(f"cannot write {path}: the directory {parent} is not writable") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file gets the permissions open() would give
     try:
         yield tmp
         os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -61,14 +62,16 @@ class PendingResult:
 
     wait: Callable[[], object] | None = None
     value: object = field(default=None)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def done(cls, value: object) -> PendingResult:
         return cls(None, value)
 
     def result(self):
-        if self.wait is not None:
-            self.value, self.wait = self.wait(), None
+        with self.lock:  # the caller and a later call reusing the slot may both ask
+            if self.wait is not None:
+                self.value, self.wait = self.wait(), None
         return self.value
 
 

@@ -85,5 +85,11 @@ def host_frame(frame) -> np.ndarray:
                                               or type(frame).__module__.startswith("torch")):
         import torch
 
-        frame = torch.as_tensor(frame).cpu().numpy()
+        if isinstance(frame, torch.Tensor) and frame.device.type == "cpu":
+            frame = frame.numpy()
+        else:
+            from vitpose_trt.cuda_memory import as_cuda_frame
+
+            device = frame.device if isinstance(frame, torch.Tensor) else "cuda"
+            frame = as_cuda_frame(frame, device).cpu().numpy()  # waits for a foreign producer's stream
     return check_frame(frame)

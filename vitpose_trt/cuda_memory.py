@@ -26,6 +26,9 @@ def producer_stream(frame, device: torch.device) -> torch.cuda.Stream | None:
         raise ValueError("frame: __cuda_array_interface__ 'stream' is 0, which the protocol disallows")
     if stream == 1:
         return torch.cuda.default_stream(device)
+    if stream == 2:  # the producing thread's per-thread default stream: not nameable from here
+        torch.cuda.synchronize(device)
+        return None
     return torch.cuda.ExternalStream(int(stream), device=device)
 
 
@@ -34,7 +37,8 @@ def as_cuda_frame(frame, device: torch.device | str = "cuda") -> torch.Tensor:
 
     A numpy frame is copied up (synchronously). A CUDA array (torch tensor, CuPy, anything with
     `__cuda_array_interface__`) is used in place; when its producer names a stream (interface v3),
-    the current stream first waits for it, so a frame still being written is never read early.
+    the current stream first waits for it, so a frame still being written is never read early
+    (`producer_stream` gives that stream, for making it wait in turn once the frame is read).
     Any strides are accepted (one contiguous copy where pixels are not packed BGR).
     """
     if isinstance(frame, np.ndarray):

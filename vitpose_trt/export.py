@@ -122,7 +122,8 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
         diff = float("nan")
         if check:
             diff = check_onnx_against_torch(model, staged, batch=batch, atol=atol)
-        for f in Path(staging).iterdir():  # the .onnx (and its .data file over 2 GB)
+        # the .data file (over 2 GB) first, the .onnx last: whoever sees the .onnx sees it whole
+        for f in sorted(Path(staging).iterdir(), key=lambda f: f.suffix == ".onnx"):
             os.replace(f, path.parent / f.name)
     if random_weights:
         log.warning("%s was exported from RANDOM weights (not a trained model)", path)

@@ -23,7 +23,7 @@ import torch
 from vitpose_trt import kernels
 from vitpose_trt.batching import PendingResult, boxes_per_batch, empty_keypoints, frame_batches
 from vitpose_trt.coco import flip_index
-from vitpose_trt.cuda_memory import GrowBuffer, as_cuda_frame
+from vitpose_trt.cuda_memory import GrowBuffer, as_cuda_frame, producer_stream
 from vitpose_trt.engines.base import Engine
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, check_frame, inverse_warp_matrices
 
@@ -110,6 +110,7 @@ class GpuPath:
         self.upload.wait_stream(caller)  # a CUDA frame made on the caller's stream must be ready
         frames_dev: list[torch.Tensor | None] = []
         caller_frames = False
+        producers: list[torch.cuda.Stream] = []  # foreign frames' producer streams (interface v3)
         with torch.cuda.stream(self.upload):
             for frame, count in zip(frames, counts):
                 if isinstance(frame, np.ndarray) or frame is None:
@@ -122,12 +123,18 @@ class GpuPath:
                         frames_dev.append(slot.frame_dev.get(*frame.shape, stream=self.stream)
                                           .copy_(staged, non_blocking=True))
                     else:
-                        frames_dev.append(torch.from_numpy(np.ascontiguousarray(frame)).to(self.device))
+                        frame_dev = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+                        frame_dev.record_stream(self.stream)  # freed on return, read later on `stream`
+                        frames_dev.append(frame_dev)
                 else:
                     frame_dev = as_cuda_frame(frame, self.device)  # waits for a v3 producer's stream
                     frame_dev.record_stream(self.stream)  # the caller may free it while we still read it
                     frames_dev.append(frame_dev)
                     caller_frames = True
+                    if not isinstance(frame, torch.Tensor):
+                        producer = producer_stream(frame, self.device)
+                        if producer is not None:
+                            producers.append(producer)
             all_boxes = np.concatenate(boxes)
             transforms = boxes_to_transforms(all_boxes, (h_in, w_in))
             inv_host = slot.inv_host.get(total, 2, 3)
@@ -169,8 +176,9 @@ class GpuPath:
             out_host.copy_(out_dev, non_blocking=True)
         mark("download")
         slot.done.record(self.stream)
-        if caller_frames:
-            caller.wait_event(self.frames_read)  # the caller may overwrite its frame once the crops are cut
+        if caller_frames:  # the caller (and a foreign producer) may overwrite a frame once the crops are cut
+            for stream in [caller, *producers]:
+                stream.wait_event(self.frames_read)
 
         def wait() -> list[np.ndarray]:
             slot.done.synchronize()

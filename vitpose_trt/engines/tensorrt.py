@@ -267,7 +267,12 @@ class TensorRTEngine(Engine):
         return out
 
     def close(self) -> None:
-        """Release the TensorRT objects (context, then engine, then runtime: TensorRT's order)."""
+        """Release the TensorRT objects (context, then engine, then runtime: TensorRT's order), after
+        the work already queued on the device has finished."""
+        if getattr(self, "_context", None) is not None:
+            import torch
+
+            torch.cuda.synchronize(self.torch_device)
         self._context = None
         self._engine = None
         self._runtime = None

@@ -40,6 +40,9 @@ class TorchEngine(Engine):
         if self.torch_device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} but no CUDA GPU is visible to PyTorch "
                                "(torch.cuda.is_available() is False: no GPU, or a CPU-only torch build)")
+        if self.torch_device.type == "cuda" and self.torch_device.index is None:
+            # "cuda" != "cuda:0" for torch.device equality: tensors always carry the index
+            self.torch_device = torch.device("cuda", torch.cuda.current_device())
         if self.torch_device.type == "cpu" and precision == "fp16":
             raise ValueError("fp16 needs a CUDA device; use precision='fp32' on the CPU")
         self.device = self.torch_device.type
