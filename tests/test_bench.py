@@ -356,10 +356,10 @@ def test_python_api_end_to_end_writes_json_and_plot(micro, tmp_path):
 
 
 def test_cli_bench_end_to_end(micro, tmp_path, monkeypatch, capsys):
-    import vitpose_trt.checkpoint as checkpoint
+    import vitpose_trt.model as model_module
     from vitpose_trt.cli import main
 
-    monkeypatch.setattr(checkpoint, "build_random_model", lambda *a, **k: micro)  # the CLI's default weights
+    monkeypatch.setattr(model_module, "build_random_model", lambda *a, **k: micro)  # the CLI's default weights
     monkeypatch.chdir(tmp_path)  # the default results folder is bench_out/<date-time>/ in the current folder
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
     argv = ["bench", "--people", "1,2", "--batches", "1", "--iters", "2", "--warmup", "1", "--threads", "1",

@@ -11,8 +11,8 @@ import shutil
 import pytest
 import torch
 
-from vitpose_trt.checkpoint import build_random_model, convert_state_dict, infer_config, load_model
-from vitpose_trt.model import ViTPose, ViTPoseConfig, config_for
+from vitpose_trt.checkpoint import convert_state_dict, infer_config, load_model
+from vitpose_trt.model import ViTPose, ViTPoseConfig, build_random_model, config_for
 
 X_SEED = 1234
 

@@ -31,7 +31,7 @@ def test_opset_below_17_is_refused(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("decoder", ["classic", "simple"])
 def test_vitpose_b_onnx_equals_pytorch(decoder, tmp_path):
-    from vitpose_trt.checkpoint import build_random_model
+    from vitpose_trt.model import build_random_model
 
     model = build_random_model("b", decoder=decoder)
     res = export_onnx(model, tmp_path / f"b-{decoder}.onnx")

@@ -18,7 +18,7 @@ _LAZY = {
     "VitPoseTRT": "vitpose_trt.pipeline",
     "PendingResult": "vitpose_trt.batching",
     "load_model": "vitpose_trt.checkpoint",
-    "build_random_model": "vitpose_trt.checkpoint",
+    "build_random_model": "vitpose_trt.model",
     "ViTPose": "vitpose_trt.model",
     "ViTPoseConfig": "vitpose_trt.model",
     "open_engine": "vitpose_trt.engines",

@@ -17,12 +17,15 @@ nh = heads, hs = head size, Hp x Wp = token grid (16 x 12), K = keypoints.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 DECODERS = ("classic", "simple")
 PATCH_PADDING = 2  # the official PatchEmbed pads by 4 + 2 * (ratio // 2 - 1) = 2 for ratio 1
@@ -275,7 +278,7 @@ class ViTPose(nn.Module):
     Attributes:
         config: the ViTPoseConfig it was built from.
         random_weights: True when the weights are the fixed-seed random ones rather than a
-            trained checkpoint (set by `checkpoint.build_random_model`).
+            trained checkpoint (set by `build_random_model`).
     """
 
     def __init__(self, config: ViTPoseConfig | None = None) -> None:
@@ -368,5 +371,67 @@ def model_flops(config: ViTPoseConfig) -> int:
     return 2 * count_macs(config)["total"]
 
 
-__all__ = ["DECODERS", "VARIANTS", "ViTPose", "ViTPoseConfig", "canonical_variant", "config_for", "count_macs",
-           "model_flops"]
+# --------------------------------------------------------------------------------------------
+# fixed-seed random weights (benchmarks and tests)
+
+
+def build_random_model(variant: str | ViTPoseConfig = "b", decoder: str = "classic", num_keypoints: int = 17,
+                       seed: int = 0) -> ViTPose:
+    """A ViTPose with fixed-seed random weights, for benchmarks and tests (not for real poses).
+
+    The global RNG state is left untouched. Sets `model.random_weights = True` and logs a warning.
+
+    Args:
+        variant: "s", "b", "l", "h" (any accepted spelling) or a ViTPoseConfig.
+        decoder: "classic" or "simple" (ignored when `variant` is a ViTPoseConfig).
+        num_keypoints: K (ignored when `variant` is a ViTPoseConfig).
+        seed: the RNG seed; the same seed gives the same weights.
+    """
+    if isinstance(variant, ViTPoseConfig):
+        config = variant
+    else:
+        config = config_for(variant, decoder=decoder, num_keypoints=num_keypoints)
+    with torch.device("meta"):
+        model = ViTPose(config)  # allocate once, initialize once (below)
+    model.to_empty(device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.reset_parameters()
+        _calibrate_output_scale(model)
+    model.random_weights = True
+    log.warning("%s (%s decoder, %d keypoints) has RANDOM weights (seed %d): not a trained model, "
+                "its poses are meaningless", config.variant, config.decoder, config.num_keypoints, seed)
+    return model.eval()
+
+
+RANDOM_PEAK = 1.0  # heatmap maximum on the calibration crop, as a trained model (real crops: median ~0.6)
+
+
+@torch.no_grad()
+def _calibrate_output_scale(model: ViTPose) -> None:
+    """Give random weights a trained model's output scale, so absolute tolerances mean something.
+
+    Freshly initialized, the decoder's BatchNorm statistics (mean 0, var 1) do not match its tiny
+    inputs and the heatmaps peak around 5e-5. One forward pass on a seeded crop (N(0, 1) values, like
+    a normalized image) sets each BatchNorm's running statistics to those of its input, as training
+    would, then scales the final convolution so the heatmaps peak at RANDOM_PEAK. The weights stay
+    random: the peaks are where chance puts them.
+    """
+    crop = torch.randn(1, 3, *model.config.input_size)
+    x = model.backbone(crop)
+    head = model.keypoint_head
+    for layer in getattr(head, "deconv_layers", ()):
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+            layer.running_var.copy_(x.var(dim=(0, 2, 3)) + layer.eps)
+        x = layer(x)
+    if not hasattr(head, "deconv_layers"):  # the simple decoder: ReLU + x4 upsampling first
+        x = F.interpolate(torch.relu(x), scale_factor=4, mode="bilinear", align_corners=False)
+    peak = float(head.final_layer(x).abs().max())
+    if peak > 0:
+        head.final_layer.weight.mul_(RANDOM_PEAK / peak)
+        head.final_layer.bias.mul_(RANDOM_PEAK / peak)
+
+
+__all__ = ["DECODERS", "VARIANTS", "ViTPose", "ViTPoseConfig", "build_random_model", "canonical_variant", "config_for",
+           "count_macs", "model_flops"]

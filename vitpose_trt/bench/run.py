@@ -152,10 +152,11 @@ def _load_weights(cfg: BenchConfig):
         else:
             checkpoint = p
     if model is None:
-        from vitpose_trt import checkpoint as ckpt  # looked up at call time: tests swap build_random_model
+        from vitpose_trt import checkpoint as ckpt
+        from vitpose_trt import model as model_module  # looked up at call time: tests swap build_random_model
 
         model = (ckpt.load_model(checkpoint, variant=cfg.variant) if checkpoint is not None
-                 else ckpt.build_random_model(cfg.variant))
+                 else model_module.build_random_model(cfg.variant))
     return _fp32_cpu(model), plan, onnx_path, checkpoint
 
 

@@ -140,7 +140,7 @@ def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), d
     if threads:
         torch.set_num_threads(threads)
     if engine is None:
-        from vitpose_trt.checkpoint import build_random_model
+        from vitpose_trt.model import build_random_model
         from vitpose_trt.engines.torch_engine import TorchEngine
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
