@@ -10,7 +10,7 @@ Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 
 from __future__ import annotations
 
-import importlib
+from vitpose_trt._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -36,14 +36,4 @@ from vitpose_trt.preprocess import preprocess as preprocess  # noqa: E402
 
 __all__ = sorted([*_LAZY, "preprocess", "postprocess"]) + ["__version__"]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'vitpose_trt' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -14,7 +14,7 @@ tritonclient is imported only by `Client` (pip install "vitpose-trt[triton]").
 
 from __future__ import annotations
 
-import importlib
+from vitpose_trt._lazy import lazy_attributes
 
 _LAZY = {
     "Client": "vitpose_trt.triton.client",
@@ -28,14 +28,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'vitpose_trt.triton' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
