@@ -169,15 +169,31 @@ class IouTracker:
                 self.tracks.append(track)
                 assigned[i] = track
             else:
-                step = (box - track.box) / (track.missed + 1)
-                track.velocity = 0.5 * track.velocity + 0.5 * step  # smoothed: one noisy box must not fling it
-                track.box, track.box_score, track.missed = box, float(scores[i]), 0
-        current = {id(t) for t in assigned}
+                self._move(track, box)
+                track.box_score = float(scores[i])
+        self._age(assigned)
+        return [t for t in assigned if t is not None]
+
+    def advance(self, moves: list[tuple[Track, np.ndarray]]) -> list[Track]:
+        """A frame without detection: move these tracks to the given boxes (e.g. from their keypoints);
+        the others age and, past `max_age`, are dropped, as in `update`. Returns the moved tracks."""
+        for track, box in moves:
+            self._move(track, np.asarray(box, np.float64))
+        moved = [t for t, _ in moves]
+        self._age(moved)
+        return moved
+
+    def _move(self, track: Track, box: np.ndarray) -> None:
+        step = (box - track.box) / (track.missed + 1)
+        track.velocity = 0.5 * track.velocity + 0.5 * step  # smoothed: one noisy box must not fling it
+        track.box, track.missed = box, 0
+
+    def _age(self, seen) -> None:
+        current = {id(t) for t in seen}
         for track in self.tracks:
             if id(track) not in current:
                 track.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
-        return [t for t in assigned if t is not None]
 
     def reset(self) -> None:
         self.tracks, self._next_id = [], 0

@@ -144,7 +144,7 @@ class PoseTracker:
         t = self.frame_index / self.fps if time is None else float(time)
         times = dict.fromkeys(STAGES, 0.0)
         t0 = _time.perf_counter()
-        propagated: list[Track] | None = None
+        propagated: list[tuple[Track, np.ndarray]] = []
         if boxes is not None:
             dets = _with_scores(boxes)
         elif self._since_detect % self.det_every != 0 and (propagated := self._propagate()):
@@ -159,11 +159,7 @@ class PoseTracker:
             dets = dets[dets[:, 4] >= self.box_thr]
             tracks = self.tracker.update(dets[:, :4], dets[:, 4])
         else:
-            tracks = propagated or []
-            live = {id(tr) for tr in tracks}
-            for tr in self.tracker.tracks:
-                if id(tr) not in live:
-                    tr.missed += 1
+            tracks = self.tracker.advance(propagated)
         track_boxes = np.array([tr.box for tr in tracks]).reshape(-1, 4)
         t2 = _time.perf_counter()
         if len(tracks):
@@ -187,20 +183,17 @@ class PoseTracker:
         self.frame_index += 1
         return people
 
-    def _propagate(self) -> list[Track]:
-        """Move each live track's box to the padded box around its last confident keypoints; tracks
-        whose keypoints are lost drop out until the next detection."""
-        moved = []
+    def _propagate(self) -> list[tuple[Track, np.ndarray]]:
+        """Each live track with its next box: the padded box around its last confident keypoints.
+        Tracks whose keypoints are lost drop out until the next detection."""
+        moves = []
         for tr in self.tracker.tracks:
             if tr.missed or tr.keypoints is None:
                 continue
             box = box_from_keypoints(tr.keypoints, self.kpt_thr, self.box_padding)
-            if box is None:
-                continue
-            tr.velocity = 0.5 * tr.velocity + 0.5 * (box - tr.box)
-            tr.box = box
-            moved.append(tr)
-        return moved
+            if box is not None:
+                moves.append((tr, box))
+        return moves
 
 
 def _with_scores(boxes) -> np.ndarray:
