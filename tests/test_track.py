@@ -188,10 +188,6 @@ def test_smoothing_changes_only_coordinates_and_follows_the_track():
 def test_frames_without_detection_age_and_drop_lost_tracks():
     """Between detector runs (`advance`), tracks that were not moved age like unmatched ones and are
     dropped past max_age, as in `update`."""
-    import numpy as np
-
-    from vitpose_trt.track import IouTracker
-
     tracker = IouTracker(max_age=2)
     a, b = tracker.update(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float))
     for _ in range(3):

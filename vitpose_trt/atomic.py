@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -49,3 +51,28 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
         else:
             tmp.write_bytes(data)
     return Path(os.fspath(path))
+
+
+def write_json(path: str | os.PathLike[str], obj, *, indent: int | None = None) -> Path:
+    """`obj` as JSON, atomically, creating the folder. numpy scalars become numbers, paths strings,
+    and the non-finite floats JSON lacks become "inf" / "-inf" / null."""
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def default(o):
+        if hasattr(o, "item") and callable(o.item):  # numpy scalars
+            return o.item()
+        if isinstance(o, os.PathLike):
+            return os.fspath(o)
+        raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    return atomic_write(path, json.dumps(clean(obj), indent=indent, default=default))

@@ -340,7 +340,7 @@ def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> in
 
     from vitpose_trt.coco import image_id_from_name, keypoint_results
     from vitpose_trt.draw import draw_poses
-    from vitpose_trt.atomic import atomic_write
+    from vitpose_trt.atomic import write_json
     from vitpose_trt.video_io import write_image_atomic
 
     results, total, unmatched, empty = [], 0, [], []
@@ -367,7 +367,7 @@ def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> in
         drawn = boxes[:, 4] >= args.draw_thr
         write_image_atomic(out_dir / f"{Path(name).stem}_pose.jpg",
                            draw_poses(image, keypoints[drawn], boxes[drawn], args.kpt_thr))
-    out = atomic_write(out_dir / "keypoints.json", json.dumps(results))
+    out = write_json(out_dir / "keypoints.json", results)
     note = " (RANDOM WEIGHTS: poses are meaningless)" if pose.random_weights else ""
     print(f"{len(source)} images, {total} people -> {out} and overlays{note}")
     if unmatched:
@@ -529,9 +529,9 @@ def _bench_video(args) -> int:
                                  device=args.device, precision=args.precision, threads=args.threads)
     print(format_video_table(result))
     if args.json:
-        from vitpose_trt.atomic import atomic_write
+        from vitpose_trt.atomic import write_json
 
-        print(f"wrote {atomic_write(args.json, json.dumps(result, indent=1))}")
+        print(f"wrote {write_json(args.json, result, indent=1)}")
     return 0
 
 

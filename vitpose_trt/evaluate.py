@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitpose_trt.atomic import atomic_write
+from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, load_detections, rescore
 from vitpose_trt.geometry import boxes_to_transforms
 
@@ -433,8 +433,8 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
             for e, p, res, d in zip(compare, poses[1:], results[1:], distances)]
     if out is not None:
         out = Path(out)
-        write_json_atomic(results[0], out / "keypoints.json")
-        write_json_atomic(report, out / "metrics.json")
+        write_json(out / "keypoints.json", results[0])
+        write_json(out / "metrics.json", report)
     return report
 
 
@@ -468,7 +468,7 @@ def score_results(ann, results, *, limit: int | None = None, out=None) -> dict:
     report["settings"] = {"results": os.fspath(path), "annotations": os.fspath(ann), "limit": limit,
                           "images_evaluated": len(image_ids), "results_scored": len(data)}
     if out is not None:
-        write_json_atomic(report, Path(out) / "metrics.json")
+        write_json(Path(out) / "metrics.json", report)
     return report
 
 
@@ -484,13 +484,6 @@ def format_table(report: dict) -> str:
         lines.append(head + (f": median {d['median']:.3g} px, p90 {d['p90']:.3g}, p99 {d['p99']:.3g}, "
                              f"max {d['max']:.3g}" if d["n"] else ""))
     return "\n".join(lines)
-
-
-def write_json_atomic(obj, path) -> Path:
-    """Write JSON whole or not at all (temp file + rename), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, json.dumps(obj))
 
 
 # --- helpers ----------------------------------------------------------------------------------------

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 
 from vitpose_trt.accuracy import TIE_FRACTION
-from vitpose_trt.atomic import atomic_path, atomic_write
+from vitpose_trt import atomic
 from vitpose_trt.bench.environment import load_warning
 from vitpose_trt.bench.runners import PLAIN_WORDS
 
@@ -183,7 +181,7 @@ def plot_results(result: dict, path: str | os.PathLike) -> Path:
     fig = make_figure(result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
@@ -216,29 +214,8 @@ def make_figure(result: dict):
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
-    """Every number of a `run_benchmark` result as JSON (inf as "inf"; written to a temp name, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def default(o):
-        if isinstance(o, (np.floating, np.integer)):
-            return o.item()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-    def clean(o):  # JSON has no inf/NaN
-        if isinstance(o, float) and not math.isfinite(o):
-            return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        return o
-
-    return atomic_write(path, json.dumps(clean(result), indent=1, default=default))
-
-
+    """Every number of a `run_benchmark` result as JSON (inf as "inf"), written whole or not at all."""
+    return atomic.write_json(path, result, indent=1)
 
 
 def write_results(result: dict, out_dir: str | os.PathLike, *, plot: bool = True) -> dict[str, Path]:
@@ -250,12 +227,11 @@ def write_results(result: dict, out_dir: str | os.PathLike, *, plot: bool = True
     """
     out = Path(os.fspath(out_dir))
     out.mkdir(parents=True, exist_ok=True)
-    written = {"table": _write_text(out / "table.txt", format_table(result) + "\n"),
+    written = {"table": atomic.atomic_write(out / "table.txt", format_table(result) + "\n"),
                "json": write_json(result, out / "bench.json")}
     if plot:
         written["plot"] = plot_results(result, out / "bench.png")
     return written
 
 
-def _write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, text)
+
