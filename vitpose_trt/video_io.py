@@ -8,6 +8,7 @@ normally and its files hold every frame processed up to then.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,15 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
-from vitpose_trt.atomic import atomic_write
+from vitpose_trt.atomic import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
 
-def temp_path(path: Path) -> Path:
-    """The temporary name `path` is written under: same folder (so the rename is atomic), same suffix
-    (OpenCV picks the container from it), hidden."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+class _Staged:
+    """A file written under a temporary name beside `path` (`atomic.atomic_path`), renamed onto
+    `path` by `finish(commit=True)`, removed by `finish(commit=False)`."""
+
+    def __init__(self, path: Path) -> None:
+        self._stack = contextlib.ExitStack()
+        self.tmp = self._stack.enter_context(atomic_path(path))
+
+    def finish(self, commit: bool) -> None:
+        if commit:
+            self._stack.close()
+        else:
+            self._stack.__exit__(RuntimeError, RuntimeError("not committed"), None)
 
 
 def check_output_dir(path) -> Path:
@@ -65,11 +75,8 @@ class JsonlWriter:
 
     def __init__(self, path) -> None:
         self.path = Path(path)
-        self._tmp = temp_path(self.path)
-        try:
-            self._f = open(self._tmp, "w")
-        except OSError as e:
-            raise RuntimeError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._staged = _Staged(self.path)
+        self._f = open(self._staged.tmp, "w")
         self.frames = 0
 
     def write(self, frame: int, time: float, people: list[dict]) -> None:
@@ -82,10 +89,7 @@ class JsonlWriter:
         if self._f.closed:
             return
         self._f.close()
-        if commit:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+        self._staged.finish(commit)
 
 
 class VideoWriter:
@@ -106,15 +110,15 @@ class VideoWriter:
         import cv2
 
         self.path = Path(path)
-        self._tmp = temp_path(self.path)
+        self._staged = _Staged(self.path)
         w, h = size
         # MPEG-4 needs even sizes (FFmpeg would drop the odd row/column): odd frames get one
         # replicated row/column instead, so nothing of the picture is lost.
         self._pad = (h % 2, w % 2)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
+        self._writer = cv2.VideoWriter(str(self._staged.tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
                                        (w + w % 2, h + h % 2))
         if not self._writer.isOpened():
-            self._tmp.unlink(missing_ok=True)
+            self._staged.finish(commit=False)
             raise RuntimeError(f"cannot open a video writer for {self.path} ({size[0]}x{size[1]} at {fps} fps)")
         self.size = tuple(size)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -156,10 +160,8 @@ class VideoWriter:
             self._queue.put(None)
             self._thread.join()
         self._writer.release()
-        if commit and self._error is None and self._tmp.exists():
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+        tmp = self._staged.tmp
+        self._staged.finish(commit and self._error is None and tmp.exists() and tmp.stat().st_size > 0)
 
 
 def load_frame_detections(path) -> dict[int, np.ndarray]:
