@@ -192,11 +192,11 @@ def rescore(keypoints: np.ndarray, box_scores: np.ndarray, vis_thr: float = VIS_
 
 def keypoint_results(image_id: int, keypoints, box_scores, score_thr: float = VIS_THR) -> list[dict]:
     """COCO keypoint results, scored as mmpose's top-down evaluation (`rescore`; no OKS-NMS here:
-    `vitpose_trt.evaluate` adds it)."""
+    `vitpose_trt.evaluate` adds it). Keypoints keep their float32 values."""
     scores = rescore(keypoints, box_scores, score_thr) if len(keypoints) else []
     return [{
         "image_id": int(image_id),
         "category_id": 1,
-        "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
+        "keypoints": np.asarray(kpts, dtype=np.float32).reshape(-1).tolist(),
         "score": float(score),
     } for kpts, score in zip(keypoints, scores)]

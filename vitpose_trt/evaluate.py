@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vitpose_trt.atomic import write_json
-from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, load_detections, rescore
+from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, keypoint_results, load_detections, rescore
 from vitpose_trt.geometry import boxes_to_transforms
 
 log = logging.getLogger(__name__)
@@ -247,11 +247,10 @@ def image_results(image_id: int, keypoints: np.ndarray, boxes: np.ndarray, input
     """
     if len(keypoints) == 0:
         return []
-    scores = rescore(keypoints, np.asarray(boxes)[:, 4], vis_thr)
+    box_scores = np.asarray(boxes)[:, 4]
+    scores = rescore(keypoints, box_scores, vis_thr)
     keep = oks_nms(keypoints, scores, padded_box_areas(boxes, input_size), oks_thr)
-    return [{"image_id": int(image_id), "category_id": 1,
-             "keypoints": np.asarray(keypoints[i], dtype=np.float32).reshape(-1).tolist(),
-             "score": float(scores[i])} for i in keep]
+    return keypoint_results(image_id, keypoints[keep], box_scores[keep], vis_thr)
 
 
 def coco_keypoint_eval(coco, results: list[dict], image_ids=None) -> dict[str, float]:
