@@ -508,14 +508,11 @@ def _serve(args) -> int:
 
 
 def _bench_video(args) -> int:
+    from vitpose_trt.bench import int_list
     from vitpose_trt.bench.video import format_video_table, run_video_benchmark
 
-    try:
-        people = [int(v) for v in args.people.split(",") if v.strip()]
-        det_every = [int(v) for v in args.det_every.split(",") if v.strip()]
-    except ValueError:
-        people = det_every = []
-    if not people or not det_every or min(people + det_every) < 1:
+    people, det_every = int_list(args.people, "--people"), int_list(args.det_every, "--det-every")
+    if not people or not det_every:
         raise ValueError("--people and --det-every need comma-separated positive integers, e.g. 1,4,16 and 1,5")
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))

@@ -157,6 +157,7 @@ class Detector:
         else:
             self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else DEFAULT_INPUT_SIZE
         outputs = [(o.name, tuple(o.shape)) for o in self.session.get_outputs()]
+        self._output_names = [name for name, _ in outputs]
         if format == "auto":
             try:
                 format = detect_format(outputs)
@@ -195,7 +196,7 @@ class Detector:
     def _decode(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes in detector-input pixels and their scores."""
         if self.format == "dets_labels":
-            by_name = dict(zip([o.name for o in self.session.get_outputs()], outs))
+            by_name = dict(zip(self._output_names, outs))
             dets = by_name.get("dets", outs[0])
             labels = by_name.get("labels", outs[1])
             dets, labels = np.asarray(dets, np.float64)[0], np.asarray(labels).reshape(-1)

@@ -432,5 +432,5 @@ def int_list(text: str | Sequence[int] | None, what: str) -> list[int]:
     except ValueError:
         raise ValueError(f"{what}: expected comma-separated integers, got {text!r}") from None
     if any(v < 1 for v in values):
-        raise ValueError(f"{what}: every value must be >= 1, got {text!r}")
+        raise ValueError(f"{what}: expected comma-separated positive integers, got {text!r}")
     return values

@@ -99,7 +99,7 @@ def split_request(image: np.ndarray, boxes: np.ndarray) -> list[tuple[np.ndarray
             frame = check_frame(image[b])
         except (TypeError, ValueError) as e:
             raise ValueError(f"image: {e}") from None
-        items.append((frame, check_boxes(boxes[b]) if boxes.shape[1] else boxes[b]))
+        items.append((frame, check_boxes(boxes[b])))
     return items
 
 
