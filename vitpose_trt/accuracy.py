@@ -215,10 +215,10 @@ def compare_keypoints(reference, candidate, counted, prominence, *, reference_fr
         raise ValueError(f"keypoints must both be (N, K, 3), got {ref.shape} and {cand.shape}")
     if counted.shape != ref.shape[:2] or prominence.shape != ref.shape[:2]:
         raise ValueError(f"counted and prominence must be {ref.shape[:2]}, got {counted.shape} and {prominence.shape}")
-    dist = _distance(ref, cand)
+    dist = keypoint_distance(ref, cand)
     frame_stats, max_frame = None, None
     if reference_frame is not None and candidate_frame is not None:
-        fd = _distance(np.asarray(reference_frame, np.float64), np.asarray(candidate_frame, np.float64))
+        fd = keypoint_distance(np.asarray(reference_frame, np.float64), np.asarray(candidate_frame, np.float64))
         frame_stats, max_frame = Stats.of(fd[counted]), (float(fd.max()) if fd.size else 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.abs(cand[..., 2] - ref[..., 2]) / prominence
@@ -229,8 +229,10 @@ def compare_keypoints(reference, candidate, counted, prominence, *, reference_fr
         max_heatmap_px_all=float(dist.max()) if dist.size else 0.0, max_frame_px_all=max_frame)
 
 
-def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1)
+def keypoint_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-keypoint distance between two (..., K, >=2) keypoint arrays; a non-finite one is inf
+    (infinitely wrong, never "no error")."""
+    d = np.linalg.norm(np.asarray(a, np.float64)[..., :2] - np.asarray(b, np.float64)[..., :2], axis=-1)
     d[~np.isfinite(d)] = math.inf
     return d
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitpose_trt.accuracy import keypoint_distance
 from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, keypoint_results, load_detections, rescore
 from vitpose_trt.geometry import boxes_to_transforms
@@ -300,7 +301,7 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
     if reference.shape != other.shape:
         raise ValueError(f"keypoint arrays differ in shape: {reference.shape} vs {other.shape}")
     mask = reference[..., 2] > score_thr
-    d = np.hypot(*(other[..., :2] - reference[..., :2])[mask].T) if mask.any() else np.zeros(0)
+    d = keypoint_distance(reference, other)[mask]
     stats: dict[str, float | int | None] = {"n": int(d.size), "score_thr": float(score_thr)}
     for name, q in (("median", 50), ("p90", 90), ("p99", 99), ("max", 100)):
         stats[name] = float(np.percentile(d, q)) if d.size else None
