@@ -158,7 +158,7 @@ inline bool source_points4(const double* m, int x, int y, WarpCoords coords, Sou
     __m128i px, py, qx = _mm_setzero_si128(), qy = _mm_setzero_si128();
     if (coords == WarpCoords::kFloat) {
       const __m128d sx = _mm_add_pd(cx, _mm_set1_pd(rx)), sy = _mm_add_pd(cy, _mm_set1_pd(ry));
-      const __m128d lim = _mm_set1_pd(1.0e9);
+      const __m128d lim = _mm_set1_pd(kFloatLimit);
       ok &= _mm_movemask_pd(_mm_and_pd(_mm_cmplt_pd(_mm_and_pd(sx, abs_mask), lim),
                                        _mm_cmplt_pd(_mm_and_pd(sy, abs_mask), lim))) == 3;
       // floor: truncate, then one less where truncation went up (negative non-integers)
@@ -171,9 +171,8 @@ inline bool source_points4(const double* m, int x, int y, WarpCoords coords, Sou
       _mm_storel_pi(reinterpret_cast<__m64*>(fx + 2 * h), _mm_cvtpd_ps(_mm_sub_pd(sx, flx)));
       _mm_storel_pi(reinterpret_cast<__m64*>(fy + 2 * h), _mm_cvtpd_ps(_mm_sub_pd(sy, fly)));
     } else {
-      constexpr double kLimit = 1.0e6;  // as source_point(): sums below stay inside int32
-      if (!(::fabs(rx) < kLimit && ::fabs(ry) < kLimit)) return false;
-      const __m128d lim = _mm_set1_pd(kLimit);
+      if (!(::fabs(rx) < kFixedLimit && ::fabs(ry) < kFixedLimit)) return false;  // as source_point()
+      const __m128d lim = _mm_set1_pd(kFixedLimit);
       ok &= _mm_movemask_pd(_mm_and_pd(_mm_cmplt_pd(_mm_and_pd(cx, abs_mask), lim),
                                        _mm_cmplt_pd(_mm_and_pd(cy, abs_mask), lim))) == 3;
       const int32_t x0 = static_cast<int32_t>(round_saturate_int(dmul(rx, 1024.0)) + 16);

@@ -77,6 +77,12 @@ void warp_cuda(const WarpArgs& args, std::uintptr_t stream, int device);
 
 // ---- per-pixel arithmetic shared by warp_cpu() and warp_kernel ---------------------------------
 
+// Coordinates beyond these read as outside the frame (all zeros), in every code path (scalar, SSE2,
+// CUDA). kFixed: OpenCV adds the row and column parts as ints, so each must stay well inside int32
+// after scaling by 1024. kFloat: far outside any frame, and floor() still fits int64.
+constexpr double kFixedLimit = 1.0e6;  // px
+constexpr double kFloatLimit = 1.0e9;  // px
+
 // The integer source pixel (x0, y0) at the top-left of the bilinear footprint and the fractions:
 // fx, fy in 1/32 px (kFixed) or ax, ay in [0, 1) (kFloat).
 struct SourcePoint {
@@ -127,15 +133,15 @@ VT_HD SourcePoint source_point(const double* m, int x, int y, WarpCoords coords)
   const double cy = dmul(m[3], static_cast<double>(x));
   if (coords == WarpCoords::kFixed) {
     // OpenCV adds the row and column parts as integers, so each must be finite on its own.
-    constexpr double kLimit = 1.0e6;  // px; beyond, OpenCV's int accumulation itself overflows
-    p.valid = ::fabs(rx) < kLimit && ::fabs(ry) < kLimit && ::fabs(cx) < kLimit && ::fabs(cy) < kLimit;
+    p.valid = ::fabs(rx) < kFixedLimit && ::fabs(ry) < kFixedLimit && ::fabs(cx) < kFixedLimit &&
+              ::fabs(cy) < kFixedLimit;
     if (!p.valid) return p;
     fixed_point_coord(rx, cx, &p.x0, &p.fx);
     fixed_point_coord(ry, cy, &p.y0, &p.fy);
   } else {
     const double sx = dadd(cx, rx);
     const double sy = dadd(cy, ry);
-    p.valid = ::fabs(sx) < 1.0e9 && ::fabs(sy) < 1.0e9;  // also false for NaN
+    p.valid = ::fabs(sx) < kFloatLimit && ::fabs(sy) < kFloatLimit;  // also false for NaN
     if (!p.valid) return p;
     p.x0 = floor_to_int(sx);
     p.y0 = floor_to_int(sy);
