@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ import numpy as np
 from vitpose_trt.accuracy import keypoint_distance
 from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, keypoint_results, load_detections, rescore
+from vitpose_trt.sources import read_images_ahead
 from vitpose_trt.geometry import boxes_to_transforms
 
 log = logging.getLogger(__name__)
@@ -337,7 +336,6 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
         FileNotFoundError: the folder, annotation or detection file is missing, or no image is found.
         ValueError: bad annotations or detections, `limit` < 1, nothing to score.
     """
-    import cv2
     from tqdm import tqdm
 
     from vitpose_trt.pipeline import VitPoseTRT
@@ -375,7 +373,8 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     total = sum(len(boxes_of[i]) for i in present)
     bar = tqdm(total=total, unit="box", desc="eval", disable=not progress, dynamic_ncols=True)
     try:
-        for image_id, frame in _read_ahead(present, paths, prefetch, cv2):
+        for k, frame in read_images_ahead([paths[i] for i in present], prefetch):
+            image_id = present[k]
             if frame is None:
                 unreadable.append(image_id)
                 log.warning("cannot read image %s: skipped", paths[image_id])
@@ -514,25 +513,6 @@ def _describe(source, pose) -> str:
     else:
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     return f"{name}: {pose.engine.describe()}"
-
-
-def _read_ahead(image_ids, paths, depth, cv2):
-    """Yield (image id, BGR frame or None) in order while a thread decodes the next `depth` images
-    (cv2.imread releases the GIL, so decoding overlaps inference)."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-reader") as pool:
-        pending: deque = deque()
-        todo = iter(image_ids)
-        for image_id in todo:
-            pending.append((image_id, pool.submit(cv2.imread, str(paths[image_id]), cv2.IMREAD_COLOR)))
-            if len(pending) >= max(1, depth):
-                break
-        done = object()
-        while pending:
-            image_id, future = pending.popleft()
-            following = next(todo, done)
-            if following is not done:
-                pending.append((following, pool.submit(cv2.imread, str(paths[following]), cv2.IMREAD_COLOR)))
-            yield image_id, future.result()
 
 
 def _quiet(fn, *args):

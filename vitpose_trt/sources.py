@@ -49,8 +49,28 @@ class Frame:
     name: str | None = None
 
 
+def read_images_ahead(paths: Sequence[Path], depth: int = 4) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Yield (index, BGR image or None where OpenCV cannot read it) in order, while a thread decodes
+    the next `depth` images (cv2.imread releases the GIL, so decoding overlaps inference)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as pool:
+        pending: deque = deque()
+        for i, path in enumerate(paths):
+            pending.append((i, pool.submit(cv2.imread, str(path), cv2.IMREAD_COLOR)))
+            if len(pending) > max(1, depth):
+                j, future = pending.popleft()
+                yield j, future.result()
+        while pending:
+            j, future = pending.popleft()
+            yield j, future.result()
+
+
 class ImageSource:
-    """Still images, read one at a time (a failed read is an error naming the file).
+    """Still images, decoded ahead in a thread (a failed read is an error naming the file).
 
     Attributes:
         paths: the image files, in the order given.
@@ -68,10 +88,8 @@ class ImageSource:
         return len(self.paths)
 
     def __iter__(self) -> Iterator[Frame]:
-        import cv2
-
-        for i, path in enumerate(self.paths):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        for i, image in read_images_ahead(self.paths):
+            path = self.paths[i]
             if image is None:
                 raise ValueError(f"cannot read image {path} (not an image OpenCV can decode, or unreadable)")
             yield Frame(i, 0.0, image, path.name)
