@@ -38,7 +38,7 @@ per-box matrices that precede the copy.
 """
 
 from vitpose_trt.bench.environment import environment, load_warning, tensorrt_version
-from vitpose_trt.bench.measure import Timer, measure_frames, measure_matmul_rate, measure_throughput, summarize
+from vitpose_trt.bench.measure import Runner, Timer, measure_frames, measure_matmul_rate, measure_throughput, summarize
 from vitpose_trt.bench.reference import Reference, keypoint_disagreement, reference_keypoints
 from vitpose_trt.bench.report import STAGES, format_table, make_figure, plot_results, write_json, write_results
 from vitpose_trt.bench.run import BenchConfig, int_list, run_benchmark
@@ -48,7 +48,6 @@ from vitpose_trt.bench.runners import (
     FACTORIES,
     PLAIN_WORDS,
     BenchContext,
-    Runner,
     Skip,
     build_hf_model,
     resolve_alternatives,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from vitpose_trt.bench.runners import Runner
     from vitpose_trt.bench.scenarios import Scenario
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,36 @@ def release_cuda() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+
+@dataclass
+class Runner:
+    """One alternative, ready to run.
+
+    infer(frame, boxes, timer) -> (N, K, 3) keypoints, marking the stages on `timer` (started by
+        the caller; it may call timer.stop() itself before untimed work).
+    e2e: the real, uninstrumented API call (frame, boxes) -> keypoints, timed by wall clock; when
+        None, the e2e of the instrumented `infer` is used.
+    prepare(frame, boxes): untimed per-scenario setup (e.g. crops already on the GPU).
+    batch(b) -> fn: for throughput, a no-argument function running the model once on a batch of b
+        crops already in place (None: the alternative has no batched model).
+    """
+
+    name: str
+    device: str
+    precision: str
+    description: str
+    infer: Callable[[np.ndarray, np.ndarray, Timer], np.ndarray]
+    e2e: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    prepare: Callable[[np.ndarray, np.ndarray], None] | None = None
+    batch: Callable[[int], Callable[[], Any]] | None = None
+    stream: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
 
 
 def measure_frames(runner: Runner, scenario: Scenario, *, iters: int, warmup: int, budget_s: float) -> dict:

@@ -24,7 +24,8 @@ from vitpose_trt.bench.measure import (
     summarize,
 )
 from vitpose_trt.bench.reference import Reference, keypoint_disagreement, reference_keypoints
-from vitpose_trt.bench.runners import FACTORIES, BenchContext, Runner, Skip, resolve_alternatives
+from vitpose_trt.bench.measure import Runner
+from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
 from vitpose_trt.model import count_macs
 

@@ -11,13 +11,13 @@ import copy
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vitpose_trt.bench.measure import Timer
+from vitpose_trt.bench.measure import Runner, Timer
 from vitpose_trt.checkpoint import to_hf_state_dict
 from vitpose_trt.engines.tensorrt import tensorrt_available
 
@@ -73,35 +73,6 @@ def build_hf_model(model):
 
 # --------------------------------------------------------------------------------------------
 # runners: one factory per alternative
-
-
-@dataclass
-class Runner:
-    """One alternative, ready to run.
-
-    infer(frame, boxes, timer) -> (N, K, 3) keypoints, marking the stages on `timer` (started by
-        the caller; it may call timer.stop() itself before untimed work).
-    e2e: the real, uninstrumented API call (frame, boxes) -> keypoints, timed by wall clock; when
-        None, the e2e of the instrumented `infer` is used.
-    prepare(frame, boxes): untimed per-scenario setup (e.g. crops already on the GPU).
-    batch(b) -> fn: for throughput, a no-argument function running the model once on a batch of b
-        crops already in place (None: the alternative has no batched model).
-    """
-
-    name: str
-    device: str
-    precision: str
-    description: str
-    infer: Callable[[np.ndarray, np.ndarray, Timer], np.ndarray]
-    e2e: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-    prepare: Callable[[np.ndarray, np.ndarray], None] | None = None
-    batch: Callable[[int], Callable[[], Any]] | None = None
-    stream: Any = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def cuda(self) -> bool:
-        return self.device == "cuda"
 
 
 @dataclass
