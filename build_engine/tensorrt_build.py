@@ -32,6 +32,7 @@ from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_fo
 from vitpose_trt.accuracy import Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.coco import load_sample, sample_dir
 from vitpose_trt.atomic import atomic_write
+from vitpose_trt.engines.onnx_cache import update_digest
 from vitpose_trt.engines.sidecar import BUILD_DEFAULTS, EngineMismatchError, make_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
 from vitpose_trt.export import save_onnx
@@ -128,12 +129,12 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
 
     path = Path(os.fspath(path))
     digest = hashlib.sha256()
-    _hash_file(path, digest)
+    update_digest(digest, path)
     model = onnx.load(os.fspath(path), load_external_data=False)
     locations = sorted({entry.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
                         for entry in t.external_data if entry.key == "location"})
     for location in locations:
-        _hash_file(path.parent / location, digest)
+        update_digest(digest, path.parent / location)
     return digest.hexdigest()
 
 
@@ -521,9 +522,3 @@ def _dtype_name(dtype: trt.DataType) -> str:
         if trt_type is not None and dtype == trt_type:
             return name
     return str(dtype)
-
-
-def _hash_file(path: Path, digest: Any) -> None:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)

@@ -38,10 +38,15 @@ def checkpoint_digest(path: str | os.PathLike[str]) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        update_digest(digest, f)
     return digest.hexdigest()
+
+
+def update_digest(digest, path: str | os.PathLike[str]) -> None:
+    """Feed a file's bytes to a hashlib digest in 1 MiB blocks (any size, bounded memory)."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
 
 
 def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None) -> Path:
