@@ -75,5 +75,10 @@ class PendingResult:
         return self.value
 
 
+# Called with a stage's name right after the stage is enqueued ("upload", "crop", "model", "decode",
+# "download"): both paths take one, and the benchmark times them with it.
+StageHook = Callable[[str], None]
+
+
 def empty_keypoints(k: int) -> np.ndarray:
     return np.zeros((0, k, 3), dtype=np.float32)

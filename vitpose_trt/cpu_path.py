@@ -9,17 +9,15 @@ CPU engines run concurrent calls safely (the TensorRT engine serializes them its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from vitpose_trt.batching import PendingResult, boxes_per_batch, frame_batches
+from vitpose_trt.batching import PendingResult, StageHook, boxes_per_batch, frame_batches
 from vitpose_trt.engines.base import Engine
 from vitpose_trt.geometry import check_boxes, check_frame
 from vitpose_trt.postprocess import postprocess
 from vitpose_trt.preprocess import preprocess
-
-StageHook = Callable[[str], None]
 
 
 class CpuPath:
@@ -90,6 +88,6 @@ def host_frame(frame) -> np.ndarray:
         else:
             from vitpose_trt.cuda_memory import as_cuda_frame
 
-            device = frame.device if isinstance(frame, torch.Tensor) else "cuda"
+            device = frame.device if isinstance(frame, torch.Tensor) else None
             frame = as_cuda_frame(frame, device).cpu().numpy()  # waits for a foreign producer's stream
     return check_frame(frame)

@@ -1,86 +1,140 @@
-"""CUDA memory for the GPU path: frames from other libraries, and buffers that grow.
+"""CUDA memory for the GPU path: arrays from other libraries, and buffers that grow.
 
-Memory and streams come from PyTorch, so the engine (TensorRT or PyTorch) and the kernels share
-one CUDA primary context and one caching allocator.
+Everything goes through `cuda_runtime.runtime()` (PyTorch's CUDA in a process; the test suite's
+CPU stand-in in CI).
+
+Arrays made by other libraries (CuPy, Numba, anything with `__cuda_array_interface__` version 3)
+may name the stream their producer is still writing them on (the interface's "stream" key). That
+key is read once per array (`device_array`), and the consumer's stream waits for the producer's
+before reading (`as_cuda_frame`, `GpuPath`). A torch tensor carries no such key: PyTorch's rule is
+that work queued on the current stream sees it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from vitpose_trt.cuda_runtime import Stream, runtime
 from vitpose_trt.geometry import check_frame
 
 
-def producer_stream(frame, device: torch.device) -> torch.cuda.Stream | None:
-    """The stream a `__cuda_array_interface__` (v3) producer says its data is being written on.
+def producer_stream(interface_stream: Any, device: torch.device) -> Stream | None:
+    """The stream a `__cuda_array_interface__` producer says its data is being written on.
 
-    The interface's "stream" key: absent/None = no synchronization needed, 1 = the legacy default
-    stream, 2 = the per-thread default stream, any other integer = a cudaStream_t.
+    The interface's "stream" value: absent/None = no synchronization needed, 1 = the legacy
+    default stream, 2 = the per-thread default stream, any other integer = a cudaStream_t (0 is
+    disallowed by the protocol). The per-thread default stream of the producing thread cannot be
+    named from another thread, so for 2 the device is synchronized here (once per array) and None
+    is returned.
     """
-    cai = getattr(frame, "__cuda_array_interface__", None)
-    stream = cai.get("stream") if isinstance(cai, dict) else None
-    if stream is None:
+    if interface_stream is None:
         return None
-    if stream == 0:
-        raise ValueError("frame: __cuda_array_interface__ 'stream' is 0, which the protocol disallows")
-    if stream == 1:
-        return torch.cuda.default_stream(device)
-    if stream == 2:  # the producing thread's per-thread default stream: not nameable from here
-        torch.cuda.synchronize(device)
+    if isinstance(interface_stream, bool) or not isinstance(interface_stream, int):
+        raise ValueError(f"__cuda_array_interface__ 'stream' must be None or an int, got {interface_stream!r}")
+    if interface_stream == 0:
+        raise ValueError("__cuda_array_interface__ 'stream' is 0, which the protocol disallows")
+    if interface_stream == 2:
+        runtime().synchronize(device)
         return None
-    return torch.cuda.ExternalStream(int(stream), device=device)
+    return runtime().external_stream(interface_stream, device)
 
 
-def as_cuda_frame(frame, device: torch.device | str = "cuda") -> torch.Tensor:
-    """A (H, W, 3) uint8 CUDA tensor for `frame`, usable on the current stream.
+def device_array(array: Any, device: torch.device | None = None, name: str = "frame",
+                 ) -> tuple[torch.Tensor, Stream | None]:
+    """A device array as a tensor over the same memory, and its producer's stream (or None).
 
-    A numpy frame is copied up (synchronously). A CUDA array (torch tensor, CuPy, anything with
-    `__cuda_array_interface__`) is used in place; when its producer names a stream (interface v3),
-    the current stream first waits for it, so a frame still being written is never read early
-    (`producer_stream` gives that stream, for making it wait in turn once the frame is read).
-    Any strides are accepted (one contiguous copy where pixels are not packed BGR).
+    Args:
+        array: a torch tensor in device memory, or any object with `__cuda_array_interface__`.
+        device: where it must be (None: any device of the runtime).
+        name: the argument's name, for errors.
+
+    Raises:
+        TypeError: not a device array. ValueError: on another device, or a bad interface "stream".
     """
+    rt = runtime()
+    interface = None if isinstance(array, torch.Tensor) else getattr(array, "__cuda_array_interface__", None)
+    if isinstance(array, torch.Tensor):
+        if not rt.owns(array):
+            raise ValueError(f"{name}: expected a CUDA tensor or a numpy array, got a tensor on {array.device}")
+        tensor, producer = array, None
+    elif isinstance(interface, dict):  # read once: a property may compute it afresh (and synchronize)
+        try:
+            producer = producer_stream(interface.get("stream"), device if device is not None else rt.device(None))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        tensor = rt.as_tensor(_Interface(interface), device if device is not None else rt.device(None))
+    else:
+        raise TypeError(f"{name} must be a numpy array or a CUDA array, got {type(array).__name__}")
+    if device is not None and tensor.device != device:
+        raise ValueError(f"{name}: is on {tensor.device} but the engine runs on {device}")
+    return tensor, producer
+
+
+class _Interface:
+    """An array interface read once, handed on as it was read."""
+
+    def __init__(self, interface: dict) -> None:
+        self.__cuda_array_interface__ = interface
+
+
+def check_cuda_frame(frame: torch.Tensor) -> torch.Tensor:
+    """The checks of `geometry.check_frame` for a device tensor: (H, W, 3) uint8, not empty."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != torch.uint8:
+        raise ValueError(f"frame: expected (H, W, 3) uint8, got {tuple(frame.shape)} {frame.dtype}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame is empty: shape {tuple(frame.shape)}")
+    return frame
+
+
+def as_cuda_frame(frame: Any, device: torch.device | None = None) -> torch.Tensor:
+    """A (H, W, 3) uint8 device tensor for `frame`, usable on the current stream.
+
+    A numpy frame is copied up (synchronously). A device array is used in place (any strides);
+    when its producer names a stream, the current stream first waits for it.
+    """
+    rt = runtime()
     if isinstance(frame, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(check_frame(frame))).to(device)
-    if isinstance(frame, torch.Tensor) or hasattr(frame, "__cuda_array_interface__"):
-        t = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(frame, device="cuda")
-        if t.device.type != "cuda":
-            raise ValueError(f"frame: expected a CUDA tensor or a numpy array, got a tensor on {t.device}")
-        want = torch.device(device)
-        if want.index is not None and t.device != want:
-            raise ValueError(f"frame: is on {t.device} but the engine runs on {want}")
-        if t.ndim != 3 or t.shape[2] != 3 or t.dtype != torch.uint8:
-            raise ValueError(f"frame: expected (H, W, 3) uint8, got {tuple(t.shape)} {t.dtype}")
-        if t.shape[0] < 1 or t.shape[1] < 1:
-            raise ValueError(f"frame is empty: shape {tuple(t.shape)}")
-        if not isinstance(frame, torch.Tensor):
-            producer = producer_stream(frame, t.device)
-            if producer is not None:
-                torch.cuda.current_stream(t.device).wait_stream(producer)
-        if t.stride(2) != 1 or t.stride(1) != 3 or t.stride(0) < 3 * t.shape[1]:
-            t = t.contiguous()  # rows may be padded; pixels must be packed BGR
-        return t
-    raise TypeError(f"frame must be a numpy array or a CUDA array, got {type(frame).__name__}")
+        frame = check_frame(frame)
+        target = device if device is not None else rt.device(None)
+        out = rt.empty(frame.shape, torch.uint8, target)
+        rt.copy(out, torch.from_numpy(np.ascontiguousarray(frame)))
+        return out
+    tensor, producer = device_array(frame, device)
+    if producer is not None:
+        rt.current_stream(tensor.device).wait_stream(producer)
+    return check_cuda_frame(tensor)
 
 
 class GrowBuffer:
-    """A flat tensor that is allocated once and grows (never shrinks) to the largest request."""
+    """A flat tensor that is allocated once and grows (never shrinks) to the largest request.
 
-    def __init__(self, dtype: torch.dtype, device: str | torch.device, pin_memory: bool = False) -> None:
-        self.dtype, self.device, self.pin = dtype, torch.device(device), pin_memory
-        self.data = torch.empty(0, dtype=dtype, device=self.device, pin_memory=pin_memory)
+    Device buffers: `get(..., stream=s)` marks the block as used by `s` (`record_stream`), so a
+    block released on growth is not reused while work queued on `s` may still read it; without a
+    stream, growth waits for the device. Pinned host buffers grow without waiting: their users
+    reuse one only after the copies that read it have finished (the GPU path's slots).
+    """
 
-    def get(self, *shape: int, stream: torch.cuda.Stream | None = None) -> torch.Tensor:
-        """A view of `shape`. On growth the old block is released; when `stream` is given, work
-        queued on it keeps the new block alive until done (`record_stream`), otherwise growth waits
-        for the device, since work on other streams may still read the old block."""
+    def __init__(self, dtype: torch.dtype, device: torch.device | None, pinned: bool = False) -> None:
+        if (device is None) != pinned:
+            raise ValueError("GrowBuffer: give a device, or pinned=True for page-locked host memory")
+        self.dtype, self.device, self.pinned = dtype, device, pinned
+        self.data: torch.Tensor | None = None
+        self.cuda = runtime()  # kept: the memory belongs to this runtime
+
+    def get(self, *shape: int, stream: Stream | None = None) -> torch.Tensor:
+        """A view of `shape` (contiguous)."""
+        rt = self.cuda
         n = int(np.prod(shape)) if shape else 0
-        if n > self.data.numel():
-            if (self.device.type == "cuda" or self.pin) and stream is None:
-                torch.cuda.synchronize()
-            self.data = torch.empty(max(n, 2 * self.data.numel()), dtype=self.dtype, device=self.device,
-                                    pin_memory=self.pin)
-        if stream is not None and self.device.type == "cuda":
-            self.data.record_stream(stream)
+        size = 0 if self.data is None else self.data.numel()
+        if self.data is None or n > size:
+            if self.data is not None and self.device is not None and stream is None:
+                rt.synchronize(self.device)  # work on other streams may still read the old block
+            size = max(n, 2 * size)
+            self.data = (rt.empty_pinned((size,), self.dtype) if self.device is None
+                         else rt.empty((size,), self.dtype, self.device))
+        if stream is not None and self.device is not None:
+            rt.record_stream(self.data, stream)
         return self.data[:n].view(shape)

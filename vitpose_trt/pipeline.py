@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vitpose_trt import kernels
-from vitpose_trt.batching import PendingResult
+from vitpose_trt.batching import PendingResult, StageHook
 from vitpose_trt.coco import flip_index
-from vitpose_trt.cpu_path import CpuPath, StageHook
+from vitpose_trt.cpu_path import CpuPath
+from vitpose_trt.cuda_runtime import runtime
 from vitpose_trt.engines import Engine, open_engine
 from vitpose_trt.geometry import check_mode
 
@@ -67,7 +68,7 @@ class VitPoseTRT:
         if flip_test:
             flip_index(self.engine.num_keypoints, flip_pairs)  # fail now, not at the first frame
         self.path: CpuPath | GpuPath  # GpuPath imports torch: loaded only for CUDA engines
-        if self.engine.device == "cuda" and kernels.has_cuda_kernels():
+        if self.engine.device == "cuda" and runtime().has_kernels():
             from vitpose_trt.gpu_path import GpuPath
 
             self.path = GpuPath(self.engine, mode, flip_test, flip_pairs)

@@ -163,16 +163,38 @@ def postprocess(heatmaps, transforms, mode: str = "udp", *, flipped=None, flip_p
 def _postprocess_cuda(heatmaps, transforms, mode, flipped, flip_pairs):
     import torch
 
-    hm = torch.as_tensor(heatmaps, device="cuda").contiguous()
+    from vitpose_trt.cuda_memory import device_array
+    from vitpose_trt.cuda_runtime import runtime
+
+    rt = runtime()
+
+    def on_device(array, name):  # host arrays go up; a foreign producer's stream is waited for
+        if isinstance(array, np.ndarray):
+            host = torch.from_numpy(np.ascontiguousarray(array))
+            tensor = rt.empty(host.shape, host.dtype, rt.device(None))
+            rt.copy(tensor, host)
+            return tensor
+        tensor, producer = device_array(array, None, name)
+        if producer is not None:
+            rt.current_stream(tensor.device).wait_stream(producer)
+        return tensor.contiguous()  # dense memory for the kernel
+
+    hm = on_device(heatmaps, "heatmaps")
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must have shape (N, K, H, W), got {tuple(hm.shape)}")
     n, k = hm.shape[:2]
-    t = torch.as_tensor(np.asarray(transforms, dtype=np.float32), device=hm.device)
-    out = torch.empty((n, k, 3), dtype=torch.float32, device=hm.device)
+    transforms = np.ascontiguousarray(transforms, dtype=np.float32)  # the kernel checks its (N, 4) shape
+    t = rt.empty(transforms.shape, torch.float32, hm.device)
+    rt.copy(t, torch.from_numpy(transforms))
+    out = rt.empty((n, k, 3), torch.float32, hm.device)
     fl = fidx = None
     if flipped is not None:
-        fl = torch.as_tensor(flipped, device=hm.device).contiguous()
-        fidx = torch.tensor(flip_index(k, flip_pairs), dtype=torch.int32, device=hm.device)
+        fl = on_device(flipped, "flipped")
+        fidx = rt.empty((k,), torch.int32, hm.device)
+        rt.copy(fidx, torch.tensor(flip_index(k, flip_pairs), dtype=torch.int32))
     if n:
-        kernels.decode(hm, t, out, mode, fl, fidx)
-    return out.cpu().numpy()
+        rt.decode(hm, t, out, mode, fl, fidx)
+    host = torch.empty((n, k, 3), dtype=torch.float32)
+    rt.copy(host, out)
+    rt.current_stream(hm.device).synchronize()
+    return host.numpy()

@@ -82,11 +82,14 @@ def _preprocess_cuda(frame, transforms, mode, input_size, flip):
     import torch
 
     from vitpose_trt.cuda_memory import as_cuda_frame
+    from vitpose_trt.cuda_runtime import runtime
 
-    frame_dev = as_cuda_frame(frame)
+    rt = runtime()
+    frame_dev = as_cuda_frame(frame)  # waits for a foreign producer's stream
     n = len(transforms)
-    crops = torch.empty((2 * n if flip else n, 3, *input_size), dtype=torch.float32, device=frame_dev.device)
+    crops = rt.empty((2 * n if flip else n, 3, *input_size), torch.float32, frame_dev.device)
     if n:
-        inv = torch.from_numpy(inverse_warp_matrices(transforms, mode, input_size)).to(frame_dev.device)
-        kernels.warp(frame_dev, inv, crops, flip)
+        inv = rt.empty((n, 2, 3), torch.float64, frame_dev.device)
+        rt.copy(inv, torch.from_numpy(inverse_warp_matrices(transforms, mode, input_size)))
+        rt.warp(frame_dev, inv, crops, flip)
     return crops

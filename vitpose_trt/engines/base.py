@@ -17,6 +17,8 @@ from vitpose_trt.batching import chunks
 if TYPE_CHECKING:
     import torch
 
+    from vitpose_trt.cuda_runtime import Stream
+
 # Most crops per engine call when the backend sets no limit of its own: memory grows with the batch
 # (measured on the CPU: ~6.6 MiB per ViTPose-B crop in PyTorch), so a crowd scene or a detector gone
 # wrong runs in bounded chunks. On the GPU 64 keeps the tensor cores busy (and is the TensorRT
@@ -72,11 +74,12 @@ class Engine(ABC):
             out[lo:hi] = self._run(np.ascontiguousarray(crops[lo:hi]))
         return out
 
-    def run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
+    def run_cuda(self, crops: torch.Tensor, stream: Stream) -> torch.Tensor:
         """Device path: a contiguous CUDA batch of crops -> a CUDA tensor of heatmaps.
 
         The work is enqueued on `stream` and not synchronized. The crops have `input_dtype` and at
-        most `max_batch` rows; the returned heatmaps (float16 or float32) stay valid until the next call.
+        most `max_batch` rows; the returned heatmaps are a C-contiguous (N, K, h, w) float16 or
+        float32 tensor (the decode kernel reads dense memory), valid until the next call.
         """
         if self.device != "cuda":
             raise NotImplementedError(f"the {self.name} engine runs on the CPU: it has no CUDA device path")
@@ -91,13 +94,18 @@ class Engine(ABC):
             raise ValueError("crops: expected a contiguous tensor (engines read dense NCHW memory)")
         if not 1 <= crops.shape[0] <= self.max_batch:
             raise ValueError(f"crops: batch {crops.shape[0]} is outside [1, {self.max_batch}]: chunk by `max_batch`")
-        return self._run_cuda(crops, stream)
+        heatmaps = self._run_cuda(crops, stream)
+        want = (crops.shape[0], self.num_keypoints, *self.heatmap_size)
+        if tuple(heatmaps.shape) != want or not heatmaps.is_contiguous():
+            raise RuntimeError(f"the {self.name} engine returned heatmaps of shape {tuple(heatmaps.shape)}, strides "
+                               f"{heatmaps.stride()}: expected a C-contiguous {want}")
+        return heatmaps
 
     @abstractmethod
     def _run(self, crops: np.ndarray) -> np.ndarray:
         """One checked, contiguous float32 batch of at most `max_batch` crops -> float32 heatmaps."""
 
-    def _run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
+    def _run_cuda(self, crops: torch.Tensor, stream: Stream) -> torch.Tensor:
         raise NotImplementedError(f"the {self.name} engine has no CUDA device path")
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vitpose_trt.cuda_runtime import Stream, runtime
 from vitpose_trt.engines.base import Engine, check_max_batch
 from vitpose_trt.engines.sidecar import (
     EngineMismatchError,
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "TensorRT is not installed: `pip install tensorrt` (pick the release whose CUDA major version matches your "
-    "driver and PyTorch, e.g. tensorrt-cu12), or use NVIDIA's TensorRT wheels / NGC containers "
+    "TensorRT is not installed: `pip install tensorrt-cu13` or `pip install tensorrt-cu12`, the one matching the CUDA "
+    "major version of your PyTorch build (`python -c 'import torch; print(torch.version.cuda)'`) and driver, or "
+    "NVIDIA's TensorRT wheels / NGC containers "
     "(https://docs.nvidia.com/deeplearning/tensorrt/latest/installing-tensorrt/installing.html)"
 )
 
@@ -106,14 +108,11 @@ def current_platform(device: torch.device | None = None) -> Platform:
     """This machine's TensorRT version and the GPU `device` (default: the current CUDA device)."""
     require_tensorrt()
     import tensorrt as trt
-    import torch
 
-    name = capability = None
-    if torch.cuda.is_available():
-        index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
-        name = torch.cuda.get_device_name(index)
-        major, minor = torch.cuda.get_device_capability(index)
-        capability = f"{major}.{minor}"
+    rt = runtime()
+    if not rt.available():
+        return Platform(trt.__version__)
+    name, capability = rt.describe(device if device is not None else rt.device(None))
     return Platform(trt.__version__, name, capability)
 
 
@@ -156,16 +155,17 @@ class TensorRTEngine(Engine):
 
         from vitpose_trt.cuda_memory import GrowBuffer
 
+        rt = self._cuda = runtime()  # kept: the engine's memory and streams belong to this runtime
         self.path = Path(os.fspath(path))
         if not self.path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {self.path}")
         require_tensorrt()
         import tensorrt as trt
 
-        if not torch.cuda.is_available():
+        if not rt.available():
             raise RuntimeError("TensorRT engines need an NVIDIA GPU visible to PyTorch (torch.cuda.is_available() "
                                "is False: no GPU, or a CPU-only torch build)")
-        self.torch_device = _cuda_device(device)
+        self._device = self.torch_device = rt.device(device)
         sidecar = read_sidecar(self.path)
         self.sidecar: dict[str, Any] = sidecar or {}
         current = current_platform(self.torch_device)
@@ -176,7 +176,10 @@ class TensorRTEngine(Engine):
             check_compatibility(sidecar, current, self.path)
 
         plan = self.path.read_bytes()
-        with torch.cuda.device(self.torch_device):
+        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
+        # TensorRT adds device-wide synchronizations and warns on every call.
+        self._stream = rt.stream(self.torch_device)
+        with rt.use(self._stream):  # the engine's device is current while TensorRT loads it
             self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
             try:
                 engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
@@ -218,9 +221,6 @@ class TensorRTEngine(Engine):
 
         self._bound_batch = -1  # the batch size the context's input shape is set to
         self._out = GrowBuffer(self.output_dtype, self.torch_device)
-        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
-        # TensorRT adds device-wide synchronizations and warns on every call.
-        self._stream = torch.cuda.Stream(self.torch_device)
         self._lock = threading.Lock()  # one execution context: host-path calls from threads take turns
         if self.random_weights:
             log.warning("%s was built from RANDOM weights (not a trained model)", self.path)
@@ -229,7 +229,7 @@ class TensorRTEngine(Engine):
     def heatmap_size(self) -> tuple[int, int]:
         return self._heatmap_shape
 
-    def _run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
+    def _run_cuda(self, crops: torch.Tensor, stream: Stream) -> torch.Tensor:
         """Enqueue the engine on `stream` for a checked CUDA batch (see `Engine.run_cuda`).
 
         Returns (N, K, h, w) heatmaps (`output_dtype`) in a buffer owned by the engine, valid until
@@ -257,22 +257,24 @@ class TensorRTEngine(Engine):
         FP16 crops: an explicit, documented conversion), pad up to the profile's minimum, run, download."""
         import torch
 
-        m = len(crops)
-        with self._lock, torch.cuda.device(self.torch_device), torch.cuda.stream(self._stream):
-            dev = torch.from_numpy(crops).to(self.torch_device, non_blocking=False).to(self.input_dtype)
+        rt, m = self._cuda, len(crops)
+        with self._lock, rt.use(self._stream):
+            dev = rt.empty(crops.shape, torch.float32, self._device)
+            rt.copy(dev, torch.from_numpy(crops))
+            dev = dev.to(self.input_dtype)
             if m < self.min_batch:
                 dev = torch.cat([dev, dev.new_zeros((self.min_batch - m, *dev.shape[1:]))])
             heatmaps = self._run_cuda(dev.contiguous(), self._stream)
-            out = heatmaps[:m].float().cpu().numpy()  # .cpu() waits for the stream's work
-        return out
+            out = torch.empty((m, *heatmaps.shape[1:]), dtype=torch.float32)
+            rt.copy(out, heatmaps[:m].float())
+            self._stream.synchronize()
+        return out.numpy()
 
     def close(self) -> None:
         """Release the TensorRT objects (context, then engine, then runtime: TensorRT's order), after
         the work already queued on the device has finished."""
         if getattr(self, "_context", None) is not None:
-            import torch
-
-            torch.cuda.synchronize(self.torch_device)
+            self._cuda.synchronize(self._device)
         self._context = None
         self._engine = None
         self._runtime = None
@@ -292,17 +294,6 @@ class TensorRTEngine(Engine):
         built = self.sidecar.get("tensorrt_version", "an unknown TensorRT version")
         return (f"TensorRT {current.tensorrt_version} could not load {self.path} (built with {built}; {detail}): "
                 f"rebuild it here with `{rebuild_command(self.sidecar, self.path)}`")
-
-
-def _cuda_device(device: int | str | torch.device | None) -> torch.device:
-    import torch
-
-    if device is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    dev = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
-    if dev.type != "cuda":
-        raise ValueError(f"TensorRT runs on a CUDA device, got {dev}")
-    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:

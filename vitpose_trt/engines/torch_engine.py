@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
+from vitpose_trt.cuda_runtime import Stream, runtime
 from vitpose_trt.engines.base import Engine, check_max_batch
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -32,22 +36,17 @@ class TorchEngine(Engine):
         if precision not in _DTYPES:
             raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
         try:
-            self.torch_device = torch.device(device)
+            kind = torch.device(device).type
         except (RuntimeError, TypeError) as e:
             raise ValueError(f"device: {e}") from None
-        if self.torch_device.type not in ("cpu", "cuda"):
+        if kind not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
-        if self.torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} but no CUDA GPU is visible to PyTorch "
-                               "(torch.cuda.is_available() is False: no GPU, or a CPU-only torch build)")
-        if self.torch_device.type == "cuda" and self.torch_device.index is None:
-            # "cuda" != "cuda:0" for torch.device equality: tensors always carry the index
-            self.torch_device = torch.device("cuda", torch.cuda.current_device())
-        if self.torch_device.type == "cpu" and precision == "fp16":
+        if kind == "cpu" and precision == "fp16":
             raise ValueError("fp16 needs a CUDA device; use precision='fp32' on the CPU")
-        self.device = self.torch_device.type
-        if self.device == "cpu":
-            self.torch_device = None
+        self.device = kind
+        # a CUDA engine's device comes from the CUDA runtime (with its index; RuntimeError without a GPU)
+        self.cuda = runtime()  # kept: the engine's streams belong to this runtime
+        self.torch_device = self.cuda.device(device) if kind == "cuda" else None
         self.precision = precision
         self.dtype = _DTYPES[precision]
         self.input_dtype = self.dtype if self.device == "cuda" else None
@@ -65,6 +64,24 @@ class TorchEngine(Engine):
         return self.model(x).float().cpu().numpy()
 
     @torch.inference_mode()
-    def _run_cuda(self, crops: torch.Tensor, stream: torch.cuda.Stream) -> torch.Tensor:
-        with torch.cuda.stream(stream):
-            return self.model(crops)
+    def _run_cuda(self, crops: torch.Tensor, stream: Stream) -> torch.Tensor:
+        with self.cuda.use(stream):
+            # .contiguous(): the patch tokens are reshaped to a feature map by a transposing view, and
+            # the decoder's convolutions keep its channels-last strides; the decode kernel reads NCHW
+            return self.model(crops).contiguous()
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """FP32 that is FP32 on a GPU for the block: no TF32 in cuBLAS matmuls or cuDNN convolutions.
+
+    PyTorch lets cuDNN convolutions use TF32 by default (inputs rounded to 10 mantissa bits), so an
+    "FP32" reference on a GPU is not FP32 without this. The flags are process-wide: for references
+    and benchmarks run from one thread, not for serving.
+    """
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
