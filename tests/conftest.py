@@ -65,6 +65,21 @@ def sample_model(sample_checkpoint):
     return load_model(sample_checkpoint).float().eval()
 
 
+def pytest_report_header(config) -> list[str]:
+    """What the crop references depend on, at the top of every run: the installed OpenCV and the
+    sub-pixel model the kernels use with it (OpenCV 4.x's 1/32-px fixed point is the contract;
+    tests comparing with cv2.warpAffine bit for bit skip on OpenCV 5 and say so)."""
+    import cv2
+
+    try:
+        from vitpose_trt import _C
+
+        coords = f"kernels' warp coordinates: {_C.opencv_warp_coords()}, CUDA kernels built: {_C.built_with_cuda}"
+    except ImportError:
+        coords = "vitpose_trt._C not built"
+    return [f"vitpose_trt: opencv {cv2.__version__} ({coords})"]
+
+
 def cuda_ready() -> tuple[bool, str]:
     """(True, "") when torch sees a GPU and vitpose_trt._C has working CUDA kernels, else (False, why)."""
     try:
