@@ -1,4 +1,4 @@
-"""mypy over the TensorRT build tools and runner, against the TensorRT type stubs.
+"""mypy over the TensorRT build tools and runner, and the TensorRT stand-in, against the TensorRT stubs.
 
 TensorRT cannot be installed on the machines that run these tests, so the stubs are the only
 check that the TensorRT calls match the API (names, argument types, return types).
@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = ["build_engine/", "vitpose_trt/engines/tensorrt.py", "vitpose_trt/engines/sidecar.py"]
+TARGETS = ["build_engine/", "vitpose_trt/engines/tensorrt.py", "vitpose_trt/engines/sidecar.py",
+           "vitpose_trt/cuda_runtime.py", "vitpose_trt/cuda_memory.py", "vitpose_trt/gpu_path.py",
+           "tests/standins/tensorrt.py"]
+STANDIN = REPO / "tests" / "standins" / "tensorrt.py"
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 
 
@@ -81,3 +84,21 @@ def test_the_stubs_are_really_used(stub_path, tmp_path):
 def test_mypy_passes(stub_path, tmp_path):
     result = _mypy(TARGETS, stub_path, tmp_path / "cache")
     assert result.returncode == 0, f"mypy {' '.join(TARGETS)} failed:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.slow  # ~25 s, as above
+def test_a_name_tensorrt_lacks_fails_the_standin_check(stub_path, tmp_path):
+    """The TensorRT stand-in derives (for mypy) from the stubs' classes and marks its methods
+    @override, so a method TensorRT does not have, or one with another signature, is an error."""
+    text = STANDIN.read_text()
+    anchor = "    @override\n    def create_network(self, flags: int = 0) -> INetworkDefinition:"
+    assert anchor in text
+    wrong = tmp_path / "standin_wrong.py"
+    wrong.write_text(text.replace(anchor, "    @override\n    def create_netwerk(self) -> None:\n        pass\n\n" + anchor)
+                     .replace("def set_tensor_address(self, name: str, memory: int) -> bool:",
+                              "def set_tensor_address(self, name: str, memory: str) -> bool:"))
+    result = _mypy([str(wrong)], stub_path, tmp_path / "cache")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert 'Method "create_netwerk" is marked as an override, but no base method was found' in out, out
+    assert 'Argument 2 of "set_tensor_address" is incompatible with supertype' in out, out
