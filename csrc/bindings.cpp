@@ -4,8 +4,9 @@
 // object, wrong dtype) or ValueError (rank, shape, strides, values) naming the argument, then
 // releases the GIL around the work. *_cpu take numpy arrays; *_cuda take objects exposing
 // __cuda_array_interface__ (torch CUDA tensors, CuPy arrays) and enqueue on the caller's stream
-// without synchronizing. Objects without the interface are rejected before any CUDA call, so the
-// errors are the same on machines without a GPU.
+// without synchronizing the host; an interface (v3) that names its producer's stream makes that
+// stream wait for the producer's first. Objects without the interface are rejected before any CUDA
+// call, so the errors are the same on machines without a GPU.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -67,6 +68,7 @@ struct Array {
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;   // bytes
   bool on_device = false;         // from __cuda_array_interface__
+  std::uintptr_t producer = 0;    // its v3 "stream": 0 = none named, 1 = legacy default, 2 = per-thread, else a handle
 
   int64_t numel() const {
     int64_t n = 1;
@@ -146,6 +148,20 @@ Array from_cuda_array_interface(const py::object& obj, const char* name, bool wr
   if (writable && a.readonly) throw py::value_error(fmt(name, "array is read-only"));
   if (cai.contains("mask") && !cai["mask"].is_none()) {
     throw py::value_error(fmt(name, "masked arrays are not supported"));
+  }
+  if (cai.contains("stream") && !cai["stream"].is_none()) {  // v3: the stream the producer writes it on
+    const py::object stream = cai["stream"];
+    if (!py::isinstance<py::int_>(stream) || py::isinstance<py::bool_>(stream)) {
+      throw py::type_error(fmt(name, "__cuda_array_interface__ 'stream' must be None or an int, got " +
+                                         type_name(stream)));
+    }
+    const long long value = stream.cast<long long>();
+    if (value == 0) throw py::value_error(fmt(name, "__cuda_array_interface__ 'stream' is 0, which the protocol disallows"));
+    if (value < 0) {
+      throw py::value_error(fmt(name, "__cuda_array_interface__ 'stream' must be a stream handle, got " +
+                                          std::to_string(value)));
+    }
+    a.producer = static_cast<std::uintptr_t>(value);
   }
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     for (const auto& s : cai["strides"].cast<py::tuple>()) a.strides.push_back(s.cast<int64_t>());
@@ -396,6 +412,33 @@ int check_device_arrays(std::initializer_list<const Array*> arrays) {
   return device;
 }
 
+// __cuda_array_interface__ v3: a producer that names a stream may still be writing its array there.
+// The kernel's stream waits for it on the device (an event; the host does not wait). 1 is the legacy
+// default stream; 2 the per-thread default stream, which CUDA resolves in the calling thread (the
+// producing thread's when, as usual, the producer calls us). Called after every argument check.
+void wait_for_producers(std::initializer_list<const Array*> arrays, std::uintptr_t stream, int device) {
+#ifdef VITPOSE_TRT_WITH_CUDA
+  for (const Array* a : arrays) {
+    if (a == nullptr || a->producer == 0 || a->producer == stream) continue;
+    DeviceGuard guard(device);
+    const cudaStream_t producer = a->producer == 1   ? cudaStreamLegacy
+                                  : a->producer == 2 ? cudaStreamPerThread
+                                                     : reinterpret_cast<cudaStream_t>(a->producer);
+    cudaEvent_t written;
+    CUDA_CHECK(cudaEventCreateWithFlags(&written, cudaEventDisableTiming));
+    const cudaError_t recorded = cudaEventRecord(written, producer);
+    const cudaError_t waited =
+        recorded == cudaSuccess ? cudaStreamWaitEvent(reinterpret_cast<cudaStream_t>(stream), written, 0) : recorded;
+    cudaEventDestroy(written);  // released once the wait is resolved; safe right after enqueueing it
+    CUDA_CHECK(waited);
+  }
+#else
+  (void)arrays;
+  (void)stream;
+  (void)device;
+#endif
+}
+
 // ---- threads ------------------------------------------------------------------------------------
 
 // `threads` of the *_cpu entry points: None = default_threads() (the CPUs this process may run
@@ -429,6 +472,7 @@ void py_warp_cuda(const py::object& frame, const py::object& inv, const py::obje
   require_cuda_build("warp_cuda");
   const int device = check_device_arrays({&f, &m, &o});
   py::gil_scoped_release release;
+  wait_for_producers({&f, &m, &o}, stream, device);
   warp_cuda(a, stream, device);
 }
 
@@ -462,6 +506,7 @@ void py_decode_cuda(const py::object& hm, const py::object& transforms, const py
   require_cuda_build("decode_cuda");
   const int device = check_device_arrays({&h, &t, &o, flp, fip});
   py::gil_scoped_release release;
+  wait_for_producers({&h, &t, &o, flp, fip}, stream, device);
   decode_cuda(a, stream, device);
 }
 
@@ -500,7 +545,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("stream"), py::kw_only(), py::arg("coords") = "auto",
         "warp_cpu on CUDA arrays (__cuda_array_interface__, any frame strides), one kernel enqueued on "
         "`stream` (the caller's cudaStream_t as int, required: 0 means the legacy default stream); never "
-        "synchronizes.");
+        "synchronizes the host. An argument whose interface (v3) names its producer's stream is waited for "
+        "on the device first.");
   m.def("decode_cpu", &py_decode_cpu, py::arg("heatmaps"), py::arg("transforms"), py::arg("out"), py::arg("mode"),
         py::arg("flipped") = py::none(), py::arg("flip_index") = py::none(), py::kw_only(),
         py::arg("threads") = py::none(),
@@ -510,6 +556,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("decode_cuda", &py_decode_cuda, py::arg("heatmaps"), py::arg("transforms"), py::arg("out"), py::arg("mode"),
         py::arg("flipped"), py::arg("flip_index"), py::arg("stream"),
         "decode_cpu on CUDA arrays, one kernel for all N*K heatmaps enqueued on `stream` (required; "
-        "flipped and flip_index may be None); never synchronizes. flip_index values are not checked on "
+        "flipped and flip_index may be None), after the producer streams its arguments name (as warp_cuda); "
+        "never synchronizes the host. flip_index values are not checked on "
         "the host (that would synchronize): an out-of-range entry gives a NaN keypoint.");
 }

@@ -152,6 +152,28 @@ def test_cuda_argument_errors_name_the_argument():
         _C.decode_cuda(hm, t, kp, "udp", FakeCudaArray((2, 3, 4, 4), "<f2"), FakeCudaArray((3,), "<i8"), 0)
 
 
+def test_cuda_entry_points_read_the_producer_stream_of_the_interface():
+    """Interface v3 'stream': read and checked with the other arguments (before any CUDA call);
+    a valid one is waited for on the device (test_cuda_kernels_wait_for_a_producer_stream)."""
+    inv, out = FakeCudaArray((1, 2, 3), "<f8"), FakeCudaArray((1, 3, 4, 4), "<f4")
+
+    def frame(stream):
+        f = FakeCudaArray((8, 8, 3), "|u1")
+        f.__cuda_array_interface__["stream"] = stream
+        return f
+
+    with pytest.raises(ValueError, match=r"frame: __cuda_array_interface__ 'stream' is 0, which the protocol disallows"):
+        _C.warp_cuda(frame(0), inv, out, False, 0)
+    with pytest.raises(ValueError, match=r"frame: __cuda_array_interface__ 'stream' must be a stream handle, got -5"):
+        _C.warp_cuda(frame(-5), inv, out, False, 0)
+    with pytest.raises(TypeError, match=r"frame: __cuda_array_interface__ 'stream' must be None or an int, got str"):
+        _C.warp_cuda(frame("7"), inv, out, False, 0)
+    hm = FakeCudaArray((1, 2, 4, 4), "<f4")
+    hm.__cuda_array_interface__["stream"] = 0
+    with pytest.raises(ValueError, match=r"heatmaps: __cuda_array_interface__ 'stream' is 0"):
+        _C.decode_cuda(hm, FakeCudaArray((1, 4), "<f4"), FakeCudaArray((1, 2, 3), "<f4"), "udp", None, None, 0)
+
+
 @pytest.mark.skipif(_C.built_with_cuda, reason="checks the CPU-only build")
 def test_cpu_only_build_says_so():
     frame, inv = FakeCudaArray((8, 8, 3), "|u1"), FakeCudaArray((1, 2, 3), "<f8")
@@ -402,3 +424,31 @@ def test_cuda_decode_out_of_range_flip_index_gives_nan_not_a_crash():
     _C.decode_cuda(hm, t, out, "udp", hm.clone(), fi, torch.cuda.current_stream().cuda_stream)
     res = out.cpu().numpy()
     assert np.isnan(res[:, 1]).all() and np.isfinite(res[:, [0, 2]]).all()
+
+
+@pytest.mark.requires_cuda
+def test_cuda_kernels_wait_for_a_producer_stream(coco_sample):
+    """A raw device frame (interface v3) still being written on its producer's stream: the kernel,
+    enqueued on another stream, waits for the producer (the binding reads the 'stream' key)."""
+    import torch
+
+    _, frame, boxes = coco_sample[0]
+    transforms = boxes_to_transforms(check_boxes(boxes[:4]), (256, 192))
+    inv_np = inverse_warp_matrices(transforms, "udp", (256, 192))
+    want = np.empty((4, 3, 256, 192), np.float32)
+    _C.warp_cpu(frame, inv_np, want)
+    producer, consumer = torch.cuda.Stream(), torch.cuda.Stream()
+    host = torch.from_numpy(frame).pin_memory()
+    inv = torch.from_numpy(inv_np).cuda()
+    for _ in range(3):
+        with torch.cuda.stream(producer):
+            dev = torch.zeros(frame.shape, dtype=torch.uint8, device="cuda")
+            torch.cuda._sleep(50_000_000)  # keep the producer busy: an unsynchronized read sees zeros
+            dev.copy_(host, non_blocking=True)
+        raw = CudaView(dev, 0, frame)
+        raw.__cuda_array_interface__["stream"] = producer.cuda_stream
+        out = torch.empty((4, 3, 256, 192), dtype=torch.float32, device="cuda")
+        with torch.cuda.stream(consumer):
+            _C.warp_cuda(raw, inv, out, False, consumer.cuda_stream)
+        consumer.synchronize()
+        np.testing.assert_array_equal(out.cpu().numpy(), want)
