@@ -321,17 +321,16 @@ def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarra
     def run(crops: np.ndarray) -> np.ndarray:
         import torch
 
-        # FP32 for real: no TF32 in cuDNN convolutions or matmuls, on the GPU when there is one.
+        from vitpose_trt.engines.torch_engine import exact_fp32
+
+        # FP32 for real (no TF32), on the GPU when there is one
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         try:
             m = model.to(device)
-            with torch.inference_mode():
+            with exact_fp32(), torch.inference_mode():
                 out = [m(torch.from_numpy(crops[i:i + 8]).to(device)).float().cpu().numpy()
                        for i in range(0, len(crops), 8)]
         finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
             model.cpu()
         return np.concatenate(out)
 

@@ -309,6 +309,17 @@ def test_rows_that_cannot_run_are_skipped_with_a_reason(micro, tmp_path):
     assert "Skipped:" in table and "Failed:" in table and "needs a quantum computer" in table
 
 
+def test_the_fp32_baseline_runs_without_tf32():
+    """cuDNN's TF32 convolutions (PyTorch's default) would make the "FP32" baseline row TF32 on a GPU."""
+    model, seen = _tiny(), []
+    model.register_forward_pre_hook(lambda m, a: seen.append(torch.backends.cudnn.allow_tf32))
+    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, restored after the run
+    r = run_benchmark(model=model, people=(1,), alternatives="baseline", coco_sample=False, device="cpu", **FAST)
+    assert [row["status"] for row in r["rows"]] == ["ok"]
+    # the first forward pass is the bench's CPU reference (TF32 means nothing on a CPU); then the row's
+    assert len(seen) > 2 and not any(seen[1:]) and torch.backends.cudnn.allow_tf32
+
+
 def test_gpu_rows_report_why_without_a_gpu(micro):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -396,6 +407,28 @@ def test_cli_bench_end_to_end(micro, tmp_path, monkeypatch, capsys):
         assert all(row["accuracy"]["counted"] > 0.5 * row["accuracy"]["keypoints"] for row in data["rows"])
     else:
         assert data["accuracy"]["source"] == "benchmark weights"
+
+
+def test_required_rows_must_all_run(micro, tmp_path, monkeypatch, capsys):
+    """--require fails the command when a required alternative did not set up or a row of it failed:
+    on a GPU machine, a failing GPU row is then a failing command (benchmarks/run_gpu_bench.sh)."""
+    import vitpose_trt.model as model_module
+    from vitpose_trt.cli import main
+
+    monkeypatch.setattr(model_module, "build_random_model", lambda *a, **k: micro)
+    argv = ["bench", "--people", "1", "--iters", "1", "--warmup", "1", "--threads", "1", "--synthetic",
+            "--no-progress", "--alternatives", "pytorch-cpu,torch-fp16-eager", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--require", "pytorch-cpu"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "b"), "--require", "pytorch-cpu,torch-fp16-eager"]) == 1
+    assert "--require torch-fp16-eager: did not run" in capsys.readouterr().err
+    result = {"skipped": {}, "throughput": [
+        {"alternative": "x", "batch": 64, "status": "skipped", "reason": "predicted 40.0 s per run > 3 x budget 5 s"},
+        {"alternative": "x", "batch": 8, "status": "skipped", "reason": "OutOfMemoryError: CUDA out of memory"}],
+        "rows": [{"alternative": "x", "people": 1, "status": "ok"},
+                 {"alternative": "x", "people": 4, "status": "failed", "reason": "RuntimeError: boom"}]}
+    assert bench.unmet_requirements(result, ["x"]) == ["x, 4 people: failed (RuntimeError: boom)",
+                                                       "x, batch 8: skipped (OutOfMemoryError: CUDA out of memory)"]
+    assert bench.unmet_requirements(result, ["y"]) == ["y: no rows (not among the alternatives run)"]
 
 
 def test_cli_rejects_bad_lists(capsys):

@@ -110,7 +110,9 @@ def test_tensorrt_plan_without_tensorrt_is_a_clear_error(tmp_path):
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed here")
-    with pytest.raises(TensorRTUnavailableError, match="TensorRT is not installed: `pip install tensorrt`"):
+    # names the package for each CUDA major version (CUDA 13 stacks need tensorrt-cu13, not -cu12)
+    with pytest.raises(TensorRTUnavailableError,
+                       match="TensorRT is not installed: `pip install tensorrt-cu13` or `pip install tensorrt-cu12`"):
         open_engine(plan)
     with pytest.raises(ValueError, match="vitpose-trt build"):
         open_engine(None, backend="tensorrt")

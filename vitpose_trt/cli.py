@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, pytorch-cpu, baseline, "
                         "transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu "
                         "(auto: all; those that cannot run here are listed as skipped)")
+    p.add_argument("--require", default="",
+                   help="comma-separated alternatives that must run with every row ok, else exit status 1 "
+                        "(e.g. pytorch-cuda on a GPU machine: a failing GPU row fails the command)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: all)")
     p.add_argument("--coco-sample", default=None,
                    help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
@@ -403,9 +406,19 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
 def _bench(args) -> int:
     import time
 
-    from vitpose_trt.bench import format_table, int_list, plot_results, run_benchmark, write_json, write_results
+    from vitpose_trt.bench import (
+        format_table,
+        int_list,
+        plot_results,
+        resolve_alternatives,
+        run_benchmark,
+        unmet_requirements,
+        write_json,
+        write_results,
+    )
 
     people = int_list(args.people, "--people")
+    required = resolve_alternatives(args.require) if args.require else []
     if not people:
         raise ValueError("--people: give at least one people count")
     out_dir = Path(args.out) if args.out else Path("bench_out") / time.strftime("%Y%m%d-%H%M%S")
@@ -440,7 +453,10 @@ def _bench(args) -> int:
     if not any(r.get("status") == "ok" for r in result["rows"]):
         print("vitpose-trt bench: no alternative could run here", file=sys.stderr)
         return 1
-    return 0
+    problems = unmet_requirements(result, required)
+    for problem in problems:
+        print(f"vitpose-trt bench: --require {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _eval(args) -> int:

@@ -41,7 +41,7 @@ from vitpose_trt.bench.environment import environment, load_warning, tensorrt_ve
 from vitpose_trt.bench.measure import Runner, Timer, measure_frames, measure_matmul_rate, measure_throughput, summarize
 from vitpose_trt.bench.reference import Reference, keypoint_disagreement, reference_keypoints
 from vitpose_trt.bench.report import STAGES, format_table, make_figure, plot_results, write_json, write_results
-from vitpose_trt.bench.run import BenchConfig, int_list, run_benchmark
+from vitpose_trt.bench.run import BenchConfig, int_list, run_benchmark, unmet_requirements
 from vitpose_trt.bench.runners import (
     ALIASES,
     ALTERNATIVES,
@@ -69,5 +69,6 @@ __all__ = [
     "compose_coco_frame", "environment", "format_table", "int_list", "keypoint_disagreement", "load_warning",
     "make_figure", "measure_frames", "measure_matmul_rate", "measure_throughput", "plot_results", "reference_keypoints",
     "resolve_alternatives", "run_benchmark", "runner_baseline", "summarize", "synthetic_boxes", "synthetic_frame",
+    "unmet_requirements",
     "tensorrt_version", "write_json", "write_results",
 ]

@@ -410,6 +410,28 @@ def _matmul_fractions(result: dict, cfg: BenchConfig) -> None:
             row["fraction_of_matmul"] = row["tflops"] / peak["tflops"] if peak else None
 
 
+def unmet_requirements(result: dict, required: Sequence[str]) -> list[str]:
+    """What keeps the `required` alternatives from counting as run: one line per problem.
+
+    A required alternative must have set up (not be in "skipped"), and every one of its rows must be
+    "ok"; a throughput row may also be skipped because it was predicted to exceed the time budget.
+    """
+    problems = []
+    for name in required:
+        if name in result["skipped"]:
+            problems.append(f"{name}: did not run ({result['skipped'][name]})")
+            continue
+        rows = [r for r in result["rows"] if r["alternative"] == name]
+        if not rows:
+            problems.append(f"{name}: no rows (not among the alternatives run)")
+        problems += [f"{name}, {r['people']} people: {r.get('status')} ({r.get('reason', '')})"
+                     for r in rows if r.get("status") != "ok"]
+        problems += [f"{name}, batch {r['batch']}: {r.get('status')} ({r.get('reason', '')})"
+                     for r in result["throughput"] if r["alternative"] == name and r.get("status") != "ok"
+                     and not str(r.get("reason", "")).startswith("predicted")]
+    return problems
+
+
 def _add_speedups(rows: list[dict]) -> None:
     """Per row: pre+post share of e2e, and speed-up over the baseline at the same people count."""
     base = {r["people"]: r["e2e"]["median"] for r in rows if r["alternative"] == "baseline" and r.get("status") == "ok"}

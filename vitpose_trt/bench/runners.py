@@ -206,6 +206,7 @@ def runner_baseline(ctx: BenchContext) -> Runner:
     import torch
 
     from vitpose_trt import postprocess, preprocess
+    from vitpose_trt.engines.torch_engine import exact_fp32
     from vitpose_trt.geometry import check_boxes
 
     device = "cuda" if ctx.cuda else "cpu"
@@ -223,7 +224,8 @@ def runner_baseline(ctx: BenchContext) -> Runner:
             x = torch.from_numpy(crops).to(device)
             if gpu:
                 timer.mark("upload", gpu=True)
-            heat = model(x)
+            with exact_fp32():  # the FP32 baseline computes in FP32, not in TF32 convolutions
+                heat = model(x)
             timer.mark("model", gpu=gpu)
             heat = heat.cpu().numpy()
             if gpu:
