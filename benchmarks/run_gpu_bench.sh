@@ -61,9 +61,9 @@ log "versions"
     echo "nvcc: $(nvcc --version 2>&1 | tail -1)"
     echo "cmake: $(cmake --version 2>&1 | head -1)"
     "$PY" - <<'EOF' 2>&1
-import platform, numpy, cv2, torch
+import platform, numpy, cv2, setuptools, torch
 print("python", platform.python_version(), "| torch", torch.__version__, "(CUDA", torch.version.cuda, ") | numpy",
-      numpy.__version__, "| opencv", cv2.__version__)
+      numpy.__version__, "| opencv", cv2.__version__, "| setuptools", setuptools.__version__, "(>= 77 builds)")
 print("GPU:", torch.cuda.get_device_name() if torch.cuda.is_available() else "none visible to torch")
 for name in ("onnx", "onnxruntime", "pytest_timeout", "tensorrt"):
     try:
@@ -87,18 +87,21 @@ VITPOSE_TRT_CUDA_ARCHS="${ARCH:-native}" step 150 build.log "$PY" setup.py build
     || stop "the extension did not build (build.log has CMake's and nvcc's output)"
 "$PY" -c "import vitpose_trt._C as c; print('CUDA kernels built for', c.cuda_architectures, '| CUDA runtime', c.cuda_runtime_version, '| GPU visible:', c.cuda_available(), '| warp coordinates:', c.opencv_warp_coords())" \
     2>&1 | tee -a "$OUT/steps.log"
-"$PY" -c "import vitpose_trt._C as c, sys; sys.exit(0 if c.built_with_cuda and c.cuda_available() else 1)" \
-    || stop "no usable CUDA kernels (nvcc missing at build time, or no GPU visible): every GPU test would skip"
+"$PY" -c "import torch, vitpose_trt._C as c, sys; sys.exit(0 if c.built_with_cuda and c.cuda_available() and torch.cuda.is_available() else 1)" \
+    || stop "no usable CUDA kernels (nvcc missing at build time, or no GPU visible to the extension or to torch): every GPU test would skip"
 
 [ -n "${VITPOSE_TRT_SAMPLE_CHECKPOINT:-}" ] && [ -n "${VITPOSE_TRT_COCO_SAMPLE:-}" ] \
     || stop "the photos / fixture model are missing: bring .devcarry (see the header)"
 log "smoke test: the fixture model through VitPoseTRT on CUDA (FP32) against the CPU path"
-step 60 smoke.log "$PY" -m pytest tests/test_gpu_pipeline.py -q -x -p no:cacheprovider "${TIMEOUT_ARGS[@]}" \
-    -k "equals_cpu_reference_on_real_photos and fp32" || stop "the smoke test failed (smoke.log)"
+SMOKE="tests/test_gpu_pipeline.py::test_gpu_path_equals_cpu_reference_on_real_photos[fp32]"
+step 60 smoke.log "$PY" -m pytest "$SMOKE" -q -x -rs -p no:cacheprovider ${TIMEOUT_ARGS[@]+"${TIMEOUT_ARGS[@]}"} \
+    || stop "the smoke test failed (smoke.log)"
 tail -3 "$OUT/smoke.log" | tee -a "$OUT/steps.log"
+grep -q "1 passed" "$OUT/smoke.log" || stop "the smoke test did not run (skipped? see smoke.log)"
 
 log "every GPU test (requires_cuda: kernels vs the references, the GPU path vs the CPU path, the bench)"
-step 170 gpu_tests.log "$PY" -m pytest tests -q -rs -m requires_cuda -p no:cacheprovider "${TIMEOUT_ARGS[@]}"
+step 170 gpu_tests.log "$PY" -m pytest tests -q -rs -m requires_cuda -p no:cacheprovider --deselect "$SMOKE" \
+    ${TIMEOUT_ARGS[@]+"${TIMEOUT_ARGS[@]}"}
 tail -25 "$OUT/gpu_tests.log" | tee -a "$OUT/steps.log"
 if grep -q "fixture model not found\|real photos not found" "$OUT/gpu_tests.log"; then
     log "accuracy tests SKIPPED for want of the photos / fixture model"
@@ -110,9 +113,11 @@ ENGINE_ARGS=()
 CKPT_ARGS=()
 [ -n "${CHECKPOINT:-}" ] && CKPT_ARGS=(--checkpoint "$CHECKPOINT")
 log "vitpose-trt bench (GPU rows; random ViTPose-B unless CHECKPOINT: speed does not depend on the weights)"
-step 160 bench_gpu.log "$PY" -m vitpose_trt.cli bench "${ENGINE_ARGS[@]}" "${CKPT_ARGS[@]}" \
-    --people "${PEOPLE:-1,4,16,64}" --batches "${BATCHES:-1,8,32,64}" --alternatives gpu \
-    --require pytorch-cuda,baseline,torch-fp16-eager \
+ROWS=pytorch-cuda,baseline,torch-fp16-eager
+[ -n "${ENGINE:-}" ] && ROWS="tensorrt,$ROWS"
+step 160 bench_gpu.log "$PY" -m vitpose_trt.cli bench ${ENGINE_ARGS[@]+"${ENGINE_ARGS[@]}"} \
+    ${CKPT_ARGS[@]+"${CKPT_ARGS[@]}"} \
+    --people "${PEOPLE:-1,4,16,64}" --batches "${BATCHES:-1,8,32,64}" --alternatives "$ROWS" --require "$ROWS" \
     --iters "${ITERS:-30}" --max-seconds-per-row "${BUDGET:-5}" --out "$OUT/bench" --no-progress
 tee -a "$OUT/steps.log" <"$OUT/bench_gpu.log" >/dev/null
 log "done (exit $status) after $SECONDS s; files in $OUT"

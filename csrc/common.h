@@ -21,11 +21,13 @@
 #ifdef VITPOSE_TRT_WITH_CUDA
 #include <cuda_runtime.h>
 
-// Throws (never exits) with the call, the place and CUDA's own message.
+// Throws (never exits) with the call, the place and CUDA's own message. The error is also taken
+// off this module's runtime (cudaGetLastError), so it does not fail the next, valid call's launch check.
 #define CUDA_CHECK(call)                                                                        \
   do {                                                                                          \
     cudaError_t vt_err_ = (call);                                                               \
     if (vt_err_ != cudaSuccess) {                                                               \
+      cudaGetLastError();                                                                       \
       throw std::runtime_error(std::string("CUDA error: ") + cudaGetErrorString(vt_err_) +     \
                                " (" #call " at " __FILE__ ":" + std::to_string(__LINE__) + ")"); \
     }                                                                                           \

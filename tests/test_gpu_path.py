@@ -217,20 +217,30 @@ def test_the_race_check_catches_an_unordered_overwrite(tiny_model, photos):
         with rt.use(rt.stream(DEVICE)):  # a stream that never waited for the call
             rt.enqueue("overwrite", writes=[dev])
         pending.result()
-    assert any("overwrite" in race and "unordered" in race for race in rt.races)
+        assert any("overwrite" in race and "unordered" in race for race in rt.races)
+        # the host's own accesses count too: rewriting pinned staging that a queued copy still reads
+        staging, target = rt.empty_pinned((64,), torch.uint8), rt.empty((64,), torch.uint8, DEVICE)
+        with rt.use(pose.path.upload):
+            rt.copy(target, staging)
+        rt.host_uses(staging, write=True)
+        assert rt.races[-1].startswith("host writes on <stream host> writes memory that copy on")
+        rt.host_waits("event", pose.path.upload.clock)  # after a synchronization it is ordered
+        count = len(rt.races)
+        rt.host_uses(staging, write=True)
+        assert len(rt.races) == count
 
 
 class ForeignFrame:
     """A device frame from another library: `__cuda_array_interface__` v3 naming its producer's stream."""
 
-    def __init__(self, tensor: torch.Tensor, stream: int) -> None:
-        self.tensor, self.stream, self.reads = tensor, stream, 0
+    def __init__(self, tensor: torch.Tensor, stream: int, read_only: bool = False) -> None:
+        self.tensor, self.stream, self.read_only, self.reads = tensor, stream, read_only, 0
 
     @property
     def __cuda_array_interface__(self):
         self.reads += 1
         typestr = {torch.uint8: "|u1", torch.float32: "<f4"}[self.tensor.dtype]
-        return {"shape": tuple(self.tensor.shape), "typestr": typestr, "data": (self.tensor.data_ptr(), False),
+        return {"shape": tuple(self.tensor.shape), "typestr": typestr, "data": (self.tensor.data_ptr(), self.read_only),
                 "strides": None, "version": 3, "stream": self.stream}
 
 
@@ -254,15 +264,36 @@ def test_a_foreign_frame_waits_for_its_producer_and_is_read_once(standin, tiny_m
     assert foreign.reads == 1
 
 
-def test_a_per_thread_stream_frame_costs_one_device_synchronization(standin, tiny_model, photos):
+def test_per_thread_stream_and_read_only_foreign_frames(standin, tiny_model, photos):
+    """Interface stream 2 (the calling thread's per-thread default stream, as CUDA resolves it) is
+    waited for on the device, without a host synchronization; a read-only interface is accepted
+    (only read; PyTorch itself refuses the flag); a 'stream' of 0 is refused."""
     pose = gpu_pose(tiny_model)
     frame, boxes = photos[0]
-    foreign = ForeignFrame(standin.to_device(frame), 2)  # 2: the producer's per-thread default stream
+    want = pose.infer(frame, boxes)
+    per_thread = standin.external_stream(2, DEVICE)
+    with standin.use(per_thread):
+        dev = standin.to_device(frame)
+        wrote = standin.enqueue("producer writes the frame", writes=[dev])
+    foreign = ForeignFrame(dev, 2, read_only=True)
     before = len(standin.syncs)
-    pose.infer(foreign, boxes)
-    assert standin.syncs[before:] == ["device", "event"]
+    np.testing.assert_array_equal(pose.infer(foreign, boxes), want)
+    assert standin.syncs[before:] == ["event"]
+    frame_copy = next(op for op in standin.ops if op.name == "copy" and op.reads and op.reads[0][0] == dev.data_ptr())
+    assert happens_before(wrote, frame_copy)
+    with pytest.raises(TypeError, match="read only flag"):  # what the wrapper spares the caller
+        standin.as_tensor(foreign)
     with pytest.raises(ValueError, match="frame: __cuda_array_interface__ 'stream' is 0"):
         pose.infer(ForeignFrame(standin.to_device(frame), 0), boxes)
+
+
+def test_first_call_in_inference_mode_then_outside(standin, tiny_model, photos):
+    """Buffers made inside the caller's torch.inference_mode() still serve calls made outside it."""
+    pose = gpu_pose(tiny_model)
+    frame, boxes = photos[0]
+    with torch.inference_mode():
+        first = pose.infer(frame, boxes)
+    np.testing.assert_array_equal(pose.infer_many([frame, frame], [boxes, boxes[:2]])[0], first)
 
 
 def test_preprocess_and_postprocess_on_the_device_wait_for_producers(standin, sample_model, photos):

@@ -150,6 +150,21 @@ def cpu_infer(plan, frame, boxes):
         return VitPoseTRT(str(plan)).infer(frame, boxes)
 
 
+def test_the_host_path_and_the_gpu_path_share_one_engine_in_order(standins, plan, photo):
+    """engine.run (its own stream) while a GPU-path call is still in flight: the shared output buffer
+    is written only after that call's decode read it (the standins fixture fails on a race)."""
+    from vitpose_trt.preprocess import preprocess
+
+    frame, boxes = photo
+    pose = VitPoseTRT(str(plan))
+    want = pose.infer(frame, boxes)
+    crops, _ = preprocess(frame, boxes[:2], "udp", impl="cpp")
+    alone = pose.engine.run(crops)
+    pending = pose.infer_async(frame, boxes)
+    np.testing.assert_array_equal(pose.engine.run(crops), alone)
+    np.testing.assert_array_equal(pending.result(), want)
+
+
 def test_tensorrt_engine_profile_limits_and_smaller_chunks(standins, plan, photo):
     import torch
 

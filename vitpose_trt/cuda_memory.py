@@ -7,7 +7,8 @@ Arrays made by other libraries (CuPy, Numba, anything with `__cuda_array_interfa
 may name the stream their producer is still writing them on (the interface's "stream" key). That
 key is read once per array (`device_array`), and the consumer's stream waits for the producer's
 before reading (`as_cuda_frame`, `GpuPath`). A torch tensor carries no such key: PyTorch's rule is
-that work queued on the current stream sees it.
+that work queued on the current stream sees it. Such arrays are wrapped, never copied: one on
+another GPU than the engine's is an error, not a silent peer copy.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def producer_stream(interface_stream: Any, device: torch.device) -> Stream | Non
     """The stream a `__cuda_array_interface__` producer says its data is being written on.
 
     The interface's "stream" value: absent/None = no synchronization needed, 1 = the legacy
-    default stream, 2 = the per-thread default stream, any other integer = a cudaStream_t (0 is
-    disallowed by the protocol). The per-thread default stream of the producing thread cannot be
-    named from another thread, so for 2 the device is synchronized here (once per array) and None
-    is returned.
+    default stream, 2 = the per-thread default stream (as CUDA resolves `cudaStreamPerThread`: the
+    calling thread's, which is the producing thread's when, as usual, the producer calls us; the
+    extension's kernels read it the same way), any other integer = a cudaStream_t (0 is
+    disallowed by the protocol).
     """
     if interface_stream is None:
         return None
@@ -36,9 +37,8 @@ def producer_stream(interface_stream: Any, device: torch.device) -> Stream | Non
         raise ValueError(f"__cuda_array_interface__ 'stream' must be None or an int, got {interface_stream!r}")
     if interface_stream == 0:
         raise ValueError("__cuda_array_interface__ 'stream' is 0, which the protocol disallows")
-    if interface_stream == 2:
-        runtime().synchronize(device)
-        return None
+    if interface_stream < 0:
+        raise ValueError(f"__cuda_array_interface__ 'stream' must be a stream handle, got {interface_stream}")
     return runtime().external_stream(interface_stream, device)
 
 
@@ -47,7 +47,8 @@ def device_array(array: Any, device: torch.device | None = None, name: str = "fr
     """A device array as a tensor over the same memory, and its producer's stream (or None).
 
     Args:
-        array: a torch tensor in device memory, or any object with `__cuda_array_interface__`.
+        array: a torch tensor in device memory, or any object with `__cuda_array_interface__`
+            (its memory is only read: a read-only interface is accepted).
         device: where it must be (None: any device of the runtime).
         name: the argument's name, for errors.
 
@@ -61,11 +62,11 @@ def device_array(array: Any, device: torch.device | None = None, name: str = "fr
             raise ValueError(f"{name}: expected a CUDA tensor or a numpy array, got a tensor on {array.device}")
         tensor, producer = array, None
     elif isinstance(interface, dict):  # read once: a property may compute it afresh (and synchronize)
+        tensor = rt.as_tensor(_Interface(interface))  # on the array's own device: never a copy
         try:
-            producer = producer_stream(interface.get("stream"), device if device is not None else rt.device(None))
+            producer = producer_stream(interface.get("stream"), tensor.device)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
-        tensor = rt.as_tensor(_Interface(interface), device if device is not None else rt.device(None))
     else:
         raise TypeError(f"{name} must be a numpy array or a CUDA array, got {type(array).__name__}")
     if device is not None and tensor.device != device:
@@ -74,9 +75,13 @@ def device_array(array: Any, device: torch.device | None = None, name: str = "fr
 
 
 class _Interface:
-    """An array interface read once, handed on as it was read."""
+    """An array interface read once, handed on as it was read. Marked writable: PyTorch refuses
+    read-only interfaces, and the package only reads these arrays."""
 
     def __init__(self, interface: dict) -> None:
+        data = interface.get("data")
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            interface = {**interface, "data": (data[0], False)}
         self.__cuda_array_interface__ = interface
 
 

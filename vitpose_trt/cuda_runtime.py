@@ -156,11 +156,16 @@ class CudaRuntime:
         """Keep `tensor`'s block alive until the work queued on `stream` so far is done."""
         tensor.record_stream(stream)
 
-    def as_tensor(self, array: Any, device: torch.device) -> torch.Tensor:
-        """An object with `__cuda_array_interface__` as a tensor over the same memory (no copy)."""
+    def host_uses(self, tensor: torch.Tensor, write: bool) -> None:
+        """The host is about to read (or write) pinned `tensor` directly. Nothing to do on a GPU:
+        the caller has already waited for the queued copies that use it (the stand-in checks that)."""
+
+    def as_tensor(self, array: Any) -> torch.Tensor:
+        """An object with `__cuda_array_interface__` as a tensor over the same memory, on the device
+        the memory is on (no copy: `torch.as_tensor` with a device would copy across GPUs)."""
         import torch
 
-        return torch.as_tensor(array, device=device)
+        return torch.as_tensor(array)
 
     # ---- kernels (on the current stream) -------------------------------------------------------
 

@@ -49,6 +49,7 @@ class _Slot:
         self.uploaded = cuda.event()  # the call's inputs are on the device
         self.done = cuda.event()  # the call's keypoints are on the host
         self.pending: PendingResult | None = None  # the call still reading out_host
+        self.inputs: list | None = None  # the caller's frames, alive until the copies that read them are done
 
 
 @dataclass
@@ -94,7 +95,7 @@ class GpuPath:
         self.flip_index: torch.Tensor | None = None
         if flip_test:
             index = torch.tensor(flip_index(engine.num_keypoints, flip_pairs), dtype=torch.int32)
-            with self.cuda.use(self.stream):
+            with torch.inference_mode(), self.cuda.use(self.stream):
                 self.flip_index = self.cuda.empty(index.shape, torch.int32, self.device)
                 self.cuda.copy(self.flip_index, index)
 
@@ -111,7 +112,8 @@ class GpuPath:
         "decode", then "download" (on `stream`): the benchmark records a CUDA event there.
         """
         boxes = [check_boxes(b) for b in boxes_per_frame]
-        with self.lock:
+        # inference mode throughout: the buffers are made once, as inference tensors, whatever the caller's mode
+        with self.lock, torch.inference_mode():
             return self._enqueue(list(frames), boxes, stage_hook or (lambda stage: None))
 
     def _enqueue(self, frames: list, boxes: list[np.ndarray], mark: StageHook) -> PendingResult:
@@ -121,6 +123,7 @@ class GpuPath:
                 self._check(frame)
             return PendingResult.done([empty_keypoints(k) for _ in frames])
         slot = self._take_slot()
+        slot.inputs = frames
         call = self._upload(slot, frames, boxes)
         mark("upload")
         out_host = slot.out_host.get(call.total, k, 3)
@@ -139,6 +142,8 @@ class GpuPath:
 
         def collect() -> list[np.ndarray]:
             slot.done.synchronize()
+            slot.inputs = None
+            self.cuda.host_uses(out_host, write=False)
             flat = out_host.numpy().copy()
             return [flat[a:a + c] for a, c in zip(call.first, call.counts)]
 
@@ -170,8 +175,10 @@ class GpuPath:
         size = self.engine.input_size
         transforms = boxes_to_transforms(np.concatenate(boxes), size)
         inv_host = slot.inv_host.get(len(transforms), 2, 3)
-        inv_host.numpy()[:] = inverse_warp_matrices(transforms, self.mode, size)
         trans_host = slot.trans_host.get(len(transforms), 4)
+        for host in (inv_host, trans_host):
+            self.cuda.host_uses(host, write=True)
+        inv_host.numpy()[:] = inverse_warp_matrices(transforms, self.mode, size)
         trans_host.numpy()[:] = transforms
         caller = self.cuda.current_stream(self.device)
         with self.cuda.use(self.upload):
@@ -210,6 +217,7 @@ class GpuPath:
             src = frame
             if isinstance(frame, np.ndarray):
                 src = staged[staged_at:staged_at + n].view(frame.shape)
+                self.cuda.host_uses(src, write=True)
                 np.copyto(src.numpy(), frame)
                 staged_at += n
             self.cuda.copy(dst, src)

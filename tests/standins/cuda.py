@@ -11,8 +11,9 @@ What it replaces, and how:
                     the "device" tensors; device pointers are checked as the CUDA binding does.
 Work runs at once, in program order, so results equal what a GPU computes when every ordering the
 code relies on is real. That is what the stand-in checks as it goes:
-    races           two accesses to device memory from different streams, one of them a write,
-                    not ordered by the streams' events (`races`);
+    races           two accesses to device or pinned memory from different streams (the host
+                    counts as one, through `host_uses`), one of them a write, not ordered by the
+                    streams' events or the host's synchronizations (`races`);
     allocator       a device block used on a stream other than the one it was allocated on,
                     without `record_stream` for that stream (`races` too: the caching allocator
                     could hand the block out again while that stream still reads it);
@@ -41,6 +42,7 @@ from vitpose_trt.cuda_runtime import CudaRuntime
 DEVICE = torch.device("cpu")  # where the stand-in's "device" tensors live
 _TYPESTR = {"|u1": np.uint8, "<i4": np.int32, "<f2": np.float16, "<f4": np.float32, "<f8": np.float64}
 MAX_ACCESSES = 256  # remembered per block, newest kept
+HOST = -1  # the host's entry in the clocks: its direct reads and writes of pinned memory
 
 
 class StandInEvent:
@@ -104,7 +106,7 @@ class _Block:
     stream: int | None  # the stream it was allocated on (device memory)
     recorded: set[int] = field(default_factory=set)  # streams given to record_stream
     foreign: bool = False  # reached through __cuda_array_interface__: not PyTorch's allocator's to reuse
-    accesses: list[tuple[Op, bool]] = field(default_factory=list)  # (op, is_write)
+    accesses: list[tuple[Op, bool, int, int]] = field(default_factory=list)  # (op, is_write, start, end)
 
 
 class CudaStandIn(CudaRuntime):
@@ -124,7 +126,8 @@ class CudaStandIn(CudaRuntime):
         self.syncs: list[str] = []
         self.blocks: list[_Block] = []
         self.streams: dict[int, StandInStream] = {}
-        self.host_clock: dict[int, int] = {}  # the work the host has waited for
+        self.host_clock: dict[int, int] = {HOST: 0}  # the host's own accesses, and the work it waited for
+        self.host = StandInStream(self, HOST, "host")  # names the host in ops and messages
         self.default = self._new_stream("default", handle=0)
         self.local = threading.local()
 
@@ -231,9 +234,23 @@ class CudaStandIn(CudaRuntime):
         if block is not None:
             block.recorded.add(stream.handle)
 
-    def as_tensor(self, array: Any, device: torch.device) -> torch.Tensor:
-        """A tensor over the memory an interface points at (as torch.as_tensor does on a GPU)."""
+    def host_uses(self, tensor: torch.Tensor, write: bool) -> None:
+        """The host reads or writes pinned memory: ordered after what the host waited for, and before
+        what it enqueues next."""
+        self.host_clock[HOST] += 1
+        op = Op(len(self.ops), f"host {'writes' if write else 'reads'}", self.host, dict(self.host_clock))
+        (op.writes if write else op.reads).append(_span(tensor))
+        self.ops.append(op)
+        start, end = op.writes[0] if write else op.reads[0]
+        if end > start:
+            self._access(op, start, end, write)
+
+    def as_tensor(self, array: Any) -> torch.Tensor:
+        """A tensor over the memory an interface points at (as torch.as_tensor does on a GPU, which
+        also refuses read-only interfaces)."""
         interface = array.__cuda_array_interface__
+        if interface["data"][1]:
+            raise TypeError("the read only flag is not supported, should always be False")
         dtype = np.dtype(_TYPESTR[interface["typestr"]])
         shape = tuple(interface["shape"])
         strides = interface.get("strides") or tuple(int(s) for s in np.cumprod((1, *shape[:0:-1]))[::-1] * dtype.itemsize)
@@ -285,23 +302,25 @@ class CudaStandIn(CudaRuntime):
         for spans, write in ((op.reads, False), (op.writes, True)):
             for start, end in spans:
                 if end > start:
-                    self._access(op, start, write)
+                    self._access(op, start, end, write)
         return op
 
-    def _access(self, op: Op, address: int, write: bool) -> None:
+    def _access(self, op: Op, address: int, end: int, write: bool) -> None:
         block = self._block(address)
-        if block is None or block.pinned:
+        if block is None:
             return
         here = op.stream.handle
-        if not block.foreign and here != block.stream and here not in block.recorded:
+        if not block.pinned and not block.foreign and here != block.stream and here not in block.recorded:
             self.races.append(f"{op.name} on {op.stream} uses a block allocated on stream {block.stream:#x} "
                               "without record_stream")
-        for earlier, earlier_write in block.accesses:
-            if (write or earlier_write) and earlier.stream is not op.stream and not happens_before(earlier, op):
+        for earlier, earlier_write, lo, hi in block.accesses:
+            overlap = lo < end and address < hi
+            if (overlap and (write or earlier_write) and earlier.stream is not op.stream
+                    and not happens_before(earlier, op)):
                 self.races.append(f"{op.name} on {op.stream} {'writes' if write else 'reads'} memory that "
                                   f"{earlier.name} on {earlier.stream} {'wrote' if earlier_write else 'read'}, "
                                   "unordered")
-        block.accesses = [*block.accesses[-MAX_ACCESSES:], (op, write)]
+        block.accesses = [*block.accesses[-MAX_ACCESSES:], (op, write, address, end)]
 
     def _block(self, address: int) -> _Block | None:
         for block in self.blocks:

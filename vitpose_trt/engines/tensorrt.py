@@ -131,9 +131,10 @@ class TensorRTEngine(Engine):
     with this machine's: a mismatch raises `EngineMismatchError` with the rebuild command instead
     of TensorRT's deserialization error. `run_cuda` enqueues on the caller's stream and does not
     chunk: batches must lie in the plan's optimization profile (`min_batch`..`max_batch`), which
-    the pipeline respects by chunking with `max_batch`. `run_cuda` calls share the output buffer and
-    TensorRT's scratch memory, so the caller orders them (the GPU path holds a lock); the host path
-    `run` has a stream and a lock of its own.
+    the pipeline respects by chunking with `max_batch`. Calls share the execution context, the output
+    buffer and TensorRT's scratch memory: they take turns under a lock, and a call on another stream
+    than the last first waits for that stream's queued work (the host path `run` has a stream of its
+    own, so it may be mixed with the GPU path's calls).
 
     Args:
         path: the .engine/.plan file; its sidecar `<path>.json` is read when present.
@@ -221,7 +222,8 @@ class TensorRTEngine(Engine):
 
         self._bound_batch = -1  # the batch size the context's input shape is set to
         self._out = GrowBuffer(self.output_dtype, self.torch_device)
-        self._lock = threading.Lock()  # one execution context: host-path calls from threads take turns
+        self._lock = threading.RLock()  # one execution context: calls from threads take turns
+        self._last_stream: Stream | None = None  # the stream of the last enqueue
         if self.random_weights:
             log.warning("%s was built from RANDOM weights (not a trained model)", self.path)
 
@@ -235,21 +237,25 @@ class TensorRTEngine(Engine):
         Returns (N, K, h, w) heatmaps (`output_dtype`) in a buffer owned by the engine, valid until
         the next call. TensorRT reads the crops and writes the output on `stream`; no synchronization.
         """
-        context = self._live_context()
         n = int(crops.shape[0])
         if n < self.min_batch:
             raise ValueError(f"crops: batch {n} is below the engine's profile minimum {self.min_batch}; "
                              "rebuild it with the default --min-batch 1")
         k, (hh, hw) = self.num_keypoints, self._heatmap_shape
-        out = self._out.get(n, k, hh, hw, stream=stream)
-        if n != self._bound_batch:
-            if not context.set_input_shape(self.input_name, tuple(int(s) for s in crops.shape)):
-                raise ValueError(f"TensorRT rejected input shape {tuple(crops.shape)} for {self.path}")
-            self._bound_batch = n
-        context.set_tensor_address(self.input_name, crops.data_ptr())
-        context.set_tensor_address(self.output_name, out.data_ptr())
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT failed to enqueue {self.path} (batch {n}); see the TensorRT error logged")
+        with self._lock:  # one context, scratch and output buffer: calls from any thread take turns
+            context = self._live_context()
+            if self._last_stream is not None and self._last_stream.cuda_stream != stream.cuda_stream:
+                stream.wait_stream(self._last_stream)  # what used the output there (a decode) comes first
+            self._last_stream = stream
+            out = self._out.get(n, k, hh, hw, stream=stream)
+            if n != self._bound_batch:
+                if not context.set_input_shape(self.input_name, tuple(int(s) for s in crops.shape)):
+                    raise ValueError(f"TensorRT rejected input shape {tuple(crops.shape)} for {self.path}")
+                self._bound_batch = n
+            context.set_tensor_address(self.input_name, crops.data_ptr())
+            context.set_tensor_address(self.output_name, out.data_ptr())
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError(f"TensorRT failed to enqueue {self.path} (batch {n}); see the TensorRT error logged")
         return out
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
@@ -258,7 +264,7 @@ class TensorRTEngine(Engine):
         import torch
 
         rt, m = self._cuda, len(crops)
-        with self._lock, rt.use(self._stream):
+        with self._lock, rt.use(self._stream), torch.inference_mode():
             dev = rt.empty(crops.shape, torch.float32, self._device)
             rt.copy(dev, torch.from_numpy(crops))
             dev = dev.to(self.input_dtype)
