@@ -6,7 +6,8 @@ The steps reproduce mmpose 0.x, the code the ViTPose numbers were made with
 with the settings of the official configs (`ViTPose_base_coco_256x192.py`: `det_bbox_thr=0.0`,
 `vis_thr=0.2`, `oks_thr=0.9`, `soft_nms=False`). pycocotools does the scoring; no AP is computed here
 (mmpose called xtcocotools' COCOeval, an extension of pycocotools' whose keypoint scoring with its
-defaults and the COCO sigmas is pycocotools' own).
+defaults and the COCO sigmas is pycocotools' own but for one rule, applied here too: a result with no
+positive keypoint score is dropped).
 
     boxes      the detection file (person class, score >= det_bbox_thr) or the ground-truth boxes
     infer      all boxes of an image in one `VitPoseTRT.infer` call, images read ahead in a thread
@@ -19,10 +20,11 @@ way with its own sigmas. COCO-WholeBody follows its own protocol (mmpose 0.x
 `TopDownCocoWholeBodyDataset`): rescoring and OKS-NMS over all 133 keypoints and sigmas, then one
 COCOeval per part, body / foot / face / left hand / right hand with that part's sigmas and the whole
 body with all 133; the headline is the whole body's. mmpose ran xtcocotools' part-aware COCOeval
-(`iouType="keypoints_wholebody"` etc.), which does not install with numpy 2; pycocotools reproduces it
-here (`part_keypoint_eval`) on per-part copies of the annotations and results, with xtcocotools' three
-differences from pycocotools written out: a person with no labelled keypoint in the part is ignored,
-a result whose part scores are all <= 0 is dropped, and a result's area is that of its body keypoints.
+(`iouType="keypoints_wholebody"` etc.), whose wheels (1.14.3) do not import with numpy 2;
+pycocotools reproduces it here (`part_keypoint_eval`) on per-part copies of the annotations and
+results, with xtcocotools' three differences from pycocotools written out: a person with no labelled
+keypoint in the part is ignored, a result whose part scores are all <= 0 is dropped, and a result's
+area is that of its body keypoints.
 """
 
 from __future__ import annotations
