@@ -217,3 +217,34 @@ def test_cli_wholebody_infer_video_eval_and_triton(tmp_path, coco_sample, capsys
     assert main(["infer", str(photo), "--out", str(tmp_path / "bad"), "--engine", str(tmp_path / "plus"),
                  "--dataset", "halpe", "--whole-frame"]) == 2
     assert "unknown dataset 'halpe'; known: coco" in capsys.readouterr().err
+
+
+# --- the dataset travels with the file: ONNX metadata, TensorRT sidecar -------------------------
+
+def test_onnx_metadata_and_sidecar_carry_the_dataset(tmp_path):
+    from build_engine.tensorrt_build import ModelInfo
+    from tests.test_tensorrt_build import _sidecar
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.engines.sidecar import read_sidecar, write_sidecar
+    from vitpose_trt.export import export_onnx
+
+    hf = hf_model(embed_dim=64, depth=2, heads=4, num_keypoints=17)
+    hf.save_pretrained(tmp_path / "hf")
+    unnamed = load_model(tmp_path / "hf")
+    assert unnamed.dataset is None  # 17 keypoints: COCO by default, but not recorded as if it were known
+    export_onnx(unnamed, tmp_path / "unnamed.onnx", check=False)
+    pose = VitPoseTRT(tmp_path / "unnamed.onnx")
+    assert pose.dataset is datasets.COCO and pose.engine.dataset is None
+    assert VitPoseTRT(tmp_path / "unnamed.onnx", dataset="ap-10k", flip_test=True).dataset.name == "ap-10k"
+
+    export_onnx(load_model(tmp_path / "hf", dataset="apt-36k"), tmp_path / "animal.onnx", check=False)
+    pose = VitPoseTRT(tmp_path / "animal.onnx", flip_test=True)
+    assert pose.engine.dataset == "apt-36k" and pose.dataset.name == "apt-36k"
+    with pytest.raises(ValueError, match="made for dataset 'apt-36k', not 'coco'"):
+        VitPoseTRT(tmp_path / "animal.onnx", dataset="coco")
+    with pytest.raises(ValueError, match="expert=2 picks a ViTPose\\+\\+ expert when a checkpoint is loaded"):
+        VitPoseTRT(tmp_path / "animal.onnx", expert=2)
+
+    write_sidecar(tmp_path / "m.engine", _sidecar(model=ModelInfo("vitpose-b", 133, "classic", (256, 192), False,
+                                                                  "coco-wholebody")))
+    assert read_sidecar(tmp_path / "m.engine")["dataset"] == "coco-wholebody"

@@ -88,8 +88,7 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
             raise ValueError("expert= only applies to ViTPose++ checkpoints; no checkpoint path was given")
         k = num_keypoints if num_keypoints is not None else (ds.num_keypoints if ds is not None else 17)
         model = build_random_model(variant if variant is not None else "b", decoder or "classic", k)
-        found = datasets.resolve(ds, model.config.num_keypoints, what="the random model")
-        model.dataset = found.name if found is not None else None
+        model.dataset = _recorded_name(datasets.resolve(ds, k, what="the random model"), ds, None, k)
         return model.to(device).eval()
 
     path = Path(os.fspath(path))
@@ -119,10 +118,18 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
         _load_state_dict_strict(model, state_dict)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    model.dataset = found.name if found is not None else None
+    model.dataset = _recorded_name(found, ds, recorded, config.num_keypoints)
     log.info("loaded %s: %s, %s decoder, %d keypoints (%s)", path, config.variant, config.decoder,
              config.num_keypoints, found.title if found is not None else "no known dataset")
     return model.to(device).eval()
+
+
+def _recorded_name(found: datasets.Dataset | None, named, recorded: str | None, k: int) -> str | None:
+    """What `model.dataset` records: a dataset that was named, recorded or is the only one of K; not
+    K = 17's COCO default (an unnamed AP-10K checkpoint exported now must not claim to be COCO later)."""
+    if found is None or (named is None and recorded is None and len(datasets.with_num_keypoints(k)) != 1):
+        return None
+    return found.name
 
 
 def moe_layout(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[int], list[int]]:

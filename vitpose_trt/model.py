@@ -280,7 +280,7 @@ class ViTPose(nn.Module):
         random_weights: True when the weights are the fixed-seed random ones rather than a
             trained checkpoint (set by `build_random_model`).
         dataset: the name of the keypoint dataset its head was trained on (`vitpose_trt.datasets`),
-            set by `load_model`; None when unknown.
+            set by `load_model`; None when unknown (or only guessed from K: 17 is taken as COCO).
     """
 
     def __init__(self, config: ViTPoseConfig | None = None) -> None:
