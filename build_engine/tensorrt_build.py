@@ -115,6 +115,7 @@ class ModelInfo:
     decoder: str = "unknown"
     input_size: tuple[int, int] = (256, 192)
     random_weights: bool = False
+    dataset: str | None = None  # the keypoint dataset (vitpose_trt.datasets name) the model records
 
 
 def default_timing_cache_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -297,7 +298,7 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
     config: Any = model.config  # a ViTPoseConfig (nn.Module's __getattr__ types it as Tensor | Module)
     info = ModelInfo(str(config.variant), int(config.num_keypoints), str(config.decoder),
                      (int(config.input_size[0]), int(config.input_size[1])),
-                     bool(getattr(model, "random_weights", False)))
+                     bool(getattr(model, "random_weights", False)), getattr(model, "dataset", None))
     exported: Any = export_onnx(model, tmp / "model.onnx", opset=17, dynamic_batch=True)
     onnx_path = Path(getattr(exported, "path", exported))  # an ExportResult (or a plain Path)
     return _Source(onnx_path, info, _torch_reference(model), "PyTorch FP32", given)
@@ -314,7 +315,8 @@ def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
     if len(dims) != 4 or not dims[2] or not dims[3] or len(out_dims) != 4 or not out_dims[1]:
         raise ValueError(f"{path}: expected a static (N, 3, H, W) -> (N, K, h, w) graph, got {dims} -> {out_dims}")
     return ModelInfo(meta.get("variant", "unknown"), int(out_dims[1]), meta.get("decoder", "unknown"),
-                     (int(dims[2]), int(dims[3])), meta.get("random_weights", "false") == "true")
+                     (int(dims[2]), int(dims[3])), meta.get("random_weights", "false") == "true",
+                     meta.get("dataset") or None)
 
 
 def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:

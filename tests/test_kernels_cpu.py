@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import synthetic_heatmaps
-from vitpose_trt.coco import flip_index
+from vitpose_trt.datasets import flip_index
 from vitpose_trt.preprocess import MEAN_RGB, STD_RGB, preprocess, warp_crop
 from vitpose_trt.postprocess import postprocess
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices

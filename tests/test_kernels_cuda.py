@@ -27,7 +27,7 @@ from tests.test_kernels_cpu import (
     identity_transforms,
     random_transforms,
 )
-from vitpose_trt.coco import flip_index
+from vitpose_trt.datasets import flip_index
 from vitpose_trt.preprocess import preprocess
 from vitpose_trt.postprocess import postprocess
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices

@@ -89,7 +89,7 @@ def test_flip_merge_of_a_mirrored_prediction(mode):
     rng = np.random.default_rng(5)
     hm = rng.random((2, 17, H, W)).astype(np.float32)
     # what the model would output on the mirrored crop if it were perfectly equivariant
-    from vitpose_trt.coco import flip_index
+    from vitpose_trt.datasets import flip_index
 
     mirrored = hm[:, flip_index(17), :, ::-1].copy()
     merged = merge_flip(hm, mirrored, mode)

@@ -9,8 +9,13 @@ Formats, detected automatically:
 * Hugging Face transformers `VitPoseForPoseEstimation`: a folder with `config.json` and
   `model.safetensors` (or sharded safetensors / `pytorch_model.bin`), or a `.safetensors` file
   alone (the architecture is then inferred from the tensor shapes).
-* ViTPose++ mixture-of-experts checkpoints (official or HF): pick a dataset with `expert=i`;
-  the expert is folded into a plain `fc2` (exact) and the matching keypoint head is used.
+* ViTPose++ mixture-of-experts checkpoints (official or HF): pick a dataset with `dataset="aic"`
+  (or its index, `expert=1`); the expert is folded into a plain `fc2` (exact) and the matching
+  keypoint head is used.
+
+The loaded model records the dataset its head was trained on (`model.dataset`, see
+`vitpose_trt.datasets`): the named one, the ViTPose++ head's, the one config.json's labels name, or
+the one K tells.
 
 Each format has a small adapter that returns a state dict with our (= the official) key names;
 `_load_state_dict_strict` then checks it against the model and loads it.
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from vitpose_trt import datasets
 from vitpose_trt.model import VARIANTS, ViTPose, ViTPoseConfig, build_random_model, canonical_variant
 
 log = logging.getLogger(__name__)
@@ -35,7 +41,7 @@ log = logging.getLogger(__name__)
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 # ViTPose++ dataset order: expert i and keypoint head i were trained on DATASETS[i]
-DATASETS = ("COCO", "AIC", "MPII", "AP-10K", "APT-36K", "COCO-WholeBody")
+DATASETS = tuple(d.title for d in datasets.experts())
 HF_DEFAULT_LAYER_NORM_EPS = 1e-12  # VitPoseBackboneConfig's default, used when config.json omits it
 _MAX_LISTED = 8
 
@@ -48,7 +54,7 @@ StateDict = dict[str, torch.Tensor]
 
 def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPoseConfig | None = None,
                num_keypoints: int | None = None, *, decoder: str | None = None, expert: int | None = None,
-               device: str | torch.device = "cpu") -> ViTPose:
+               dataset: str | datasets.Dataset | None = None, device: str | torch.device = "cpu") -> ViTPose:
     """Load a ViTPose checkpoint (or build the random-weight model) in eval mode.
 
     Args:
@@ -60,7 +66,11 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
         num_keypoints: K, checked against the checkpoint (inferred when None).
         decoder: "classic" or "simple", checked against the checkpoint (inferred when None).
         expert: ViTPose++ (mixture-of-experts) checkpoints only: the dataset index whose expert
-            and keypoint head to use (0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody).
+            and keypoint head to use (0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody);
+            default: `dataset`'s.
+        dataset: the keypoint dataset of the head (a `vitpose_trt.datasets` name): picks a ViTPose++
+            checkpoint's expert and head, and is checked against the head's K (recorded as
+            `model.dataset`). Default: the head's own (ViTPose++ head, config.json labels, or K).
         device: where to put the model.
 
     Returns:
@@ -68,14 +78,17 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: unknown format, unsafe pickle, MoE checkpoint without `expert`, or a checkpoint
-            that does not fit (the message names the missing/unexpected keys and mismatched shapes).
+        ValueError: unknown format or dataset, unsafe pickle, MoE checkpoint without `expert` or
+            `dataset`, a dataset whose K differs from the head's, or a checkpoint that does not fit
+            (the message names the missing/unexpected keys and mismatched shapes).
     """
+    ds = datasets.get(dataset) if dataset is not None else None
     if path is None:
         if expert is not None:
             raise ValueError("expert= only applies to ViTPose++ checkpoints; no checkpoint path was given")
-        model = build_random_model(variant if variant is not None else "b", decoder or "classic",
-                                   num_keypoints if num_keypoints is not None else 17)
+        k = num_keypoints if num_keypoints is not None else (ds.num_keypoints if ds is not None else 17)
+        model = build_random_model(variant if variant is not None else "b", decoder or "classic", k)
+        model.dataset = _recorded_name(datasets.resolve(ds, k, what="the random model"), ds, None, k)
         return model.to(device).eval()
 
     path = Path(os.fspath(path))
@@ -84,15 +97,59 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
     state_dict, hf_config = read_checkpoint(path)  # its errors name the path already
     hints = _hf_config_hints(hf_config, path) if hf_config is not None else {}
     try:
+        experts, heads = moe_layout(state_dict)
+        if expert is None and ds is not None and experts:
+            if ds.expert_index is None:
+                raise ValueError(f"dataset {ds.name!r} is not one of ViTPose++'s; this checkpoint's experts are "
+                                 + ", ".join(f"{i} ({datasets.by_expert(i).name})" for i in experts))
+            expert = ds.expert_index
         state_dict = convert_state_dict(state_dict, expert=expert)
         config = infer_config(state_dict, variant, decoder, num_keypoints, **hints)
+        # the head's own dataset: a ViTPose++ head j is dataset j's; an HF config may name its labels
+        recorded = datasets.by_expert(expert).name if (experts and expert in heads and len(heads) > 1) else \
+            _hf_labels_dataset(hf_config)
+        if ds is not None and experts and len(heads) == 1 and ds.num_keypoints != config.num_keypoints:
+            raise ValueError(f"dataset {ds.name!r} has {ds.num_keypoints} keypoints but the checkpoint's single "
+                             f"keypoint head has {config.num_keypoints} (Hugging Face ViTPose++ checkpoints keep "
+                             f"only the COCO head: run expert={expert} with dataset='coco')")
+        found = datasets.resolve(ds, config.num_keypoints, recorded, what="the checkpoint's keypoint head")
         with torch.device("meta"):
             model = ViTPose(config)  # no memory, no random init: every tensor comes from the checkpoint
         _load_state_dict_strict(model, state_dict)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    log.info("loaded %s: %s, %s decoder, %d keypoints", path, config.variant, config.decoder, config.num_keypoints)
+    model.dataset = _recorded_name(found, ds, recorded, config.num_keypoints)
+    log.info("loaded %s: %s, %s decoder, %d keypoints (%s)", path, config.variant, config.decoder,
+             config.num_keypoints, found.title if found is not None else "no known dataset")
     return model.to(device).eval()
+
+
+def _recorded_name(found: datasets.Dataset | None, named, recorded: str | None, k: int) -> str | None:
+    """What `model.dataset` records: a dataset that was named, recorded or is the only one of K; not
+    K = 17's COCO default (an unnamed AP-10K checkpoint exported now must not claim to be COCO later)."""
+    if found is None or (named is None and recorded is None and len(datasets.with_num_keypoints(k)) != 1):
+        return None
+    return found.name
+
+
+def moe_layout(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[int], list[int]]:
+    """(expert indices, keypoint head indices) of a checkpoint (any layout); ([], [0]) for a plain one.
+
+    Head 0 is `keypoint_head` (or HF's `head`), head j + 1 the official `associate_keypoint_heads.{j}`.
+    """
+    keys = [k.removeprefix("module.") for k in state_dict]
+    experts = sorted({int(m.group(1)) for k in keys if (m := _EXPERT.search(k))})
+    return experts, [0] + sorted({int(m.group(1)) + 1 for k in keys if (m := _ASSOC_HEAD.match(k))})
+
+
+def _hf_labels_dataset(hf_config: dict | None) -> str | None:
+    """The dataset whose keypoint names config.json's `id2label` lists exactly (SynthPose's does), else None."""
+    labels = (hf_config or {}).get("id2label") or {}
+    try:
+        names = tuple(labels[str(i)] for i in range(len(labels)))
+    except KeyError:
+        return None
+    return next((d.name for d in datasets.DATASETS.values() if d.keypoints == names), None)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[StateDict, dict | None]:
@@ -435,11 +492,8 @@ def _select_expert(sd: StateDict, expert: int | None) -> StateDict:
     official checkpoints keep dataset 0's head in `keypoint_head` and dataset j+1's in
     `associate_keypoint_heads.{j}`; Hugging Face ones keep only dataset 0's.
     """
-    experts = sorted({int(m.group(1)) for k in sd if (m := _EXPERT.search(k))})
-    assoc = sorted({int(m.group(1)) for k in sd if (m := _ASSOC_HEAD.match(k))})
-    heads = [0] + [j + 1 for j in assoc]
-
-    if not experts and not assoc:
+    experts, heads = moe_layout(sd)
+    if not experts and len(heads) == 1:
         if expert not in (None, 0):
             raise ValueError(f"expert={expert} was asked for, but this is a plain (single-dataset) checkpoint "
                              "without ViTPose++ experts; drop expert=")
@@ -448,7 +502,7 @@ def _select_expert(sd: StateDict, expert: int | None) -> StateDict:
         if experts:
             raise ValueError(_moe_message(sd, experts, heads))
         log.info("checkpoint has %d extra keypoint heads (%s); using keypoint_head (dataset 0); pick another with "
-                 "expert=", len(assoc), ", ".join(_dataset_name(i) for i in heads[1:]))
+                 "expert=", len(heads) - 1, ", ".join(_dataset_name(i) for i in heads[1:]))
         expert = 0
     if (experts and expert not in experts) or (not experts and expert not in heads):
         valid = experts or heads
@@ -488,7 +542,8 @@ def _moe_message(sd: StateDict, experts: list[int], heads: list[int]) -> str:
                                         "used whichever expert is chosen.")
     return (
         f"this is a ViTPose++ mixture-of-experts checkpoint with {len(experts)} experts; choose the dataset "
-        f"to run, e.g. load_model(path, expert=0). Available: {available}. "
+        f"to run, e.g. load_model(path, dataset='coco') or load_model(path, expert=0) (--dataset / --expert). "
+        f"Available: {available}. "
         f"(Official dataset order: {', '.join(DATASETS)}.){single} Alternatively split it into plain "
         "per-dataset checkpoints with the official ViTPose tools/model_split.py."
     )
@@ -575,5 +630,5 @@ def _load_state_dict_strict(model: ViTPose, sd: StateDict) -> None:
     model.load_state_dict(tensors, strict=True, assign=True)
 
 
-__all__ = ["DATASETS", "HF_KEY_TABLE", "convert_state_dict", "infer_config", "load_model",
+__all__ = ["DATASETS", "HF_KEY_TABLE", "convert_state_dict", "infer_config", "load_model", "moe_layout",
            "read_checkpoint", "to_hf_state_dict"]

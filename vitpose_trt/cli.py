@@ -36,6 +36,18 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
                    help="PyTorch precision (default: fp16 on CUDA, fp32 on the CPU)")
 
 
+def _dataset_args(p: argparse.ArgumentParser, expert: bool = True) -> None:
+    from vitpose_trt.datasets import names
+
+    p.add_argument("--dataset", default=None,
+                   help=f"keypoint dataset of the model ({', '.join(names())}): picks a ViTPose++ checkpoint's expert "
+                        "and brings its flip pairs, skeleton and sigmas (default: what the model records, else its K)")
+    if expert:
+        p.add_argument("--expert", type=int, default=None,
+                       help="ViTPose++ expert (0-5) where it differs from --dataset's (Hugging Face ViTPose++ "
+                            "checkpoints hold only the COCO head)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vitpose_trt import __version__
 
@@ -53,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--variant", default=None, help="s/b/l/h when it cannot be inferred (random weights)")
     p.add_argument("--num-keypoints", type=int, default=None, help="K (default: from the checkpoint, else 17)")
-    p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
+    _dataset_args(p)
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
 
     p = sub.add_parser("build", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)")
@@ -64,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most boxes per engine call (--flip-test doubles the crops)")
     p.add_argument("--opt-batch", type=int, default=BUILD_DEFAULTS["opt_batch"],
                    help="box count TensorRT tunes for")
-    p.add_argument("--expert", type=int, default=None, help="ViTPose++ dataset expert to keep (0 = COCO)")
+    _dataset_args(p)
     p.add_argument("--fp32-softmax", action="store_true",
                    help="also keep the attention softmax in FP32 (if the accuracy check asks for it)")
     p.add_argument("--flip-test", action="store_true", help="engine for flip test (doubles the batch range)")
@@ -115,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="videos: show the annotated frames in a window (q/Esc stops)")
     p.add_argument("--max-frames", type=int, default=None, help="videos: stop after this many frames (cameras)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _dataset_args(p)
     _common_model_args(p)
 
     p = sub.add_parser("bench", help="latency per frame and per stage (random weights by default)")
@@ -168,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop detections scoring below this (0.0 is the official setting)")
     p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _dataset_args(p)
     _common_model_args(p)
 
     _triton_parsers(sub)
@@ -207,6 +221,7 @@ def _triton_parsers(sub) -> None:
         p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto",
                        help="instance placement: gpu (per GPU), cpu, or auto: gpu for a TensorRT engine")
         p.add_argument("--gpus", default=None, help="with --kind gpu: GPU indices, e.g. 0,1 (default: all)")
+        _dataset_args(p)
         _common_model_args(p)
 
     p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository serving an engine")
@@ -242,7 +257,8 @@ def _export(args) -> int:
     from vitpose_trt.checkpoint import load_model
 
     check_output_path(args.output)  # before loading the model
-    model = load_model(args.checkpoint, variant=args.variant, num_keypoints=args.num_keypoints, expert=args.expert)
+    model = load_model(args.checkpoint, variant=args.variant, num_keypoints=args.num_keypoints, expert=args.expert,
+                       dataset=args.dataset)
     res = export_onnx(model, args.output, opset=args.opset, check=not args.no_check)
     note = " (RANDOM WEIGHTS)" if res.random_weights else ""
     diff = "not checked" if args.no_check else f"max |ONNX - PyTorch| = {res.max_rel_diff:.2e} of the heatmap scale"
@@ -257,10 +273,10 @@ def _build(args) -> int:
     if not args.fp16:
         logging.getLogger(__name__).warning("building an FP32 engine (pass --fp16 for the fast one)")
     source = args.source
-    if args.expert is not None:  # the builder takes a model; the expert is chosen when loading it
+    if args.expert is not None or args.dataset is not None:  # the builder takes a model; chosen when loading it
         from vitpose_trt.checkpoint import load_model
 
-        source = load_model(args.source, expert=args.expert)
+        source = load_model(args.source, expert=args.expert, dataset=args.dataset)
     try:
         out = build(source, args.output, fp16=args.fp16, fp32_softmax=args.fp32_softmax, max_batch=args.max_batch, opt_batch=args.opt_batch,
                     flip_test=args.flip_test, verify=not args.no_verify, workspace_gb=args.workspace_gb,
@@ -298,7 +314,7 @@ def _infer(args) -> int:
         from vitpose_trt.pipeline import VitPoseTRT
 
         pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
-                          device=args.device, precision=args.precision)
+                          device=args.device, precision=args.precision, dataset=args.dataset, expert=args.expert)
         if pose.random_weights:
             print("vitpose-trt infer: WARNING: RANDOM WEIGHTS (no --engine): the poses are meaningless",
                   file=sys.stderr)
@@ -366,10 +382,11 @@ def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> in
             empty.append(name)
         keypoints = pose.infer(image, boxes)
         total += len(keypoints)
-        results += keypoint_results(image_id if image_id is not None else frame.index, keypoints, boxes[:, 4])
+        results += keypoint_results(image_id if image_id is not None else frame.index, keypoints, boxes[:, 4],
+                                    dataset=pose.dataset)
         drawn = boxes[:, 4] >= args.draw_thr
         write_image_atomic(out_dir / f"{Path(name).stem}_pose.jpg",
-                           draw_poses(image, keypoints[drawn], boxes[drawn], args.kpt_thr))
+                           draw_poses(image, keypoints[drawn], boxes[drawn], args.kpt_thr, pose.dataset))
     out = write_json(out_dir / "keypoints.json", results)
     note = " (RANDOM WEIGHTS: poses are meaningless)" if pose.random_weights else ""
     print(f"{len(source)} images, {total} people -> {out} and overlays{note}")
@@ -465,14 +482,15 @@ def _eval(args) -> int:
     if args.results:
         if args.engine or args.dets or args.compare:
             raise ValueError("--results scores an existing file: it takes no --engine, --dets or --compare")
-        report = score_results(args.ann, args.results, limit=args.limit, out=args.out)
+        report = score_results(args.ann, args.results, limit=args.limit, out=args.out, dataset=args.dataset)
     else:
         if not args.images or not args.engine:
             raise ValueError("--images and --engine are required (or --results to score a file)")
         report = evaluate(args.images, args.ann, args.engine, dets=args.dets, mode=args.mode,
                           flip_test=args.flip_test, backend=args.backend, device=args.device,
                           precision=args.precision, limit=args.limit, out=args.out, compare=args.compare,
-                          det_bbox_thr=args.det_thr, progress=not args.no_progress)
+                          det_bbox_thr=args.det_thr, progress=not args.no_progress, dataset=args.dataset,
+                          expert=args.expert)
     print(format_table(report))
     settings, timing = report["settings"], report.get("timing")
     if timing:
@@ -499,14 +517,16 @@ def _triton_options(args) -> dict:
             raise ValueError(f"--gpus: expected comma-separated GPU indices, got {args.gpus!r}") from None
     return dict(max_batch_crops=args.max_batch_crops, instances=args.instances,
                 max_queue_delay_us=args.max_queue_delay_us, kind=args.kind, gpus=gpus, mode=args.mode,
-                flip_test=args.flip_test, backend=args.backend, device=args.device, precision=args.precision)
+                flip_test=args.flip_test, backend=args.backend, device=args.device, precision=args.precision,
+                dataset=args.dataset, expert=args.expert)
 
 
 def _triton_repo(args) -> int:
     from vitpose_trt.triton.repository import write_repository
 
     info = write_repository(args.out, args.engine, **_triton_options(args))
-    print(f"wrote {info.path}: model {info.model_name!r} ({info.variant}, {info.num_keypoints} keypoints); "
+    print(f"wrote {info.path}: model {info.model_name!r} ({info.variant}, {info.num_keypoints} keypoints, "
+          f"dataset {info.dataset or 'unknown'}); "
           f"run: tritonserver --model-repository={info.path.resolve()}")
     return 0
 

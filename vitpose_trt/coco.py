@@ -1,54 +1,12 @@
-"""COCO-17 keypoint metadata: names, left/right flip pairs, skeleton (0-based indices)."""
+"""COCO files: detection files in, keypoint result files out, the sample photos and the fixture model.
+
+What the keypoints of a model are (names, flip pairs, skeleton, sigmas) lives in `vitpose_trt.datasets`.
+"""
 
 import numpy as np
 
-KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-
-FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
-
-SKELETON = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
-    (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)  # fmt: skip
-
-
-def flip_index(num_keypoints: int, flip_pairs=None) -> list[int]:
-    """Permutation p with p[k] = the channel of the flipped heatmaps that holds keypoint k.
-
-    Args:
-        num_keypoints: K.
-        flip_pairs: (left, right) index pairs; COCO's when None and K == 17.
-    """
-    if flip_pairs is None:
-        if num_keypoints != 17:
-            raise ValueError(
-                f"flip test needs flip_pairs for a {num_keypoints}-keypoint model (COCO's are only known for K=17)"
-            )
-        flip_pairs = FLIP_PAIRS
-    import operator
-
-    index = list(range(num_keypoints))
-    try:
-        pairs = [tuple(p) for p in flip_pairs]
-    except TypeError:
-        raise ValueError(f"flip_pairs must be a list of (left, right) index pairs, got {flip_pairs!r}") from None
-    for pair in pairs:
-        try:
-            if len(pair) != 2 or any(isinstance(i, bool) for i in pair):
-                raise TypeError
-            a, b = (operator.index(i) for i in pair)
-        except TypeError:
-            raise ValueError(f"flip_pairs: each entry must be a (left, right) pair of keypoint indices, "
-                             f"got {pair!r}") from None
-        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
-            raise ValueError(f"flip pair ({a}, {b}) is out of range for {num_keypoints} keypoints")
-        index[a], index[b] = b, a
-    return index
+from vitpose_trt.datasets import Dataset
+from vitpose_trt.datasets import flip_index as flip_index  # noqa: F401  (its home is datasets; old import path)
 
 
 # --- COCO files: detections in, keypoint results out --------------------------------------------
@@ -190,13 +148,34 @@ def rescore(keypoints: np.ndarray, box_scores: np.ndarray, vis_thr: float = VIS_
     return mean * box_scores
 
 
-def keypoint_results(image_id: int, keypoints, box_scores, score_thr: float = VIS_THR) -> list[dict]:
+def keypoint_results(image_id: int, keypoints, box_scores, score_thr: float = VIS_THR,
+                     dataset: Dataset | None = None) -> list[dict]:
     """COCO keypoint results, scored as mmpose's top-down evaluation (`rescore`; no OKS-NMS here:
-    `vitpose_trt.evaluate` adds it). Keypoints keep their float32 values."""
+    `vitpose_trt.evaluate` adds it). Keypoints keep their float32 values.
+
+    A dataset of several parts writes each under its annotation key, as its official result files do
+    (COCO-WholeBody: "keypoints" holds the 17 body keypoints, then "foot_kpts", "face_kpts",
+    "lefthand_kpts", "righthand_kpts"); otherwise all K are "keypoints".
+    """
     scores = rescore(keypoints, box_scores, score_thr) if len(keypoints) else []
-    return [{
-        "image_id": int(image_id),
-        "category_id": 1,
-        "keypoints": np.asarray(kpts, dtype=np.float32).reshape(-1).tolist(),
-        "score": float(score),
-    } for kpts, score in zip(keypoints, scores)]
+    parts = dataset.parts if dataset is not None else ()
+    out = []
+    for kpts, score in zip(keypoints, scores):
+        kpts = np.asarray(kpts, dtype=np.float32)
+        result: dict = {"image_id": int(image_id), "category_id": 1}
+        if len(parts) > 1:
+            result.update({p.annotation_key: kpts[p.start:p.stop].reshape(-1).tolist() for p in parts})
+        else:
+            result["keypoints"] = kpts.reshape(-1).tolist()
+        result["score"] = float(score)
+        out.append(result)
+    return out
+
+
+def result_keypoints(result: dict, dataset: Dataset | None = None) -> list:
+    """The flat [x, y, score] * K list of one keypoint result, joining a part-split result's parts
+    (the inverse of `keypoint_results`' layout)."""
+    parts = dataset.parts if dataset is not None else ()
+    if len(parts) > 1:
+        return [v for p in parts for v in result[p.annotation_key]]
+    return list(result["keypoints"])

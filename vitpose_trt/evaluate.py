@@ -1,4 +1,4 @@
-"""COCO keypoint AP by the official top-down protocol: boxes -> `VitPoseTRT` -> rescoring -> OKS-NMS -> COCOeval.
+"""Keypoint AP by the official top-down protocol: boxes -> `VitPoseTRT` -> rescoring -> OKS-NMS -> COCOeval.
 
 The steps reproduce mmpose 0.x, the code the ViTPose numbers were made with
 (`TopDownCocoDataset`: `_load_coco_person_detection_results`, `_load_coco_keypoint_annotation_kernel`,
@@ -6,13 +6,25 @@ The steps reproduce mmpose 0.x, the code the ViTPose numbers were made with
 with the settings of the official configs (`ViTPose_base_coco_256x192.py`: `det_bbox_thr=0.0`,
 `vis_thr=0.2`, `oks_thr=0.9`, `soft_nms=False`). pycocotools does the scoring; no AP is computed here
 (mmpose called xtcocotools' COCOeval, an extension of pycocotools' whose keypoint scoring with its
-defaults and the COCO sigmas is pycocotools' own).
+defaults and the COCO sigmas is pycocotools' own but for one rule, applied here too: a result with no
+positive keypoint score is dropped).
 
     boxes      the detection file (person class, score >= det_bbox_thr) or the ground-truth boxes
     infer      all boxes of an image in one `VitPoseTRT.infer` call, images read ahead in a thread
     rescore    box score x mean of the keypoint scores above vis_thr                 (`rescore`)
     OKS-NMS    per image, greedy, OKS > oks_thr suppressed, padded-box areas       (`oks_nms`)
-    COCOeval   pycocotools, iouType="keypoints", COCO sigmas                      (`coco_keypoint_eval`)
+    COCOeval   pycocotools, iouType="keypoints", the dataset's sigmas             (`coco_keypoint_eval`)
+
+Any dataset with OKS sigmas (`vitpose_trt.datasets`) whose annotations are COCO-style is scored the same
+way with its own sigmas. COCO-WholeBody follows its own protocol (mmpose 0.x
+`TopDownCocoWholeBodyDataset`): rescoring and OKS-NMS over all 133 keypoints and sigmas, then one
+COCOeval per part, body / foot / face / left hand / right hand with that part's sigmas and the whole
+body with all 133; the headline is the whole body's. mmpose ran xtcocotools' part-aware COCOeval
+(`iouType="keypoints_wholebody"` etc.), whose wheels (1.14.3) do not import with numpy 2;
+pycocotools reproduces it here (`part_keypoint_eval`) on per-part copies of the annotations and
+results, with xtcocotools' three differences from pycocotools written out: a person with no labelled
+keypoint in the part is ignored, a result whose part scores are all <= 0 is dropped, and a result's
+area is that of its body keypoints.
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ import numpy as np
 
 from vitpose_trt.accuracy import keypoint_distance
 from vitpose_trt.atomic import write_json
-from vitpose_trt.coco import KEYPOINT_NAMES, VIS_THR, keypoint_results, load_detections, rescore
+from vitpose_trt.coco import VIS_THR, keypoint_results, load_detections, rescore, result_keypoints
+from vitpose_trt.datasets import COCO, Dataset, Part, get
 from vitpose_trt.sources import read_images_ahead
 from vitpose_trt.geometry import boxes_to_transforms
 
@@ -37,27 +50,28 @@ log = logging.getLogger(__name__)
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")  # COCOeval.stats order
 # The COCO keypoint sigmas, as pycocotools' Params.kpt_oks_sigmas and mmpose's TopDownCocoDataset.sigmas.
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+COCO_SIGMAS = COCO.oks_sigmas()
 OKS_THR = 0.9  # OKS-NMS suppresses a person whose OKS with a better one exceeds this (official `oks_thr`)
 DET_BBOX_THR = 0.0  # detections scoring below this are dropped (official `det_bbox_thr`: keep all)
 COMPARE_SCORE_THR = VIS_THR  # --compare measures distances on keypoints the rescore counts
-NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 _REQUIRED_ANN_KEYS = ("image_id", "category_id", "keypoints", "num_keypoints", "bbox", "area", "iscrowd")
 
 
 # --- inputs: annotations, boxes ---------------------------------------------------------------------
 
-def load_keypoint_annotations(path):
-    """A COCO person-keypoints annotation file (e.g. person_keypoints_val2017.json), checked.
+def load_keypoint_annotations(path, dataset: Dataset | str = COCO):
+    """A COCO-style keypoint annotation file (e.g. person_keypoints_val2017.json,
+    coco_wholebody_val_v1.0.json), checked against the dataset's layout.
 
     Returns:
         a `pycocotools.coco.COCO` index of it.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not JSON, or not COCO keypoint annotations (a detection list, an instances file,
-            keypoints that are not COCO's 17).
+        ValueError: not JSON, or not the dataset's keypoint annotations (a detection list, an instances
+            file, another number of keypoints, a part missing).
     """
+    dataset = get(dataset)
     from pycocotools.coco import COCO
 
     path = Path(path)
@@ -73,9 +87,12 @@ def load_keypoint_annotations(path):
         if missing:
             hint = " (an instances/detection file? pass person_keypoints_*.json)" if "keypoints" in missing else ""
             raise ValueError(f"{path}: not COCO keypoint annotations: annotation {i} lacks {missing}{hint}")
-        if len(ann["keypoints"]) != 3 * NUM_KEYPOINTS:
-            raise ValueError(f"{path}: annotation {i} has {len(ann['keypoints'])} keypoint values, expected "
-                             f"{3 * NUM_KEYPOINTS} (the 17 COCO keypoints as x, y, v)")
+        for part in dataset.parts:
+            values = ann.get(part.annotation_key)
+            if not isinstance(values, list) or len(values) != 3 * part.size:
+                got = f"{len(values)} values" if isinstance(values, list) else "none"
+                raise ValueError(f"{path}: annotation {i} has {got} in {part.annotation_key!r}, expected "
+                                 f"{3 * part.size} (the {part.size} {dataset.title} {part.name} keypoints as x, y, v)")
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
             raise ValueError(f"{path}: image entry {i} lacks 'id' or 'file_name'")
@@ -233,39 +250,45 @@ def padded_box_areas(boxes: np.ndarray, input_size: tuple[int, int] = (256, 192)
 
 
 def image_results(image_id: int, keypoints: np.ndarray, boxes: np.ndarray, input_size=(256, 192),
-                  vis_thr: float = VIS_THR, oks_thr: float = OKS_THR) -> list[dict]:
-    """One image's COCO keypoint results after the official rescoring and OKS-NMS.
+                  vis_thr: float = VIS_THR, oks_thr: float = OKS_THR, dataset: Dataset = COCO) -> list[dict]:
+    """One image's COCO keypoint results after the official rescoring and OKS-NMS (all K keypoints,
+    the dataset's sigmas).
 
     Args:
         image_id: the COCO image id.
-        keypoints: (N, 17, 3) x, y, score from `VitPoseTRT.infer`.
+        keypoints: (N, K, 3) x, y, score from `VitPoseTRT.infer`.
         boxes: (N, 5) x1, y1, x2, y2, score: the boxes they came from.
         input_size: (H, W) of the model's crop (sets the padded box area).
+        dataset: the keypoints' dataset (sigmas, and the result layout: see `keypoint_results`).
 
     Returns:
-        [{image_id, category_id: 1, keypoints: [x, y, score] * 17, score}], kept people best first.
+        [{image_id, category_id: 1, keypoints: [x, y, score] * K (or per part), score}], kept people
+        best first.
     """
     if len(keypoints) == 0:
         return []
     box_scores = np.asarray(boxes)[:, 4]
     scores = rescore(keypoints, box_scores, vis_thr)
-    keep = oks_nms(keypoints, scores, padded_box_areas(boxes, input_size), oks_thr)
-    return keypoint_results(image_id, keypoints[keep], box_scores[keep], vis_thr)
+    keep = oks_nms(keypoints, scores, padded_box_areas(boxes, input_size), oks_thr, dataset.oks_sigmas())
+    return keypoint_results(image_id, keypoints[keep], box_scores[keep], vis_thr, dataset=dataset)
 
 
-def coco_keypoint_eval(coco, results: list[dict], image_ids=None) -> dict[str, float]:
-    """pycocotools `COCOeval(iouType="keypoints")` on results, as mmpose's `_do_python_keypoint_eval`.
+def coco_keypoint_eval(coco, results: list[dict], image_ids=None, dataset: Dataset = COCO) -> dict:
+    """COCOeval(iouType="keypoints") on results, as mmpose's `_do_python_keypoint_eval`, with the
+    dataset's sigmas; for a dataset of several parts (COCO-WholeBody) one COCOeval per part and one
+    for the whole, as its official evaluation (see the module docstring).
 
     Args:
         coco: the ground truth (`load_keypoint_annotations`).
-        results: COCO keypoint results (not modified).
+        results: COCO keypoint results (not modified), in the dataset's layout (`keypoint_results`).
         image_ids: the images to score (default: every image of the annotations, as the official run).
+        dataset: the keypoints' dataset.
 
     Returns:
-        {"AP": ..., "ARl": ...}: COCOeval's ten summary numbers, named as METRIC_NAMES.
+        {"AP": ..., "ARl": ...}: COCOeval's ten summary numbers, named as METRIC_NAMES (the whole
+        body's for several parts, whose own numbers are under "parts": {"body": {...}, ...,
+        "wholebody": {...}}).
     """
-    from pycocotools.cocoeval import COCOeval
-
     if not results:
         raise ValueError("no keypoint results to score")
     known = set(coco.imgs)
@@ -273,9 +296,66 @@ def coco_keypoint_eval(coco, results: list[dict], image_ids=None) -> dict[str, f
     if unknown:
         raise ValueError(f"{len(unknown)} image ids of the results are not in the annotations "
                          f"(e.g. {sorted(unknown)[:5]})")
-    det = _quiet(coco.loadRes, [dict(r) for r in results])  # loadRes adds area/bbox/id to each dict
-    ev = COCOeval(coco, det, "keypoints")
-    ev.params.kpt_oks_sigmas = COCO_SIGMAS
+    sigmas = dataset.oks_sigmas()
+    if len(dataset.parts) == 1:
+        return part_keypoint_eval(coco, results, dataset.parts, sigmas, image_ids)
+    whole = Part("wholebody", 0, dataset.num_keypoints)
+    parts = {p.name: part_keypoint_eval(coco, results, (p,), sigmas[p.start:p.stop], image_ids, dataset.parts)
+             for p in dataset.parts}
+    parts[whole.name] = part_keypoint_eval(coco, results, dataset.parts, sigmas, image_ids, dataset.parts)
+    return {**parts[whole.name], "parts": parts}
+
+
+def part_keypoint_eval(coco, results: list[dict], parts: tuple[Part, ...], sigmas: np.ndarray, image_ids=None,
+                       layout: tuple[Part, ...] | None = None) -> dict[str, float]:
+    """pycocotools' keypoint COCOeval of some parts of the keypoints, scored as xtcocotools scores
+    its `iouType="keypoints_<part>"` (mmpose's evaluator).
+
+    The annotations and results are copied with "keypoints" holding the parts' keypoints (joined
+    in order) and each annotation's num_keypoints recounted over them, so pycocotools ignores a
+    person with no labelled keypoint in the parts, as xtcocotools does. Results whose scores in the
+    parts are all <= 0 are dropped (xtcocotools skips them), and each result's area is that of its
+    first part's keypoints (xtcocotools' loadRes reads the area from "keypoints", the body).
+
+    Args:
+        coco: the ground truth.
+        results: keypoint results in `layout` (the dataset's parts; None: one "keypoints" part).
+        parts: the parts to score, each under its annotation key.
+        sigmas: one sigma per scored keypoint.
+        image_ids: the images to score.
+
+    Returns:
+        the ten numbers, named as METRIC_NAMES.
+    """
+    from pycocotools.coco import COCO as CocoIndex
+    from pycocotools.cocoeval import COCOeval
+
+    layout = layout or parts
+    gt = dict(coco.dataset)
+    gt["annotations"] = []
+    for ann in coco.dataset["annotations"]:
+        kpts = [v for p in parts for v in ann[p.annotation_key]]
+        gt["annotations"].append({**ann, "keypoints": kpts, "num_keypoints": int(np.count_nonzero(
+            np.asarray(kpts[2::3]) > 0))})
+    truth = CocoIndex()
+    truth.dataset = gt
+    _quiet(truth.createIndex)
+    dets, areas = [], []
+    for r in results:
+        kpts = [v for p in parts for v in r[p.annotation_key]]
+        if not np.any(np.asarray(kpts[2::3]) > 0):
+            continue
+        body = np.asarray(r[layout[0].annotation_key], np.float64).reshape(-1, 3)
+        areas.append(float(np.ptp(body[:, 0]) * np.ptp(body[:, 1])))
+        dets.append({"image_id": r["image_id"], "category_id": r.get("category_id", 1), "keypoints": kpts,
+                     "score": r["score"]})
+    if not dets:
+        return dict.fromkeys(METRIC_NAMES, 0.0)
+    det = _quiet(truth.loadRes, dets)  # loadRes numbers the results 1..n in order
+    for i, area in enumerate(areas):
+        det.anns[i + 1]["area"] = area
+    ev = COCOeval(truth, det, "keypoints")
+    ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
     if image_ids is not None:
         ev.params.imgIds = sorted(int(i) for i in image_ids)
     _quiet(ev.evaluate)
@@ -312,8 +392,9 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
 def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_test: bool = False,
              backend: str = "auto", device: str | None = None, precision: str | None = None,
              limit: int | None = None, out=None, compare=(), det_bbox_thr: float = DET_BBOX_THR,
-             progress: bool = True, prefetch: int = 4) -> dict:
-    """COCO keypoint AP of an engine by the official top-down protocol.
+             progress: bool = True, prefetch: int = 4, dataset: Dataset | str | None = None,
+             expert: int | None = None) -> dict:
+    """Keypoint AP of an engine by the official top-down protocol of its dataset.
 
     Args:
         images: the image folder (val2017/); files are found by the annotations' file_name.
@@ -328,13 +409,16 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
         det_bbox_thr: detections scoring below this are dropped (0.0 officially).
         progress: show a tqdm bar with boxes/s.
         prefetch: images read ahead by the reader thread.
+        dataset / expert: as `VitPoseTRT`'s (default: the model's own dataset); the annotations must
+            be in its layout, and it must have OKS sigmas.
 
     Returns:
         {"AP", ..., "ARl", "settings": {...}, "timing": {...}, "compare": [...]} (what metrics.json holds).
 
     Raises:
         FileNotFoundError: the folder, annotation or detection file is missing, or no image is found.
-        ValueError: bad annotations or detections, `limit` < 1, nothing to score.
+        ValueError: bad annotations or detections, `limit` < 1, nothing to score, a model of no
+            known dataset or of one without sigmas.
     """
     from tqdm import tqdm
 
@@ -344,7 +428,14 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     if not images.is_dir():
         raise FileNotFoundError(f"image folder not found: {images}")
     _check_limit(limit)
-    coco = load_keypoint_annotations(ann)
+    poses = [_open_pose(engine, VitPoseTRT, mode, flip_test, backend, device, precision, dataset, expert)]
+    ds = poses[0].dataset
+    if ds is None:
+        raise ValueError(f"cannot tell the dataset of a {poses[0].num_keypoints}-keypoint model: name it "
+                         "(dataset=... / --dataset)")
+    ds.oks_sigmas()  # a dataset without sigmas cannot be scored: say so before any work
+    poses += [_open_pose(e, VitPoseTRT, mode, flip_test, "auto", None, None, ds, None) for e in compare]
+    coco = load_keypoint_annotations(ann, ds)
     image_ids = sorted(coco.getImgIds())[:limit]
     counts: dict = {}
     if dets is not None:
@@ -360,12 +451,10 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
         raise FileNotFoundError(f"none of the {len(image_ids)} annotated images is in {images} "
                                 f"(e.g. {paths[image_ids[0]].name})")
 
-    poses = [_open_pose(engine, VitPoseTRT, mode, flip_test, backend, device, precision)]
-    poses += [_open_pose(e, VitPoseTRT, mode, flip_test, "auto", None, None) for e in compare]
     for p in poses:
-        if p.num_keypoints != NUM_KEYPOINTS:
-            raise ValueError(f"COCO keypoint AP needs a 17-keypoint model; {p.engine.describe()} has "
-                             f"{p.num_keypoints}")
+        if p.dataset is not ds:
+            raise ValueError(f"{ds.title} AP needs {ds.title} models; {p.engine.describe()} is "
+                             f"{p.dataset.title if p.dataset else 'of no known dataset'}")
     results: list[list[dict]] = [[] for _ in poses]
     distances: list[list[np.ndarray]] = [[] for _ in poses[1:]]
     evaluated, unreadable, n_boxes = [], [], 0
@@ -387,7 +476,7 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
             outputs = [p.infer(frame, boxes) for p in poses]  # all boxes of the image in one call
             seconds += time.perf_counter() - start
             for j, (p, kpts) in enumerate(zip(poses, outputs)):
-                results[j] += image_results(image_id, kpts, boxes, tuple(p.engine.input_size))
+                results[j] += image_results(image_id, kpts, boxes, tuple(p.engine.input_size), dataset=ds)
                 if j:
                     distances[j - 1].append(np.stack([outputs[0], kpts]))
             n_boxes += len(boxes)
@@ -404,10 +493,11 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     if not results[0]:
         raise ValueError(f"no person box on the {len(evaluated)} evaluated images: nothing to score")
 
-    metrics = coco_keypoint_eval(coco, results[0], evaluated)
+    metrics = coco_keypoint_eval(coco, results[0], evaluated, ds)
     report: dict = dict(metrics)
     report["settings"] = {
-        "engine": _describe(engine, poses[0]), "mode": poses[0].mode, "flip_test": poses[0].flip_test,
+        "engine": _describe(engine, poses[0]), "dataset": ds.name, "mode": poses[0].mode,
+        "flip_test": poses[0].flip_test,
         "boxes": "detections" if dets is not None else "ground truth",
         "detections": os.fspath(dets) if dets is not None else None,
         "det_bbox_thr": det_bbox_thr if dets is not None else None,
@@ -426,9 +516,9 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
         "inference_boxes_per_s": n_boxes / seconds if seconds > 0 else None}
     if compare:
         report["compare"] = [
-            {"engine": _describe(e, p), "metrics": coco_keypoint_eval(coco, res, evaluated),
+            {"engine": _describe(e, p), "metrics": coco_keypoint_eval(coco, res, evaluated, ds),
              "distance_px": keypoint_distances(*np.concatenate(d, axis=1)) if d else keypoint_distances(
-                 np.zeros((0, NUM_KEYPOINTS, 3)), np.zeros((0, NUM_KEYPOINTS, 3)))}
+                 np.zeros((0, ds.num_keypoints, 3)), np.zeros((0, ds.num_keypoints, 3)))}
             for e, p, res, d in zip(compare, poses[1:], results[1:], distances)]
     if out is not None:
         out = Path(out)
@@ -437,43 +527,64 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
     return report
 
 
-def score_results(ann, results, *, limit: int | None = None, out=None) -> dict:
-    """COCOeval on an existing COCO keypoint results file, without a model (`eval --results`).
+def score_results(ann, results, *, limit: int | None = None, out=None, dataset: Dataset | str | None = None) -> dict:
+    """COCOeval on an existing keypoint results file, without a model (`eval --results`).
 
     The results are scored as they are (no rescoring or NMS: a file `evaluate` wrote has had both).
 
     Args:
         ann: the keypoint annotations.
-        results: a COCO keypoint results JSON file.
+        results: a keypoint results JSON file, in the dataset's layout (COCO-WholeBody: its part keys,
+            or all 133 keypoints under "keypoints").
         limit: score only the first `limit` images (by id) of the annotations, as `evaluate` does.
         out: folder for metrics.json; None: nothing written.
+        dataset: the results' dataset (default COCO).
     """
     _check_limit(limit)
-    coco = load_keypoint_annotations(ann)
+    ds = get(dataset) if dataset is not None else COCO
+    coco = load_keypoint_annotations(ann, ds)
     path = Path(results)
     data = _read_json(path, "results file")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of COCO keypoint results")
     if not data:
         raise ValueError(f"{path}: the results list is empty")
-    for i, r in enumerate(data):
-        if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= r.keys() \
-                or len(r["keypoints"]) != 3 * NUM_KEYPOINTS:
-            raise ValueError(f"{path}: result {i} is not a COCO keypoint result "
-                             f"(image_id, category_id, keypoints: 51 numbers, score)")
-        r.setdefault("category_id", 1)
+    data = [_checked_result(r, i, ds, path) for i, r in enumerate(data)]
     image_ids = sorted(coco.getImgIds())[:limit]
-    report: dict = dict(coco_keypoint_eval(coco, data, image_ids))
-    report["settings"] = {"results": os.fspath(path), "annotations": os.fspath(ann), "limit": limit,
-                          "images_evaluated": len(image_ids), "results_scored": len(data)}
+    report: dict = dict(coco_keypoint_eval(coco, data, image_ids, ds))
+    report["settings"] = {"results": os.fspath(path), "annotations": os.fspath(ann), "dataset": ds.name,
+                          "limit": limit, "images_evaluated": len(image_ids), "results_scored": len(data)}
     if out is not None:
         write_json(Path(out) / "metrics.json", report)
     return report
 
 
+def _checked_result(r, i: int, ds: Dataset, path: Path) -> dict:
+    """One result of a results file in the dataset's layout (all K under "keypoints" is split into parts)."""
+    k = ds.num_keypoints
+    if not isinstance(r, dict) or not {"image_id", "score"} <= r.keys():
+        raise ValueError(f"{path}: result {i} is not a keypoint result (image_id, category_id, keypoints, score)")
+    r = {**r, "category_id": r.get("category_id", 1)}
+    if len(ds.parts) > 1 and len(r.get("keypoints", ())) == 3 * k:
+        flat = list(r["keypoints"])
+        r.update({p.annotation_key: flat[3 * p.start:3 * p.stop] for p in ds.parts})
+    try:
+        flat = result_keypoints(r, ds)
+    except KeyError as e:
+        raise ValueError(f"{path}: result {i} has no {e.args[0]!r} ({ds.title} results hold "
+                         f"{', '.join(p.annotation_key for p in ds.parts)})") from None
+    if len(flat) != 3 * k:
+        raise ValueError(f"{path}: result {i} has {len(flat)} keypoint values, expected {3 * k} ({ds.title}'s "
+                         f"{k} keypoints as x, y, score)")
+    return r
+
+
 def format_table(report: dict) -> str:
-    """The ten numbers as a table; one column per engine when the report has `compare` entries."""
+    """The ten numbers as a table; one column per engine when the report has `compare` entries, one per
+    part (COCO-WholeBody: body, foot, face, hands, whole body) when it has parts."""
     columns = [("main", report)] + [(f"compare {k + 1}", c["metrics"]) for k, c in enumerate(report.get("compare", []))]
+    if "parts" in report and not report.get("compare"):
+        columns = list(report["parts"].items())
     lines = ["metric  " + "".join(f"{name:>12}" for name, _ in columns)]
     for m in METRIC_NAMES:
         lines.append(f"{m:<8}" + "".join(f"{col[m]:>12.4f}" for _, col in columns))
@@ -501,10 +612,14 @@ def _check_limit(limit) -> None:
         raise ValueError(f"limit must be a positive number of images, got {limit!r}")
 
 
-def _open_pose(engine, cls, mode, flip_test, backend, device, precision):
+def _open_pose(engine, cls, mode, flip_test, backend, device, precision, dataset=None, expert=None):
     if isinstance(engine, cls):
+        if dataset is not None and engine.dataset is not get(dataset):
+            raise ValueError(f"dataset={get(dataset).name!r} was asked for, but the VitPoseTRT given runs "
+                             f"{engine.dataset.name if engine.dataset else 'no known dataset'}")
         return engine
-    return cls(engine, mode=mode, flip_test=flip_test, backend=backend, device=device, precision=precision)
+    return cls(engine, mode=mode, flip_test=flip_test, backend=backend, device=device, precision=precision,
+               dataset=dataset, expert=expert)
 
 
 def _describe(source, pose) -> str:

@@ -19,6 +19,8 @@ import torch
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "input", "heatmaps"
+# The metadata_props keys `export_onnx` writes (read back by `read_metadata`).
+META_VARIANT, META_NUM_KEYPOINTS, META_RANDOM_WEIGHTS, META_DATASET = "variant", "num_keypoints", "random_weights", "dataset"
 MIN_OPSET = 17
 # FP32 ONNX Runtime vs FP32 PyTorch differ by summation order only: ~1e-6 of the heatmap scale
 # (the largest |heatmap|) on ViTPose-S/B. 1e-4 leaves that 100x headroom and still catches one weight
@@ -106,13 +108,15 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
             proto = onnx.load(str(raw))
         random_weights = bool(getattr(model, "random_weights", False))
         meta = {
-            "variant": config.variant,
+            META_VARIANT: config.variant,
             "decoder": config.decoder,
-            "num_keypoints": str(config.num_keypoints),
+            META_NUM_KEYPOINTS: str(config.num_keypoints),
             "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
-            "random_weights": "true" if random_weights else "false",
+            META_RANDOM_WEIGHTS: "true" if random_weights else "false",
             "producer": "vitpose_trt",
         }
+        if getattr(model, "dataset", None):
+            meta[META_DATASET] = model.dataset
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, str(value)
@@ -128,6 +132,15 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
     if random_weights:
         log.warning("%s was exported from RANDOM weights (not a trained model)", path)
     return ExportResult(path=path, max_rel_diff=diff, random_weights=random_weights)
+
+
+def read_metadata(props: dict[str, str]) -> dict:
+    """What an exported .onnx records (its `metadata_props` as a dict): {"variant", "num_keypoints"
+    (None when absent: a file exported elsewhere), "random_weights", "dataset" (None when absent)}."""
+    k = props.get(META_NUM_KEYPOINTS)
+    return {"variant": props.get(META_VARIANT, "unknown"), "num_keypoints": int(k) if k else None,
+            "random_weights": props.get(META_RANDOM_WEIGHTS, "false") == "true",
+            "dataset": props.get(META_DATASET) or None}
 
 
 def check_onnx_against_torch(model: torch.nn.Module, path: str | os.PathLike, *, batch: int = 2,

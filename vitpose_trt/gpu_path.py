@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from vitpose_trt.batching import PendingResult, Segment, StageHook, boxes_per_batch, empty_keypoints, frame_batches
-from vitpose_trt.coco import flip_index
+from vitpose_trt.datasets import flip_index
 from vitpose_trt.cuda_memory import GrowBuffer, check_cuda_frame, device_array
 from vitpose_trt.cuda_runtime import CudaRuntime, Stream, runtime
 from vitpose_trt.engines.base import Engine

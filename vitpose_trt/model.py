@@ -279,12 +279,15 @@ class ViTPose(nn.Module):
         config: the ViTPoseConfig it was built from.
         random_weights: True when the weights are the fixed-seed random ones rather than a
             trained checkpoint (set by `build_random_model`).
+        dataset: the name of the keypoint dataset its head was trained on (`vitpose_trt.datasets`),
+            set by `load_model`; None when unknown (or only guessed from K: 17 is taken as COCO).
     """
 
     def __init__(self, config: ViTPoseConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else ViTPoseConfig()
         self.random_weights: bool = False
+        self.dataset: str | None = None
         self.backbone = ViTBackbone(self.config)
         decoder = ClassicDecoder if self.config.decoder == "classic" else SimpleDecoder
         self.keypoint_head = decoder(self.config)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vitpose_trt import kernels
+from vitpose_trt import datasets, kernels
 from vitpose_trt.batching import PendingResult, StageHook
-from vitpose_trt.coco import flip_index
 from vitpose_trt.cpu_path import CpuPath
 from vitpose_trt.cuda_runtime import runtime
+from vitpose_trt.datasets import Dataset, flip_index
 from vitpose_trt.engines import Engine, open_engine
 from vitpose_trt.geometry import check_mode
 
@@ -41,7 +41,13 @@ class VitPoseTRT:
         flip_test: also run the mirrored crops and average (official flip test; twice the compute).
         backend: "auto", "tensorrt", "pytorch" or "onnxruntime" (see `open_engine`).
         device / precision: for the PyTorch backend (default: CUDA FP16 where a GPU is visible).
-        flip_pairs: left/right keypoint index pairs for flip test (COCO's for K = 17).
+        dataset: the keypoint dataset of the model (`vitpose_trt.datasets` name, e.g. "coco-wholebody"):
+            picks a ViTPose++ checkpoint's expert and head, and brings the flip pairs, skeleton and
+            sigmas (`self.dataset`). Default: what the model records (ONNX metadata, TensorRT
+            sidecar, the checkpoint's ViTPose++ head or config), else what its K tells (17: COCO).
+        expert: a ViTPose++ checkpoint's expert, where it differs from the dataset's (Hugging Face
+            ViTPose++ checkpoints hold six experts but only the COCO head).
+        flip_pairs: left/right keypoint index pairs for flip test (default: the dataset's).
         impl: pre/post implementation on the CPU path: "cpp" (default where built) or "numpy".
         threads: CPU threads for the kernels and the CPU engines (None: their defaults).
         max_batch: most crops per engine call (default: the engine's; see `DEFAULT_MAX_BATCH`).
@@ -56,14 +62,19 @@ class VitPoseTRT:
 
     def __init__(self, engine=None, *, mode: str = "udp", flip_test: bool = False, backend: str = "auto",
                  device: str | None = None, precision: str | None = None, flip_pairs=None,
-                 impl: str | None = None, threads: int | None = None, max_batch: int | None = None) -> None:
+                 impl: str | None = None, threads: int | None = None, max_batch: int | None = None,
+                 dataset: str | Dataset | None = None, expert: int | None = None) -> None:
         self.mode = check_mode(mode)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.engine: Engine = open_engine(engine, backend=backend, device=device, precision=precision,
-                                          threads=threads, max_batch=max_batch)
+                                          threads=threads, max_batch=max_batch, dataset=dataset, expert=expert)
         if self.engine.mode is not None and self.engine.mode != mode:
             log.warning("the engine was built for mode=%r but runs with mode=%r", self.engine.mode, mode)
+        self.dataset: Dataset | None = datasets.resolve(dataset, self.engine.num_keypoints, self.engine.dataset,
+                                                        what=f"the {self.engine.name} engine")
+        if flip_pairs is None and self.dataset is not None:
+            flip_pairs = self.dataset.flip_pairs
         self.flip_test = bool(flip_test)
         if flip_test:
             flip_index(self.engine.num_keypoints, flip_pairs)  # fail now, not at the first frame

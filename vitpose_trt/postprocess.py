@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vitpose_trt import kernels
-from vitpose_trt.coco import flip_index
+from vitpose_trt.datasets import flip_index
 from vitpose_trt.geometry import check_mode, heatmap_to_frame
 
 DARK_KERNEL = 11  # the official test_cfg modulate_kernel; sigma = 0.3 * ((11 - 1) * 0.5 - 1) + 0.8 = 2

@@ -53,8 +53,8 @@ class VideoResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3) -> np.ndarray:
-    """A copy of `image` with each person's box, skeleton and id."""
+def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3, dataset=None) -> np.ndarray:
+    """A copy of `image` with each person's box, skeleton (the `vitpose_trt.datasets.Dataset`'s) and id."""
     import cv2
 
     from vitpose_trt.draw import draw_poses
@@ -63,7 +63,7 @@ def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3) -
         return image.copy()
     kps = np.stack([p.keypoints for p in people])
     boxes = np.stack([p.box for p in people])
-    out = draw_poses(image, kps, boxes, kpt_thr)
+    out = draw_poses(image, kps, boxes, kpt_thr, dataset)
     scale = max(0.4, min(out.shape[:2]) / 900)
     for p in people:
         x, y = int(p.box[0]), max(int(p.box[1]) - 4, 12)
@@ -130,7 +130,7 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
                 res.people += len(people)
                 if render or show:
                     t0 = time.perf_counter()
-                    drawn = draw_people(frame.image, people, kpt_thr)
+                    drawn = draw_people(frame.image, people, kpt_thr, getattr(tracker.pose, "dataset", None))
                     totals["render"] += time.perf_counter() - t0
                     if render:
                         if writer is None:

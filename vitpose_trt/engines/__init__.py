@@ -21,7 +21,8 @@ PLAN_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def open_engine(source=None, *, backend: str = "auto", device: str | None = None, precision: str | None = None,
-                threads: int | None = None, max_batch: int | None = None) -> Engine:
+                threads: int | None = None, max_batch: int | None = None, dataset=None,
+                expert: int | None = None) -> Engine:
     """Open an engine.
 
     Args:
@@ -37,6 +38,8 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         threads: CPU threads for ONNX Runtime and PyTorch on the CPU (None: their defaults).
         max_batch: most crops per engine call (None: `DEFAULT_MAX_BATCH` for the device, or the
             TensorRT profile's maximum).
+        dataset / expert: for a checkpoint (or None): the keypoint dataset and ViTPose++ expert to
+            load (see `load_model`); recorded as `engine.dataset`. Other sources record their own.
 
     Raises:
         FileNotFoundError: no such file. ValueError: a file the backend cannot run, or a bad option.
@@ -61,6 +64,9 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         if not path.exists():
             raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
     suffix = path.suffix.lower() if path is not None else ""
+    if expert is not None and (module is not None or suffix in PLAN_SUFFIXES + (".onnx",)):
+        raise ValueError(f"expert={expert} picks a ViTPose++ expert when a checkpoint is loaded; "
+                         f"{path or type(module).__name__} has one already (choose it at export / build time)")
 
     if suffix in PLAN_SUFFIXES and backend not in ("auto", "tensorrt"):
         raise ValueError(f"{path} is a TensorRT engine: it runs only with backend='tensorrt' (or 'auto')")
@@ -70,9 +76,12 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
                 f"the TensorRT backend runs a built engine, not {path or 'a model'}; build one with "
                 f"`vitpose-trt build {path or 'CHECKPOINT'} -o model.engine --fp16`"
             )
+        from vitpose_trt.engines.sidecar import read_sidecar
         from vitpose_trt.engines.tensorrt import TensorRTEngine
 
-        return TensorRTEngine(path, device=device, max_batch=max_batch)
+        engine: Engine = TensorRTEngine(path, device=device, max_batch=max_batch)
+        engine.dataset = (read_sidecar(path) or {}).get("dataset")
+        return engine
     if suffix == ".onnx" or backend == "onnxruntime":
         if suffix != ".onnx":
             raise ValueError(f"the onnxruntime backend needs an .onnx file, got {path or 'a model'}; export one "
@@ -93,7 +102,7 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         from vitpose_trt.engines.onnx_cache import cached_onnx
         from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
-        onnx_path = cached_onnx(path)
+        onnx_path = cached_onnx(path, dataset=dataset, expert=expert)
         log.info("running %s with ONNX Runtime on the CPU (cached export %s; backend='pytorch' runs PyTorch)",
                  path, onnx_path)
         return OnnxRuntimeEngine(onnx_path, threads=threads, max_batch=max_batch)
@@ -106,8 +115,10 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
     if module is None:
         from vitpose_trt.checkpoint import load_model
 
-        module = load_model(path)
-    return TorchEngine(module, device=device, precision=precision, max_batch=max_batch)
+        module = load_model(path, dataset=dataset, expert=expert)
+    engine = TorchEngine(module, device=device, precision=precision, max_batch=max_batch)
+    engine.dataset = getattr(module, "dataset", None)
+    return engine
 
 
 def _check_cpu_device(device: str | None, runtime: str) -> None:

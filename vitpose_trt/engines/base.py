@@ -40,6 +40,8 @@ class Engine(ABC):
         mode: the pipeline ("udp"/"classic") the engine was built for, where it records one.
         random_weights: True when the weights are the fixed-seed random ones (benchmarks, tests).
         precision: "fp32" or "fp16".
+        dataset: the keypoint dataset the model records (`vitpose_trt.datasets` name), None when it
+            records none (`VitPoseTRT` then names it from K or from its `dataset=`).
 
     Engines are context managers: `with open_engine(path) as engine: ...` releases them.
     """
@@ -54,6 +56,7 @@ class Engine(ABC):
     mode: str | None = None
     random_weights: bool = False
     precision: str = "fp32"
+    dataset: str | None = None
 
     @property
     def heatmap_size(self) -> tuple[int, int]:

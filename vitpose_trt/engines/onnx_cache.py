@@ -49,16 +49,21 @@ def update_digest(digest, path: str | os.PathLike[str]) -> None:
             digest.update(block)
 
 
-def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None) -> Path:
-    """The ONNX export of `checkpoint`, exported (and checked against PyTorch) on first use."""
+def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None, *,
+                dataset=None, expert: int | None = None) -> Path:
+    """The ONNX export of `checkpoint` (with the ViTPose++ expert of `dataset` / `expert`, see
+    `load_model`), exported (and checked against PyTorch) on first use."""
     import torch
 
     import vitpose_trt
     from vitpose_trt.checkpoint import load_model
     from vitpose_trt.export import export_onnx
 
-    key = hashlib.sha256(f"{checkpoint_digest(checkpoint)}|{vitpose_trt.__version__}|{torch.__version__}"
-                         .encode()).hexdigest()[:24]
+    from vitpose_trt.datasets import get
+
+    name = get(dataset).name if dataset is not None else None
+    key = hashlib.sha256(f"{checkpoint_digest(checkpoint)}|{vitpose_trt.__version__}|{torch.__version__}|{name}|"
+                         f"{expert}".encode()).hexdigest()[:24]
     root = Path(directory) if directory is not None else cache_dir()
     out = root / f"{Path(os.fspath(checkpoint)).stem}-{key}.onnx"
     if out.is_file():
@@ -70,5 +75,5 @@ def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike
         raise RuntimeError(f"cannot create the ONNX cache folder {root} ({e.strerror}); set ${CACHE_ENV} to a "
                            "writable folder, or run PyTorch with backend='pytorch'") from None
     log.info("exporting %s to ONNX once for ONNX Runtime on the CPU (cached in %s)", checkpoint, root)
-    export_onnx(load_model(checkpoint), out)
+    export_onnx(load_model(checkpoint, dataset=dataset, expert=expert), out)
     return out

@@ -71,8 +71,10 @@ class OnnxRuntimeEngine(Engine):
             self._heatmap_size = (int(out.shape[2]), int(out.shape[3]))
         else:
             self._heatmap_size = (self.input_size[0] // 4, self.input_size[1] // 4)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.random_weights = meta.get("random_weights", "false") == "true"
+        from vitpose_trt.export import read_metadata
+
+        meta = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.random_weights, self.dataset = meta["random_weights"], meta["dataset"]
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # exported without a batch axis
         self.max_batch = self.fixed_batch or check_max_batch(max_batch, "cpu")
 

@@ -144,6 +144,7 @@ def make_sidecar(*, model: Any, mode: str, flip_test: bool, profile: Any, precis
         "variant": model.variant,
         "decoder": model.decoder,
         "num_keypoints": int(model.num_keypoints),
+        "dataset": getattr(model, "dataset", None),
         "input_size": [int(s) for s in model.input_size],
         "random_weights": bool(model.random_weights),
         "mode": mode,

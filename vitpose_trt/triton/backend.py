@@ -139,9 +139,11 @@ class TritonPythonModel:
         if args.get("model_instance_kind") == "GPU":  # instance groups place instances on GPUs
             device = f"cuda:{args['model_instance_device_id']}"
         self.max_crops = int(params.get("max_batch_crops", "64"))
+        expert = params.get("expert") or None
         self.pose = VitPoseTRT(engine, mode=params.get("mode", "udp"), flip_test=params.get("flip_test") == "true",
                                backend=params.get("backend", "auto"), device=device,
-                               precision=params.get("precision") or None)
+                               precision=params.get("precision") or None, dataset=params.get("dataset") or None,
+                               expert=int(expert) if expert is not None else None)
         self.num_keypoints = self.pose.num_keypoints
         import vitpose_trt
 

@@ -4,7 +4,7 @@
       vitpose/
         config.pbtxt        Python backend; image + boxes -> keypoints; dynamic batching; instance groups;
                             the engine and the pipeline options (mode, flip test) and the model's
-                            metadata (variant, K, keypoint names) in `parameters`
+                            metadata (variant, K, dataset, keypoint names) in `parameters`
         1/
           model.py          `vitpose_trt/triton/backend.py`, copied
           <engine>          the .engine/.onnx/checkpoint (and its sidecar), unless `copy_engine=False`
@@ -46,7 +46,8 @@ class RepositoryInfo:
         path: the repository folder (give it to `tritonserver --model-repository`).
         model_name: the model's name in it ("vitpose").
         config: the config.pbtxt text.
-        variant / num_keypoints: the engine's model, as recorded in the config's parameters.
+        variant / num_keypoints / dataset: the engine's model, as recorded in the config's parameters
+            (dataset None: a model of no known dataset).
     """
 
     path: Path
@@ -54,58 +55,60 @@ class RepositoryInfo:
     config: str
     variant: str
     num_keypoints: int
+    dataset: str | None = None
 
 
-def engine_metadata(engine: str | os.PathLike) -> dict:
-    """Variant, K and weights origin of an engine file, read cheaply where the file records them.
+def engine_metadata(engine: str | os.PathLike, dataset=None, expert: int | None = None) -> dict:
+    """Variant, K, dataset and weights origin of an engine file, read cheaply where the file records them.
 
     .onnx: the metadata that `export_onnx` writes (weights not loaded); .engine/.plan: the sidecar
-    `<engine>.json`; a checkpoint: loaded on the CPU (`load_model`).
+    `<engine>.json`; a checkpoint: loaded on the CPU (`load_model`, with `dataset` / `expert`).
+    The dataset is `dataset` checked against the file, else the recorded one, else K's
+    (`vitpose_trt.datasets.resolve`).
 
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: a TensorRT plan without its sidecar (K is unknown without a GPU to open it).
     """
+    from vitpose_trt import datasets
+
     path = Path(os.fspath(engine))
     if not path.exists():
         raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
     suffix = path.suffix.lower()
+    if expert is not None and suffix in PLAN_SUFFIXES + (".onnx",):
+        raise ValueError(f"expert={expert} picks a ViTPose++ expert when a checkpoint is loaded; {path} has one already")
     if suffix == ".onnx":
         import onnx
 
+        from vitpose_trt.export import read_metadata
+
         proto = onnx.load(os.fspath(path), load_external_data=False)
-        meta = {p.key: p.value for p in proto.metadata_props}
-        k = meta.get("num_keypoints")
-        if k is None:  # not exported by vitpose_trt: K is the heatmaps' channel axis
+        meta = read_metadata({p.key: p.value for p in proto.metadata_props})
+        if meta["num_keypoints"] is None:  # not exported by vitpose_trt: K is the heatmaps' channel axis
             dims = proto.graph.output[0].type.tensor_type.shape.dim
             if len(dims) != 4 or not dims[1].dim_value:
                 raise ValueError(f"{path}: cannot tell the number of keypoints from its output shape")
-            k = dims[1].dim_value
-        return {"variant": meta.get("variant", "unknown"), "num_keypoints": int(k),
-                "random_weights": meta.get("random_weights", "false") == "true"}
-    if suffix in PLAN_SUFFIXES:
-        from vitpose_trt.engines.tensorrt import read_sidecar, sidecar_path
+            meta["num_keypoints"] = dims[1].dim_value
+    elif suffix in PLAN_SUFFIXES:
+        from vitpose_trt.engines.sidecar import read_sidecar, sidecar_path
 
         sidecar = read_sidecar(path)
         if sidecar is None:
             raise ValueError(f"{path}: the TensorRT plan's sidecar {sidecar_path(path).name} is missing; "
                              "it records the model's keypoint count that the repository's config needs")
-        return {"variant": str(sidecar.get("variant", "unknown")), "num_keypoints": int(sidecar["num_keypoints"]),
-                "random_weights": bool(sidecar.get("random_weights", False))}
-    from vitpose_trt.checkpoint import load_model
+        meta = {"variant": str(sidecar.get("variant", "unknown")), "num_keypoints": int(sidecar["num_keypoints"]),
+                "random_weights": bool(sidecar.get("random_weights", False)), "dataset": sidecar.get("dataset")}
+    else:
+        from vitpose_trt.checkpoint import load_model
 
-    model = load_model(path)
-    return {"variant": model.config.variant, "num_keypoints": int(model.config.num_keypoints),
-            "random_weights": bool(getattr(model, "random_weights", False))}
-
-
-def keypoint_names(num_keypoints: int) -> list[str]:
-    """COCO's names for K = 17, else `keypoint_<i>`."""
-    from vitpose_trt.coco import KEYPOINT_NAMES
-
-    if num_keypoints == len(KEYPOINT_NAMES):
-        return list(KEYPOINT_NAMES)
-    return [f"keypoint_{i}" for i in range(num_keypoints)]
+        model = load_model(path, dataset=dataset, expert=expert)
+        meta = {"variant": model.config.variant, "num_keypoints": int(model.config.num_keypoints),
+                "random_weights": bool(getattr(model, "random_weights", False)), "dataset": model.dataset}
+    found = datasets.resolve(dataset, meta["num_keypoints"], meta["dataset"], what=str(path))
+    meta["dataset"] = found.name if found is not None else None
+    meta["keypoint_names"] = datasets.keypoint_names(found, meta["num_keypoints"])
+    return meta
 
 
 def _engine_files(path: Path) -> list[Path]:
@@ -156,7 +159,8 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model
                      max_batch_crops: int = 64, instances: int = 1, max_queue_delay_us: int = 500,
                      mode: str = "udp", flip_test: bool = False, backend: str = "auto",
                      device: str | None = None, precision: str | None = None, kind: str = "auto",
-                     gpus: list[int] | None = None, copy_engine: bool = True) -> RepositoryInfo:
+                     gpus: list[int] | None = None, copy_engine: bool = True, dataset=None,
+                     expert: int | None = None) -> RepositoryInfo:
     """Write a Triton model repository serving `engine` as model `vitpose`.
 
     The folder appears whole or not at all (written beside `out`, then renamed).
@@ -174,6 +178,8 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model
         gpus: with kind "gpu", the GPU indices to put instances on (None: every visible GPU).
         copy_engine: copy the engine into the repository (a self-contained folder to ship); False
             records its absolute path instead (`serve`'s throw-away repositories).
+        dataset / expert: as `VitPoseTRT`'s: the keypoint dataset (recorded in the config, with its
+            keypoint names) and a ViTPose++ checkpoint's expert.
 
     Returns:
         What was written.
@@ -196,7 +202,7 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
     engine_path = Path(os.fspath(engine)).resolve()
-    meta = engine_metadata(engine_path)
+    meta = engine_metadata(engine_path, dataset, expert)
     if kind == "auto":
         kind = "gpu" if engine_path.suffix.lower() in PLAN_SUFFIXES else "cpu"
     if gpus is not None and kind != "gpu":
@@ -215,7 +221,9 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model
         "max_batch_crops": str(max_batch_crops),
         "variant": meta["variant"],
         "num_keypoints": str(meta["num_keypoints"]),
-        "keypoint_names": json.dumps(keypoint_names(meta["num_keypoints"])),
+        "dataset": meta["dataset"] or "",
+        "expert": "" if expert is None else str(expert),
+        "keypoint_names": json.dumps(meta["keypoint_names"]),
         "random_weights": "true" if meta["random_weights"] else "false",
     }
     config = make_config(model_name=model_name, num_keypoints=meta["num_keypoints"], max_batch_crops=max_batch_crops,
@@ -245,4 +253,4 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model
     log.info("wrote Triton model repository %s (model %r, %s engine %s)", out, model_name, meta["variant"],
              params["engine"])
     return RepositoryInfo(path=out, model_name=model_name, config=config, variant=meta["variant"],
-                          num_keypoints=meta["num_keypoints"])
+                          num_keypoints=meta["num_keypoints"], dataset=meta["dataset"])
