@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes
-from vitpose_trt.accuracy import Disagreement, Tolerance, compare_heatmaps
-from vitpose_trt.coco import load_sample, sample_dir
+from build_engine.quantize import has_qdq, read_quantization
+from vitpose_trt.accuracy import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
+from vitpose_trt.accuracy import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write
 from vitpose_trt.engines.onnx_cache import update_digest
 from vitpose_trt.engines.sidecar import BUILD_DEFAULTS, EngineMismatchError, make_sidecar, sidecar_path, write_sidecar
@@ -140,40 +141,6 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# verification inputs
-
-
-def verification_crops(input_size: Sequence[int], mode: str = "udp", *, flip_test: bool = False,
-                       max_crops: int = VERIFY_MAX_CROPS, coco_dir: str | os.PathLike[str] | None = None,
-                       ) -> tuple[np.ndarray, str]:
-    """Real crops for the build-time check: the COCO sample photos cut by their detector boxes.
-
-    Falls back to seeded synthetic crops when the photos are not there (an installed package).
-
-    Returns:
-        (crops (M, 3, H, W) float32, a description of where they came from).
-    """
-    from vitpose_trt.preprocess import preprocess
-
-    size = (int(input_size[0]), int(input_size[1]))
-    root = sample_dir(coco_dir)
-    per = max(1, max_crops // 2) if flip_test else max_crops
-    if root is not None:
-        # most confident boxes first: whole people
-        photos = [(frame, boxes) for _, frame, boxes in load_sample(root)]
-        if photos:
-            per_photo = -(-per // len(photos))  # ceil: every photo contributes
-            crops = np.concatenate([preprocess(frame, boxes[:per_photo, :4], mode, input_size=size)[0]
-                                    for frame, boxes in photos])[:per]
-            if flip_test:
-                crops = np.concatenate([crops, crops[..., ::-1]])
-            return np.ascontiguousarray(crops), f"{len(crops)} crops of the COCO sample photos in {root}"
-    rng = np.random.default_rng(0)
-    crops = rng.standard_normal((per * (2 if flip_test else 1), 3, *size)).astype(np.float32)
-    return crops, f"{len(crops)} synthetic crops (the COCO sample photos were not found)"
-
-
-# --------------------------------------------------------------------------------------------
 # build
 
 
@@ -184,6 +151,9 @@ class _Source:
     reference: Callable[[np.ndarray], np.ndarray]  # FP32 heatmaps for crops
     reference_name: str
     given: str | None  # the source path as given (None: random weights or an in-memory model)
+    precision: str = "fp32"  # "int8" / "fp8": a Q/DQ graph (`vitpose-trt quantize`)
+    quantization: dict | None = None  # its recipe and calibration (the ONNX metadata)
+    tolerance: Tolerance = VERIFY_TOLERANCE  # what the built engine is judged by against `reference`
 
 
 def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str], *,
@@ -229,6 +199,12 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
     cache_path = Path(os.fspath(timing_cache)) if timing_cache is not None else default_timing_cache_path(output)
     with tempfile.TemporaryDirectory(prefix=".vitpose-trt-build-", dir=output.parent) as tmp:
         src = _resolve_source(source, Path(tmp))
+        quantized = src.precision in ("int8", "fp8")
+        if quantized:  # what the graph does not quantize runs in FP16, as the recipe says
+            fp16 = True
+            _check_fp8_gpu(src.precision)
+        elif not fp16:
+            log.warning("building an FP32 engine (pass --fp16 for the fast one)")
         profile = profile_shapes(src.info.input_size, min_batch=min_batch, opt_batch=opt_batch,
                                  max_batch=max_batch, flip_test=flip_test)
         strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
@@ -250,7 +226,8 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
 
         platform = current_platform()
         sidecar = make_sidecar(
-            model=src.info, mode=mode, flip_test=flip_test, profile=profile, precision="fp16" if fp16 else "fp32",
+            model=src.info, mode=mode, flip_test=flip_test, profile=profile,
+            precision=src.precision if quantized else ("fp16" if fp16 else "fp32"),
             fp32_ops=fp32_ops, io=io, strongly_typed=strongly_typed, tensorrt_version=platform.tensorrt_version,
             gpu_name=platform.gpu_name, compute_capability=platform.compute_capability, source_path=src.given,
             source_onnx_sha256=onnx_sha256(src.onnx_path),
@@ -258,6 +235,8 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
                         "flip_test": flip_test, "mode": mode, "fp32_softmax": fp32_softmax,
                         "workspace_gb": workspace_gb},
         )
+        if src.quantization is not None:
+            sidecar["quantization"] = src.quantization
         write_sidecar(output, sidecar)
         if verify:
             result = _verify(output, src, mode=mode, flip_test=flip_test)
@@ -283,6 +262,8 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
             raise FileNotFoundError(f"ONNX model not found: {path}")
         proto = onnx.load(os.fspath(path), load_external_data=False)
         info = _info_from_onnx(proto, path)
+        if has_qdq(proto):
+            return _quantized_source(path, proto, info)
         return _Source(path, info, _onnxruntime_reference(path), "ONNX Runtime FP32", os.fspath(path))
 
     from vitpose_trt.export import export_onnx
@@ -304,8 +285,53 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
     return _Source(onnx_path, info, _torch_reference(model), "PyTorch FP32", given)
 
 
+def _quantized_source(path: Path, proto: onnx.ModelProto, info: ModelInfo) -> _Source:
+    """A Q/DQ graph: judged against its FP32 source when that is still where `vitpose-trt quantize`
+    found it (the quantization error and the engine's together, by `QDQ_TOLERANCE`), else against
+    the Q/DQ graph itself run by ONNX Runtime (the engine's own error; the quantization error was
+    judged when the graph was made)."""
+    from vitpose_trt.engines.onnx_cache import checkpoint_digest
+
+    quant = read_quantization(proto) or {}
+    precision = {p.key: p.value for p in proto.metadata_props}.get("precision")
+    if precision not in ("int8", "fp8"):  # a Q/DQ graph from elsewhere: its zero points tell
+        zero = {t.name: t.data_type for t in proto.graph.initializer}
+        fp8 = any(zero.get(n.input[2]) == onnx.TensorProto.FLOAT8E4M3FN for n in proto.graph.node
+                  if n.op_type == "QuantizeLinear" and len(n.input) > 2)
+        precision = "fp8" if fp8 else "int8"
+    summary = {k: quant[k] for k in ("recipe", "calibration", "weights", "source") if k in quant}
+    recorded = quant.get("source") or {}
+    original = Path(recorded["path"]) if recorded.get("path") else None
+    if original is not None and original.exists() and checkpoint_digest(original) == recorded.get("digest"):
+        if original.suffix.lower() == ".onnx":
+            reference, name = _onnxruntime_reference(original), f"ONNX Runtime FP32 ({original.name})"
+        else:
+            from vitpose_trt.checkpoint import load_model
+
+            reference, name = _torch_reference(load_model(original).eval().float()), f"PyTorch FP32 ({original.name})"
+        return _Source(path, info, reference, name, os.fspath(path), precision, summary, QDQ_TOLERANCE)
+    log.warning("%s: its FP32 source %s is not here (or changed): the engine is judged against the %s graph itself "
+                "in ONNX Runtime; the quantization error was judged by `vitpose-trt quantize`", path,
+                original or "(not recorded)", precision)
+    return _Source(path, info, _onnxruntime_reference(path), f"ONNX Runtime, the {precision} Q/DQ graph",
+                   os.fspath(path), precision, summary, QDQ_TOLERANCE)
+
+
+def _check_fp8_gpu(precision: str) -> None:
+    """FP8 tensor cores exist from compute capability 8.9 (Ada) and 9.0 (Hopper) on."""
+    if precision != "fp8":
+        return
+    capability = current_platform().compute_capability
+    if capability is not None and tuple(int(v) for v in capability.split(".")) < (8, 9):
+        raise ValueError(f"an FP8 engine needs an Ada (8.9) or Hopper (9.0) or newer GPU; this one is {capability}: "
+                         "quantize with --mode int8")
+
+
 def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
     meta = {p.key: p.value for p in proto.metadata_props}
+    if any(n.op_type in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger") for n in proto.graph.node):
+        raise ValueError(f"{path} is quantized for ONNX Runtime on the CPU (dynamic INT8), which TensorRT cannot "
+                         "build; for an INT8/FP8 engine make a Q/DQ graph: `vitpose-trt quantize`")
     io = graph_io_dtypes(proto)
     if io["input"]["dtype"] != "float32" or io["output"]["dtype"] != "float32":
         raise ValueError(f"{path}: expected the FP32 ONNX from `vitpose-trt export`, got {io}; the builder makes "
@@ -361,7 +387,8 @@ def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool) -> d
     reference = src.reference(crops)
     try:
         return judge_verification(reference, candidate, mode, crops=where, reference_name=src.reference_name,
-                                  random_weights=src.info.random_weights, engine_name=str(engine_path))
+                                  random_weights=src.info.random_weights, engine_name=str(engine_path),
+                                  tolerance=src.tolerance)
     except EngineVerificationError as e:
         for path in (engine_path, sidecar_path(engine_path)):
             path.unlink(missing_ok=True)
@@ -370,7 +397,7 @@ def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool) -> d
 
 def judge_verification(reference: np.ndarray, candidate: np.ndarray, mode: str = "udp", *, crops: str = "",
                        reference_name: str = "the FP32 model", random_weights: bool = False,
-                       engine_name: str = "the engine") -> dict[str, Any]:
+                       engine_name: str = "the engine", tolerance: Tolerance = VERIFY_TOLERANCE) -> dict[str, Any]:
     """The build-time verdict: the candidate's heatmaps against the FP32 reference's on the same crops.
 
     Keypoints are decoded from both (argmax + DARK-UDP / classic offset, in heatmap pixels) and
@@ -385,6 +412,7 @@ def judge_verification(reference: np.ndarray, candidate: np.ndarray, mode: str =
         random_weights: the model has random weights (recorded; the tie rule already limits the
             judged keypoints to those with a clear peak).
         engine_name: named in the error.
+        tolerance: the bounds (`VERIFY_TOLERANCE` for FP16/FP32 engines, `QDQ_TOLERANCE` for INT8/FP8).
 
     Returns:
         The sidecar's "verification" entry: the metric, the tolerance and whether it was enforced.
@@ -392,8 +420,7 @@ def judge_verification(reference: np.ndarray, candidate: np.ndarray, mode: str =
     Raises:
         EngineVerificationError: past tolerance; the message says by how much and what to try.
     """
-    tolerance = VERIFY_TOLERANCE
-    d: Disagreement = compare_heatmaps(reference, candidate, mode)
+    d: Disagreement = compare_heatmaps(reference, candidate, mode, fraction=tolerance.fraction)
     log.info("verification on %s against %s: %d of %d keypoints have a clear peak; over them: mean %.3f, p99 %.3f, "
              "max %.2f heatmap px, mean score difference %.4f of the peak; max |heatmap diff| %.3g",
              crops or "the given crops", reference_name, d.counted, d.keypoints, d.heatmap_px.mean,

@@ -269,8 +269,9 @@ def test_hf_model_gives_our_heatmaps(decoder):
 
 def test_resolve_alternatives():
     assert resolve_alternatives("auto") == list(bench.ALTERNATIVES)
-    assert resolve_alternatives("pipeline,baseline") == ["tensorrt", "pytorch-cuda", "onnxruntime", "pytorch-cpu",
-                                                        "baseline"]
+    assert resolve_alternatives("pipeline,baseline") == ["tensorrt", "pytorch-cuda", "onnxruntime", "onnxruntime-int8",
+                                                        "pytorch-cpu", "baseline"]
+    assert resolve_alternatives("int8") == ["onnxruntime", "onnxruntime-int8", "transformers"]
     assert resolve_alternatives(" baseline , baseline ") == ["baseline"]
     with pytest.raises(ValueError, match="unknown alternative"):
         resolve_alternatives("tensorrt,fast")
@@ -340,16 +341,21 @@ def test_python_api_end_to_end_writes_json_and_plot(micro, tmp_path):
     assert r["model"]["random_weights"] is True
     assert r["model"]["flops_per_crop"] == model_flops(micro.config)
     ok = [row for row in r["rows"] if row["status"] == "ok"]
-    assert {row["alternative"] for row in ok} == {"onnxruntime", "pytorch-cpu", "baseline", "transformers"}
+    assert {row["alternative"] for row in ok} == {"onnxruntime", "onnxruntime-int8", "pytorch-cpu", "baseline",
+                                                   "transformers"}
     for row in ok:
         assert row["e2e"]["n"] == row["iterations"] >= 1
         assert {"crop", "model", "decode"} <= set(row["stages"])
-        assert row["median_px"] < 0.5 and np.isfinite(row["max_px"])  # FP32 everywhere
+        assert np.isfinite(row["max_px"])
+        if row["precision"] == "fp32":
+            assert row["median_px"] < 0.5  # FP32 rows agree with the FP32 reference
         assert row["e2e"]["median"] >= row["stages"]["model"]["median"]
+    assert {row["precision"] for row in ok if row["alternative"] == "onnxruntime-int8"} == {"int8"}
     base = {row["people"]: row for row in ok if row["alternative"] == "baseline"}
     assert all(row["speedup_vs_baseline"] == pytest.approx(1.0) for row in base.values())
     tp = [t for t in r["throughput"] if t["status"] == "ok"]
-    assert {(t["alternative"], t["batch"]) for t in tp} == {(a, b) for a in ("onnxruntime", "pytorch-cpu", "transformers")
+    assert {(t["alternative"], t["batch"]) for t in tp} == {(a, b) for a in ("onnxruntime", "onnxruntime-int8",
+                                                                             "pytorch-cpu", "transformers")
                                                              for b in (1, 2)}
     assert all(t["crops_per_s"] > 0 and 0 < t["fraction_of_matmul"] for t in tp)
     assert {t["alternative"] for t in r["throughput"] if t["status"] == "skipped"} == {"baseline"}
@@ -400,7 +406,7 @@ def test_cli_bench_end_to_end(micro, tmp_path, monkeypatch, capsys):
     assert (folder / "bench.png").exists() == (out_png is not None)
     # every row in plain words, under the table
     assert "pytorch-cpu: this package with PyTorch FP32 on the CPU" in text
-    assert "tensorrt: this package with a TensorRT FP16 engine" in text
+    assert "tensorrt: this package with a TensorRT engine (FP16, or INT8/FP8" in text
     if coco_sample_checkpoint() is not None:  # real peaks for the accuracy columns
         assert data["accuracy"]["source"] == "separate weights" and not data["accuracy"]["random_weights"]
         assert all(row["accuracy_source"] == "separate weights" for row in data["rows"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vitpose_trt.detect import FAMILIES as DETECTOR_FAMILIES
 from vitpose_trt.detect import FORMATS as DETECTOR_FORMATS
-from vitpose_trt.engines import BACKENDS
+from vitpose_trt.engines import BACKENDS, PRECISIONS
 from vitpose_trt.engines.sidecar import BUILD_DEFAULTS
 from vitpose_trt.geometry import MODES
 from vitpose_trt.track import ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF
@@ -32,8 +32,10 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="engine runner (auto: from the file type and the machine)")
     p.add_argument("--device", default=None, help="PyTorch device: cpu or cuda (default: cuda when available)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
-                   help="PyTorch precision (default: fp16 on CUDA, fp32 on the CPU)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="fp32/fp16: PyTorch precision (default: fp16 on CUDA, fp32 on the CPU); int8: on the CPU, "
+                        "ONNX Runtime with the MatMuls quantized (made once, checked against FP32). A TensorRT "
+                        "engine's precision is fixed when it is built (INT8/FP8: `vitpose-trt quantize`)")
 
 
 def _dataset_args(p: argparse.ArgumentParser, expert: bool = True) -> None:
@@ -68,8 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(p)
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
 
+    p = sub.add_parser("quantize", help="a Q/DQ .onnx for an INT8 or FP8 TensorRT engine, calibrated on your photos",
+                       description="Quantizes the inputs of every MatMul (INT8: weights per channel, activations at "
+                                   "the 99.99th percentile; FP8 E4M3: max calibration), calibrated on person crops "
+                                   "of your photos, and checks the graph against FP32 with ONNX Runtime before "
+                                   "writing it. Then: vitpose-trt build OUT.onnx -o model.engine")
+    p.add_argument("model", help="checkpoint or FP32 .onnx (vitpose-trt export)")
+    p.add_argument("-o", "--output", required=True, help="the Q/DQ .onnx to write")
+    p.add_argument("--calib", nargs="+", required=True, metavar="IMAGES",
+                   help="images with people for calibration: files, folders or globs")
+    p.add_argument("--dets", default=None,
+                   help="person boxes for the --calib images: COCO detections JSON (default: --detector)")
+    p.add_argument("--detector", default=None, help="person detector .onnx for the --calib images (default: HOG, weak)")
+    p.add_argument("--mode", choices=("int8", "fp8"), default="int8", help="INT8 (any GPU) or FP8 E4M3 (Ada/Hopper+)")
+    p.add_argument("--calib-crops", type=int, default=256, help="most calibration crops (the most confident boxes)")
+    p.add_argument("--pipeline", choices=MODES, default="udp", help="crop pipeline: udp (official ViTPose) or classic")
+    p.add_argument("--no-verify", action="store_true", help="write the graph even if it fails the check against FP32")
+
     p = sub.add_parser("build", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)")
-    p.add_argument("source", help="checkpoint or .onnx")
+    p.add_argument("source", help="checkpoint, FP32 .onnx, or a Q/DQ .onnx from vitpose-trt quantize (INT8/FP8)")
     p.add_argument("-o", "--output", required=True, help="output .engine path (a .json sidecar is written next to it)")
     p.add_argument("--fp16", action="store_true", help="FP16 engine with LayerNorm kept in FP32 (recommended)")
     p.add_argument("--max-batch", type=int, default=BUILD_DEFAULTS["max_batch"],
@@ -147,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time budget per row (alternative x people, alternative x batch): fewer than --iters "
                         "iterations run when it is reached, at least one (CPU rows hit it)")
     p.add_argument("--alternatives", default="auto",
-                   help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, pytorch-cpu, baseline, "
-                        "transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu "
+                   help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, onnxruntime-int8, pytorch-cpu, "
+                        "baseline, transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu, int8 "
                         "(auto: all; those that cannot run here are listed as skipped)")
     p.add_argument("--require", default="",
                    help="comma-separated alternatives that must run with every row ok, else exit status 1 "
@@ -241,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        return {"export": _export, "build": _build, "infer": _infer, "bench": _bench,
+        return {"export": _export, "quantize": _quantize, "build": _build, "infer": _infer, "bench": _bench,
                 "eval": _eval, "triton-repo": _triton_repo, "serve": _serve,
                 "bench-video": _bench_video}[args.command](args)
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as e:  # OSError: missing, unwritable, ...
@@ -263,6 +282,20 @@ def _export(args) -> int:
     note = " (RANDOM WEIGHTS)" if res.random_weights else ""
     diff = "not checked" if args.no_check else f"max |ONNX - PyTorch| = {res.max_rel_diff:.2e} of the heatmap scale"
     print(f"wrote {res.path}{note}: opset {args.opset}, dynamic batch, {diff}")
+    return 0
+
+
+def _quantize(args) -> int:
+    from build_engine.quantize import quantize
+
+    res = quantize(args.model, args.output, calib=args.calib, dets=args.dets, detector=args.detector, mode=args.mode,
+                   calib_crops=args.calib_crops, pipeline=args.pipeline, verify=not args.no_verify)
+    metric = res.check["metric"]
+    verdict = ("passed" if res.check["passed"] else "FAILED (kept: --no-verify)") if metric["counted"] else "not judged"
+    print(f"wrote {res.path}: {res.recipe.mode}, {res.activations} activation and {res.weights} weight Q/DQ pairs, "
+          f"calibrated on {res.crops}; against FP32 over {metric['counted']} clear peaks: median "
+          f"{metric['heatmap_px']['median']:.3f}, p99 {metric['heatmap_px']['p99']:.3f} heatmap px ({verdict}). "
+          f"Next: vitpose-trt build {res.path} -o model.engine")
     return 0
 
 
@@ -436,6 +469,12 @@ def _bench(args) -> int:
 
     people = int_list(args.people, "--people")
     required = resolve_alternatives(args.require) if args.require else []
+    alternatives = args.alternatives
+    if args.precision not in (None, "int8"):
+        raise ValueError("--precision: each bench row runs at its own precision (see the table); --precision int8 "
+                         "measures the INT8 rows beside their FP32 twin and transformers")
+    if args.precision == "int8" and alternatives == "auto":
+        alternatives = "int8"
     if not people:
         raise ValueError("--people: give at least one people count")
     out_dir = Path(args.out) if args.out else Path("bench_out") / time.strftime("%Y%m%d-%H%M%S")
@@ -443,7 +482,7 @@ def _bench(args) -> int:
         raise ValueError(f"--out {out_dir} exists and is not a folder")
     result = run_benchmark(
         checkpoint=args.checkpoint, variant=args.variant, engine=args.engine, people=people,
-        batches=int_list(args.batches, "--batches"), alternatives=args.alternatives, iters=args.iters,
+        batches=int_list(args.batches, "--batches"), alternatives=alternatives, iters=args.iters,
         warmup=args.warmup, max_seconds_per_row=args.max_seconds_per_row, mode=args.mode,
         flip_test=args.flip_test, device=args.device, coco_sample=False if args.synthetic else args.coco_sample,
         threads=args.threads, progress=not args.no_progress)

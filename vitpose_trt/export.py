@@ -6,10 +6,12 @@ keep it in FP32 inside an FP16 engine (the FP16 LayerNorm overflow ViT users hit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 INPUT_NAME, OUTPUT_NAME = "input", "heatmaps"
 # The metadata_props keys `export_onnx` writes (read back by `read_metadata`).
 META_VARIANT, META_NUM_KEYPOINTS, META_RANDOM_WEIGHTS, META_DATASET = "variant", "num_keypoints", "random_weights", "dataset"
+META_PRECISION = "precision"  # written by the quantizers: "int8" (the CPU's dynamic INT8), "int8"/"fp8" (Q/DQ)
+META_QUANTIZATION = "quantization"  # JSON {"recipe": ..., ...}: how a quantized graph was made
 MIN_OPSET = 17
 # FP32 ONNX Runtime vs FP32 PyTorch differ by summation order only: ~1e-6 of the heatmap scale
 # (the largest |heatmap|) on ViTPose-S/B. 1e-4 leaves that 100x headroom and still catches one weight
@@ -41,6 +45,18 @@ def save_onnx(model, path: str | os.PathLike) -> Path:
     else:
         onnx.save_model(model, os.fspath(path))
     return path
+
+
+@contextlib.contextmanager
+def staged_onnx(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a path in a temporary folder beside `path` to save an .onnx (and its .data) to; on
+    success they are renamed into place, the .data first and the .onnx last (whoever sees the .onnx
+    sees it whole); on error nothing is left behind and an existing file is not replaced."""
+    path = Path(os.fspath(path))
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
+        yield Path(staging) / path.name
+        for f in sorted(Path(staging).iterdir(), key=lambda f: f.suffix == ".onnx"):
+            os.replace(f, path.parent / f.name)
 
 
 @dataclass
@@ -94,10 +110,9 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
     batch = 2 if dynamic_batch else 1
     dummy = torch.zeros(1, 3, *config.input_size)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    # Everything is written into a temporary folder beside `path`, checked, then renamed into place:
-    # a failed export or check leaves nothing behind and never replaces an existing file by half a one.
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
-        staged = Path(staging) / path.name
+    # Everything is written beside `path`, checked, then renamed into place: a failed export or check
+    # leaves nothing behind and never replaces an existing file by half a one.
+    with staged_onnx(path) as staged:
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             # The TorchScript exporter is "legacy" since torch 2.9 but gives the plain, well-trodden
             # graph TensorRT parses best, and it needs no onnxscript. Its deprecation notice is noise here.
@@ -126,9 +141,6 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
         diff = float("nan")
         if check:
             diff = check_onnx_against_torch(model, staged, batch=batch, atol=atol)
-        # the .data file (over 2 GB) first, the .onnx last: whoever sees the .onnx sees it whole
-        for f in sorted(Path(staging).iterdir(), key=lambda f: f.suffix == ".onnx"):
-            os.replace(f, path.parent / f.name)
     if random_weights:
         log.warning("%s was exported from RANDOM weights (not a trained model)", path)
     return ExportResult(path=path, max_rel_diff=diff, random_weights=random_weights)
@@ -136,11 +148,12 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
 
 def read_metadata(props: dict[str, str]) -> dict:
     """What an exported .onnx records (its `metadata_props` as a dict): {"variant", "num_keypoints"
-    (None when absent: a file exported elsewhere), "random_weights", "dataset" (None when absent)}."""
+    (None when absent: a file exported elsewhere), "random_weights", "dataset" (None when absent),
+    "precision" ("fp32" unless a quantizer wrote "int8" / "fp8")}."""
     k = props.get(META_NUM_KEYPOINTS)
     return {"variant": props.get(META_VARIANT, "unknown"), "num_keypoints": int(k) if k else None,
             "random_weights": props.get(META_RANDOM_WEIGHTS, "false") == "true",
-            "dataset": props.get(META_DATASET) or None}
+            "dataset": props.get(META_DATASET) or None, "precision": props.get(META_PRECISION, "fp32")}
 
 
 def check_onnx_against_torch(model: torch.nn.Module, path: str | os.PathLike, *, batch: int = 2,

@@ -23,20 +23,24 @@ from vitpose_trt.engines.tensorrt import tensorrt_available
 
 log = logging.getLogger(__name__)
 
-ALTERNATIVES = ("tensorrt", "pytorch-cuda", "onnxruntime", "pytorch-cpu", "baseline", "transformers",
-                "torch-fp16-eager")
+ALTERNATIVES = ("tensorrt", "pytorch-cuda", "onnxruntime", "onnxruntime-int8", "pytorch-cpu", "baseline",
+                "transformers", "torch-fp16-eager")
 ALIASES = {
     "auto": ALTERNATIVES,
     "all": ALTERNATIVES,
-    "pipeline": ("tensorrt", "pytorch-cuda", "onnxruntime", "pytorch-cpu"),
+    "pipeline": ("tensorrt", "pytorch-cuda", "onnxruntime", "onnxruntime-int8", "pytorch-cpu"),
     "gpu": ("tensorrt", "pytorch-cuda", "baseline", "transformers", "torch-fp16-eager"),
-    "cpu": ("onnxruntime", "pytorch-cpu", "baseline", "transformers"),
+    "cpu": ("onnxruntime", "onnxruntime-int8", "pytorch-cpu", "baseline", "transformers"),
+    "int8": ("onnxruntime", "onnxruntime-int8", "transformers"),  # INT8 beside its FP32 twin and transformers
 }
 # Each row in plain words, printed under the table.
 PLAIN_WORDS = {
-    "tensorrt": "this package with a TensorRT FP16 engine: all boxes in one batch, CUDA pre/post on the GPU",
+    "tensorrt": "this package with a TensorRT engine (FP16, or INT8/FP8 when built from `vitpose-trt quantize`): "
+                "all boxes in one batch, CUDA pre/post on the GPU",
     "pytorch-cuda": "this package with PyTorch FP16 on the GPU: all boxes in one batch, CUDA pre/post",
     "onnxruntime": "this package with ONNX Runtime FP32 on the CPU: all boxes in one batch, C++ pre/post",
+    "onnxruntime-int8": "this package with ONNX Runtime INT8 on the CPU (precision='int8': the Linear layers' "
+                        "MatMuls dynamically quantized), all boxes in one batch, C++ pre/post",
     "pytorch-cpu": "this package with PyTorch FP32 on the CPU: all boxes in one batch, C++ pre/post",
     "baseline": "PyTorch FP32, one box at a time, numpy pre/post: what the framework-free ports do",
     "transformers": "Hugging Face transformers' VitPose with the same weights, fed our crops, decoded by our "
@@ -179,16 +183,37 @@ def runner_onnxruntime(ctx: BenchContext) -> Runner:
     from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
     from vitpose_trt import VitPoseTRT
 
-    path = ctx.onnx_path
-    if path is None:
-        from vitpose_trt.export import export_onnx
-
-        path = Path(ctx.tmpdir or tempfile.mkdtemp()) / "bench_model.onnx"
-        log.info("exporting the benchmark weights to %s for ONNX Runtime", path)
-        export_onnx(ctx.model, path, check=False)
-    engine = OnnxRuntimeEngine(path, threads=ctx.threads)
+    engine = OnnxRuntimeEngine(_fp32_onnx(ctx), threads=ctx.threads)
     pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("onnxruntime", pose, "VitPoseTRT, ONNX Runtime CPU FP32")
+
+
+def runner_onnxruntime_int8(ctx: BenchContext) -> Runner:
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError:
+        raise Skip("onnxruntime (with its quantization tools) is not installed") from None
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.engines.onnx_cache import cached_int8_onnx
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+
+    path = cached_int8_onnx(_fp32_onnx(ctx), directory=ctx.tmpdir or tempfile.mkdtemp(), mode=ctx.mode)
+    engine = OnnxRuntimeEngine(path, threads=ctx.threads)
+    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
+    return _cpu_pipeline_runner("onnxruntime-int8", pose, "VitPoseTRT, ONNX Runtime CPU INT8 (dynamic)")
+
+
+def _fp32_onnx(ctx: BenchContext) -> Path:
+    """The FP32 .onnx of the benchmark weights: the one given, else exported once into the run's folder."""
+    if ctx.onnx_path is not None:
+        return ctx.onnx_path
+    from vitpose_trt.export import export_onnx
+
+    path = Path(ctx.tmpdir or tempfile.mkdtemp()) / f"bench_{id(ctx.model):x}.onnx"
+    if not path.is_file():
+        log.info("exporting the benchmark weights to %s for ONNX Runtime", path)
+        export_onnx(ctx.model, path, check=False)
+    return path
 
 
 def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
@@ -340,6 +365,7 @@ FACTORIES: dict[str, Callable[[BenchContext], Runner]] = {
     "tensorrt": runner_tensorrt,
     "pytorch-cuda": runner_pytorch_cuda,
     "onnxruntime": runner_onnxruntime,
+    "onnxruntime-int8": runner_onnxruntime_int8,
     "pytorch-cpu": runner_pytorch_cpu,
     "baseline": runner_baseline,
     "transformers": runner_transformers,

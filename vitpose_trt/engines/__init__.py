@@ -17,6 +17,7 @@ from vitpose_trt.engines.base import Engine
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "pytorch", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")
 PLAN_SUFFIXES = (".engine", ".plan", ".trt")
 
 
@@ -34,7 +35,10 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
             ONNX export made once and cached (`vitpose_trt.engines.onnx_cache`; twice PyTorch's speed).
         device: "cpu", "cuda" or None (CUDA when available). A checkpoint on "cpu" runs in ONNX
             Runtime under "auto", in PyTorch with backend="pytorch".
-        precision: for PyTorch: "fp32" or "fp16" (None: fp16 on CUDA, fp32 on the CPU).
+        precision: "fp32" or "fp16" for PyTorch (None: fp16 on CUDA, fp32 on the CPU); "int8" runs a
+            checkpoint or .onnx on the CPU through ONNX Runtime with its MatMuls dynamically
+            quantized (`onnx_cache.cached_int8_onnx`, made once and checked against FP32). On a
+            GPU, INT8/FP8 is a TensorRT engine built from a Q/DQ graph (`vitpose-trt quantize`).
         threads: CPU threads for ONNX Runtime and PyTorch on the CPU (None: their defaults).
         max_batch: most crops per engine call (None: `DEFAULT_MAX_BATCH` for the device, or the
             TensorRT profile's maximum).
@@ -49,6 +53,8 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         return source
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
     if device is not None and not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
     module = None
@@ -81,7 +87,12 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
 
         engine: Engine = TensorRTEngine(path, device=device, max_batch=max_batch)
         engine.dataset = (read_sidecar(path) or {}).get("dataset")
+        if precision is not None and precision != engine.precision:
+            raise ValueError(f"{path} is a {engine.precision} TensorRT engine, not {precision}: a plan's precision "
+                             "is fixed when it is built")
         return engine
+    if precision == "int8":
+        return _open_int8(path, backend, device, threads, max_batch, dataset, expert)
     if suffix == ".onnx" or backend == "onnxruntime":
         if suffix != ".onnx":
             raise ValueError(f"the onnxruntime backend needs an .onnx file, got {path or 'a model'}; export one "
@@ -121,10 +132,32 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
     return engine
 
 
+def _open_int8(path: Path | None, backend: str, device: str | None, threads: int | None, max_batch: int | None,
+               dataset, expert: int | None) -> Engine:
+    """precision="int8": a checkpoint or FP32 .onnx, dynamically quantized, on ONNX Runtime (CPU)."""
+    from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+
+    gpu_way = ("on a GPU, INT8 and FP8 are TensorRT engines: `vitpose-trt quantize MODEL -o model.int8.onnx "
+               "--calib IMAGES` then `vitpose-trt build model.int8.onnx -o model.engine`")
+    if backend not in ("auto", "onnxruntime"):
+        raise ValueError(f"precision='int8' runs with ONNX Runtime on the CPU, not backend={backend!r}; {gpu_way}")
+    if device is not None and device != "cpu":
+        raise ValueError(f"precision='int8' runs on the CPU, not device={device!r}; {gpu_way}")
+    if path is None:
+        raise ValueError("precision='int8' needs a checkpoint or an .onnx file to quantize")
+    fp32 = path if path.suffix.lower() == ".onnx" else cached_onnx(path, dataset=dataset, expert=expert)
+    engine = OnnxRuntimeEngine(fp32, threads=threads, max_batch=max_batch)
+    if engine.precision == "int8":  # quantized already (a Q/DQ graph, or a cached INT8 file)
+        return engine
+    engine.close()
+    return OnnxRuntimeEngine(cached_int8_onnx(fp32), threads=threads, max_batch=max_batch)
+
+
 def _check_cpu_device(device: str | None, runtime: str) -> None:
     if device is not None and device != "cpu":
         raise ValueError(f"{runtime} runs on the CPU here; device={device!r} needs a TensorRT engine or "
                          "backend='pytorch'")
 
 
-__all__ = ["BACKENDS", "Engine", "open_engine"]
+__all__ = ["BACKENDS", "PRECISIONS", "Engine", "open_engine"]

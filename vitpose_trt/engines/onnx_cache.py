@@ -69,11 +69,80 @@ def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike
     if out.is_file():
         log.debug("ONNX cache hit: %s", out)
         return out
+    _make_dir(root)
+    log.info("exporting %s to ONNX once for ONNX Runtime on the CPU (cached in %s)", checkpoint, root)
+    export_onnx(load_model(checkpoint, dataset=dataset, expert=expert), out)
+    return out
+
+
+INT8_KEY = "int8-dynamic: MatMul weights int8 per output channel, activations quantized per call"
+
+
+def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None,
+                     mode: str = "udp") -> Path:
+    """The CPU's INT8 engine: `fp32_onnx` with its MatMuls dynamically quantized, made once and cached.
+
+    ONNX Runtime's dynamic quantization: the MatMuls with a weight (the Linear layers) take INT8
+    weights per output channel and activations quantized per call from their own range (no
+    calibration); the attention's two activation-by-activation MatMuls and every other op stay
+    FP32. Measured on the 2-core CPU: ~1.5x FP32's speed, keypoints within
+    `INT8_DYNAMIC_TOLERANCE` of FP32 (see docs/BENCHMARKS.md). When made, it is checked against the
+    FP32 graph on real crops (`accuracy.sample_crops`); with no clear peak there, or random weights
+    (whose "clear" peaks are as deep as the noise), nothing is judged.
+
+    Raises:
+        RuntimeError: the INT8 graph disagrees with FP32 beyond `INT8_DYNAMIC_TOLERANCE` (nothing
+            is cached), or the cache folder cannot be written.
+    """
+    import json
+
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import vitpose_trt
+    from vitpose_trt.accuracy import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
+    from vitpose_trt.export import EXTERNAL_DATA_BYTES, META_PRECISION, META_QUANTIZATION, read_metadata, staged_onnx
+
+    fp32 = Path(os.fspath(fp32_onnx))
+    digest = hashlib.sha256()
+    update_digest(digest, fp32)
+    key = hashlib.sha256(f"{digest.hexdigest()}|{vitpose_trt.__version__}|{onnxruntime.__version__}|{INT8_KEY}"
+                         .encode()).hexdigest()[:24]
+    root = Path(directory) if directory is not None else cache_dir()
+    out = root / f"{fp32.stem}-{key}.int8.onnx"
+    if out.is_file():
+        log.debug("INT8 cache hit: %s", out)
+        return out
+    _make_dir(root)
+    log.info("quantizing %s to INT8 once for ONNX Runtime on the CPU (cached in %s)", fp32, root)
+    with staged_onnx(out) as staged:
+        quantize_dynamic(fp32, staged, op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8,
+                         use_external_data_format=fp32.stat().st_size > EXTERNAL_DATA_BYTES)
+        model = onnx.load(os.fspath(staged), load_external_data=False)
+        size = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][2:]
+        crops, where = sample_crops(size, mode, max_crops=16)
+        d, problems = compare_graphs(fp32, staged, crops, mode, tolerance=INT8_DYNAMIC_TOLERANCE)
+        random = read_metadata({p.key: p.value for p in model.metadata_props})["random_weights"]
+        if problems and random:  # random heatmaps' "clear" peaks are noise-deep: nothing to judge (benchmarks)
+            log.warning("INT8 of RANDOM weights: not judged (%s)", "; ".join(problems))
+        elif problems:
+            raise RuntimeError(f"the INT8 graph of {fp32} disagrees with FP32 on {where} over {d.counted} clear "
+                               f"peaks: {'; '.join(problems)}; run it in FP32")
+        log.info("INT8 vs FP32 on %s: %d clear peaks, median %.3f, p99 %.3f heatmap px", where, d.counted,
+                 d.heatmap_px.median, d.heatmap_px.p99)
+        props = {p.key: p.value for p in model.metadata_props}
+        props.update({META_PRECISION: "int8", META_QUANTIZATION: json.dumps({"recipe": INT8_KEY, "check": {
+            "crops": where, "counted": d.counted, "median_px": d.heatmap_px.median, "p99_px": d.heatmap_px.p99}})})
+        onnx.helper.set_model_props(model, props)
+        onnx.save_model(model, os.fspath(staged))  # the metadata only: external weights stay where they are
+    return out
+
+
+def _make_dir(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RuntimeError(f"cannot create the ONNX cache folder {root} ({e.strerror}); set ${CACHE_ENV} to a "
                            "writable folder, or run PyTorch with backend='pytorch'") from None
-    log.info("exporting %s to ONNX once for ONNX Runtime on the CPU (cached in %s)", checkpoint, root)
-    export_onnx(load_model(checkpoint, dataset=dataset, expert=expert), out)
-    return out

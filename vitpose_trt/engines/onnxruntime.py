@@ -75,6 +75,7 @@ class OnnxRuntimeEngine(Engine):
 
         meta = read_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.random_weights, self.dataset = meta["random_weights"], meta["dataset"]
+        self.precision = meta["precision"]  # "int8": a quantized graph (engines/onnx_cache.py, build_engine/quantize.py)
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # exported without a batch axis
         self.max_batch = self.fixed_batch or check_max_batch(max_batch, "cpu")
 

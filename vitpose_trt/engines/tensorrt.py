@@ -215,7 +215,8 @@ class TensorRTEngine(Engine):
         # what the pipeline chunks by: the profile's maximum, or less when asked
         self.max_batch = (self.profile_max_batch if max_batch is None
                           else min(self.profile_max_batch, check_max_batch(max_batch, "cuda")))
-        self.precision = "fp16" if self.input_dtype == torch.float16 else "fp32"
+        # an INT8/FP8 plan says so in its sidecar (its I/O is FP16 like an FP16 plan's)
+        self.precision = self.sidecar.get("precision") or ("fp16" if self.input_dtype == torch.float16 else "fp32")
         self.random_weights = bool(self.sidecar.get("random_weights", False))
         self.mode: str | None = self.sidecar.get("mode")
         self.flip_test = bool(self.sidecar.get("flip_test", False))
