@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run without --engine on a random-weight ViTPose-B (meaningless poses: to try the pipeline)")
     p.add_argument("--out", required=True, help="output folder (created; must not be a file)")
     p.add_argument("--detector", default=None,
-                   help="person detector .onnx: raw YOLOv8/YOLO11, mmdeploy YOLOX/RTMDet (dets+labels), "
-                        "or (1,N,6) x1,y1,x2,y2,score,class exports")
+                   help="person detector: an .onnx (raw YOLOv8/YOLO11, Ultralytics nms=True, mmdeploy YOLOX/RTMDet "
+                        "dets+labels, or (1,N,6) x1,y1,x2,y2,score,class exports), or a known name (yolo11n, "
+                        "yolov8s, ...: exported once with Ultralytics where it is installed)")
     p.add_argument("--detector-format", choices=("auto", *DETECTOR_FORMATS), default="auto",
                    help="detector output format (auto: from the graph's outputs)")
     p.add_argument("--detector-family", choices=("auto", *DETECTOR_FAMILIES), default="auto",

@@ -25,7 +25,9 @@ The family defaults from the format: "yolo" for raw and (1, N, 6) outputs, "yolo
 
 from __future__ import annotations
 
+import ast
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -38,7 +40,48 @@ FAMILIES = ("yolo", "yolox", "rtmdet")
 PAD_VALUE = 114  # all three families pad with 114 grey
 RTMDET_MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # BGR order
 RTMDET_STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
-DEFAULT_INPUT_SIZE = (640, 640)  # (height, width), when the graph's input is dynamic
+DEFAULT_INPUT_SIZE = (640, 640)  # (height, width), when the graph's input is dynamic and says nothing else
+# Detectors known by name (`--detector yolo11n`): exported with Ultralytics on the user's machine when
+# the .onnx is not there (its weights download there; Ultralytics is AGPL-3.0 and never a dependency).
+KNOWN_DETECTORS = tuple(f"{family}{size}" for family in ("yolov8", "yolo11") for size in "nsmlx")
+
+
+def detector_file(spec: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:
+    """The .onnx for a detector given as a path or a known name (KNOWN_DETECTORS, e.g. "yolo11n").
+
+    A known name whose file is not in the current folder is exported once with Ultralytics into
+    `cache` (default: the package's cache folder, `$VITPOSE_TRT_CACHE_DIR`) and reused after.
+
+    Raises:
+        FileNotFoundError: a path that does not exist (and is no known name).
+        ImportError: a known name, but Ultralytics is not installed (the message says what to run).
+    """
+    path = Path(os.fspath(spec))
+    if path.exists() or path.stem.lower() not in KNOWN_DETECTORS or path.suffix.lower() not in ("", ".onnx"):
+        if not path.exists():
+            raise FileNotFoundError(f"detector not found: {path} (or a known name: {', '.join(KNOWN_DETECTORS)})")
+        return path
+    name = path.stem.lower()
+    if cache is None:
+        from vitpose_trt.engines.onnx_cache import cache_dir
+
+        cache = cache_dir() / "detectors"
+    target = Path(os.fspath(cache)) / f"{name}.onnx"
+    if target.is_file():
+        return target
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        raise ImportError(f"detector {name}: {name}.onnx is not here and Ultralytics is not installed to export it: "
+                          f"`pip install ultralytics` (AGPL-3.0; its weights download on first use) and run again, "
+                          f"or export it yourself with `yolo export model={name}.pt format=onnx` and pass the "
+                          f".onnx") from None
+    log.info("exporting %s to ONNX with Ultralytics (its weights %s.pt download from Ultralytics' releases on "
+             "first use) into %s", name, name, target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = Path(YOLO(f"{name}.pt").export(format="onnx"))
+    written.replace(target)
+    return target
 
 
 def letterbox(frame: np.ndarray, size: tuple[int, int], family: str) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -114,7 +157,7 @@ class Detector:
     """An ONNX person detector: `detector(frame) -> (M, 5)` x1, y1, x2, y2, score, best first.
 
     Args:
-        path: the .onnx file.
+        path: the .onnx file, or a known name (KNOWN_DETECTORS, e.g. "yolo11n": see `detector_file`).
         format: one of FORMATS, or "auto" (from the graph's outputs).
         family: pre-processing, one of FAMILIES, or "auto" (from the format and metadata).
         score_thr: boxes scoring below this are dropped.
@@ -135,7 +178,7 @@ class Detector:
                  providers: list[str] | None = None, max_boxes: int = 300) -> None:
         import onnxruntime as ort
 
-        path = Path(path)
+        path = detector_file(path)
         if not path.is_file():
             raise FileNotFoundError(f"detector not found: {path}")
         if providers is None:
@@ -151,11 +194,8 @@ class Detector:
             raise ValueError(f"detector {path}: expected one (1, 3, H, W) image input, got "
                              f"{[(i.name, i.shape) for i in inputs]}")
         self.input_name = inputs[0].name
-        ih, iw = inputs[0].shape[2:]
-        if isinstance(ih, int) and isinstance(iw, int):
-            self.input_size = (ih, iw)
-        else:
-            self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else DEFAULT_INPUT_SIZE
+        meta = self.session.get_modelmeta().custom_metadata_map or {}
+        self.input_size = _input_size(inputs[0].shape, input_size, meta)
         outputs = [(o.name, tuple(o.shape)) for o in self.session.get_outputs()]
         self._output_names = [name for name, _ in outputs]
         if format == "auto":
@@ -165,7 +205,6 @@ class Detector:
                 raise ValueError(f"detector {path}: {e}") from None
         if format not in FORMATS:
             raise ValueError(f"unknown detector format {format!r}: expected one of {FORMATS}")
-        meta = self.session.get_modelmeta().custom_metadata_map or {}
         if family == "auto":
             family = "yolox" if format == "dets_labels" else "yolo"
             if "task" in meta and "imgsz" in meta:  # Ultralytics writes these into every export
@@ -226,6 +265,25 @@ class Detector:
         idx = np.asarray(kept, dtype=np.int64).reshape(-1)
         xyxy = np.concatenate([xywh[idx, :2], xywh[idx, :2] + xywh[idx, 2:]], axis=1).astype(np.float64)
         return xyxy, scores[idx].astype(np.float64)
+
+
+def _input_size(shape, given, meta: dict) -> tuple[int, int]:
+    """(height, width) of the detector input: the graph's when fixed, else `given`, else the size
+    Ultralytics recorded at export (`imgsz`), else DEFAULT_INPUT_SIZE."""
+    ih, iw = shape[2:]
+    if isinstance(ih, int) and isinstance(iw, int):
+        return ih, iw
+    if given:
+        return int(given[0]), int(given[1])
+    try:
+        size = ast.literal_eval(meta.get("imgsz", "None"))
+    except (ValueError, SyntaxError):
+        size = None
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return int(size[0]), int(size[1])
+    if isinstance(size, int) and size > 0:
+        return size, size
+    return DEFAULT_INPUT_SIZE
 
 
 class HogDetector:
