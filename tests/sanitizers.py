@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ class Sanitizer:
             executable must load them first).
         options: the runtime's environment: reports are fatal, leaks of the interpreter ignored.
         pytest_args: what runs under it.
-        report: the text every report of this sanitizer starts with.
+        exit_status: the status of a process a report ended (set in `options`).
     """
 
     name: str
@@ -54,8 +54,7 @@ class Sanitizer:
     runtimes: tuple[str, ...]
     options: dict[str, str]
     pytest_args: tuple[str, ...]
-    report: str
-    extra: dict[str, str] = field(default_factory=dict)
+    exit_status: int
 
 
 SANITIZERS = {
@@ -65,7 +64,7 @@ SANITIZERS = {
         options={"ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:exitcode=86:detect_stack_use_after_return=1",
                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=86", "PYTHONMALLOC": "malloc"},
         pytest_args=("tests/test_kernels_cpu.py", "tests/test_bindings_fuzz.py", "--hypothesis-profile=ci-fuzz"),
-        report="Sanitizer"),  # "ERROR: AddressSanitizer: ..." or "runtime error: ..." (UBSan)
+        exit_status=86),
     "tsan": Sanitizer(
         name="tsan", flags="thread", runtimes=("libtsan.so",),
         # die_after_fork=0: test_helper_pool_works_after_fork starts the pool again in a forked child.
@@ -75,11 +74,8 @@ SANITIZERS = {
             "test_warp_releases_the_gil_and_is_thread_safe", "test_pool_under_concurrent_callers",
             "test_helper_pool_works_after_fork")) + (
             "tests/test_bindings_fuzz.py::test_warp_cpu", "tests/test_bindings_fuzz.py::test_decode_cpu"),
-        report="ThreadSanitizer"),
+        exit_status=66),
 }
-
-
-EXIT_REPORT = {"asan": 86, "tsan": 66}  # the exit status of a process a report ended (the options above)
 
 
 def cxx_compiler(build_dir: Path | None = None) -> str:
@@ -113,7 +109,6 @@ def environment(san: Sanitizer, compiler: str) -> dict[str, str]:
     env = dict(os.environ)
     env["LD_PRELOAD"] = ":".join(runtime_paths(san, compiler) + [p for p in [env.get("LD_PRELOAD")] if p])
     env.update(san.options)
-    env.update(san.extra)
     return env
 
 
@@ -184,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         module = build(san)
         built = time.monotonic()
         code = run_tests(san, module, extra, cxx_compiler(module.parent.parent))
-        verdict = {0: "passed, no sanitizer report", EXIT_REPORT[name]: "FAILED: a sanitizer report (above)"}.get(
+        verdict = {0: "passed, no sanitizer report", san.exit_status: "FAILED: a sanitizer report (above)"}.get(
             code, f"FAILED (pytest exit status {code})")
         print(f"[{name}] build {built - t0:.0f} s, tests {time.monotonic() - built:.0f} s: {verdict}", flush=True)
         status = status or code
