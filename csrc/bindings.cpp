@@ -15,6 +15,7 @@
 #include <initializer_list>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -192,6 +193,13 @@ void check_ndim(const Array& a, size_t ndim, const char* layout) {
     throw py::value_error(fmt(a.name, "expected " + std::to_string(ndim) + " dimensions " + layout + ", got " +
                                           std::to_string(a.shape.size()) + " with shape " + shape_str(a.shape)));
   }
+  // numpy guarantees both; __cuda_array_interface__ shapes are whatever the producer wrote.
+  int64_t count = 1;
+  for (int64_t s : a.shape) {
+    if (s < 0) throw py::value_error(fmt(a.name, "negative dimension in shape " + shape_str(a.shape)));
+    if (s != 0 && count > INT64_MAX / s) throw py::value_error(fmt(a.name, "too large: " + shape_str(a.shape)));
+    count *= s;
+  }
 }
 
 void check_shape(const Array& a, const std::vector<int64_t>& expected, const std::string& why = "") {
@@ -200,9 +208,16 @@ void check_shape(const Array& a, const std::vector<int64_t>& expected, const std
   }
 }
 
-// numpy's rule: dimensions of size 1 may have any stride; an empty array is contiguous.
-void check_c_contiguous(const Array& a) {
+// The kernels index these arrays as plain C arrays of their element type: C-contiguous (numpy's
+// rule: dimensions of size 1 may have any stride; an empty array is contiguous) and aligned to the
+// element size (a misaligned float* access is undefined behaviour on the host, a fault on a GPU).
+void check_dense(const Array& a) {
   if (a.numel() == 0) return;
+  if (reinterpret_cast<std::uintptr_t>(a.data) % static_cast<std::uintptr_t>(a.itemsize) != 0) {
+    throw py::value_error(fmt(a.name, "data is not aligned to its " + std::to_string(a.itemsize) +
+                                          "-byte elements (a view at an odd byte offset?); pass an aligned copy "
+                                          "(np.ascontiguousarray / np.require(a, requirements='A'))"));
+  }
   int64_t expected = a.itemsize;
   for (size_t i = a.shape.size(); i-- > 0;) {
     if (a.shape[i] != 1 && a.strides[i] != expected) {
@@ -211,6 +226,34 @@ void check_c_contiguous(const Array& a) {
                                             " (use np.ascontiguousarray / tensor.contiguous())"));
     }
     expected *= a.shape[i];
+  }
+}
+
+// The bytes an array's elements span, [first, last + itemsize), from its strides (any signs). In
+// double: exact for every real address (< 2^53), and bogus interface strides cannot overflow it.
+std::pair<double, double> byte_span(const Array& a) {
+  const double base = static_cast<double>(reinterpret_cast<std::uintptr_t>(a.data));
+  double lo = base, hi = base + static_cast<double>(a.itemsize);
+  for (size_t i = 0; i < a.shape.size(); ++i) {
+    const double reach = static_cast<double>(a.shape[i] - 1) * static_cast<double>(a.strides[i]);
+    (reach < 0 ? lo : hi) += reach;
+  }
+  return {lo, hi};
+}
+
+// `out` must not share memory with an input: the kernels read the inputs while other threads write
+// `out`, so an overlap would silently mix written values into the input. Checked last, by the *_cpu
+// entry points (host memory; the CUDA path's test doubles share one fake address).
+void check_no_overlap(const Array& out, std::initializer_list<const Array*> inputs) {
+  if (out.numel() == 0) return;
+  const auto o = byte_span(out);
+  for (const Array* in : inputs) {
+    if (in == nullptr || in->numel() == 0) continue;
+    const auto i = byte_span(*in);
+    if (o.first < i.second && i.first < o.second) {
+      throw py::value_error(fmt(out.name, std::string("shares memory with ") + in->name +
+                                              ": the output must not overlap an input"));
+    }
   }
 }
 
@@ -260,7 +303,7 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   check_ndim(inv, 3, "(N, 2, 3)");
   const int64_t n = inv.shape[0];
   check_shape(inv, {n, 2, 3});
-  check_c_contiguous(inv);
+  check_dense(inv);
   check_dtype(out, {DType::kFloat32, DType::kFloat16});
   check_ndim(out, 4, "(N, 3, h, w)");
   if (out.shape[2] < 1 || out.shape[3] < 1 || out.shape[2] > INT32_MAX || out.shape[3] > INT32_MAX) {
@@ -268,7 +311,7 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   }
   check_shape(out, {flip ? 2 * n : n, 3, out.shape[2], out.shape[3]},
               flip ? " (2N crops with flip=True)" : " (N crops)");
-  check_c_contiguous(out);
+  check_dense(out);
 
   WarpArgs a;
   a.frame.data = static_cast<const uint8_t*>(frame.data);
@@ -304,15 +347,15 @@ DecodeArgs check_decode(const Array& hm, const Array& transforms, const Array& o
   const int64_t n = hm.shape[0], k = hm.shape[1], h = hm.shape[2], w = hm.shape[3];
   if (h < 2 || w < 2) throw py::value_error(fmt("heatmaps", "must be at least 2x2, got shape " + shape_str(hm.shape)));
   if (h * w > kMaxMapSize || k > INT32_MAX) throw py::value_error(fmt("heatmaps", "too large: " + shape_str(hm.shape)));
-  check_c_contiguous(hm);
+  check_dense(hm);
   check_dtype(transforms, {DType::kFloat32});
   check_ndim(transforms, 2, "(N, 4)");
   check_shape(transforms, {n, 4}, " (one cx, cy, w, h row per heatmap batch entry)");
-  check_c_contiguous(transforms);
+  check_dense(transforms);
   check_dtype(out, {DType::kFloat32});
   check_ndim(out, 3, "(N, K, 3)");
   check_shape(out, {n, k, 3});
-  check_c_contiguous(out);
+  check_dense(out);
   if ((flipped == nullptr) != (flip_index == nullptr)) {
     throw py::value_error(flipped ? "flip_index: required when flipped is given" : "flip_index: given without flipped");
   }
@@ -322,10 +365,10 @@ DecodeArgs check_decode(const Array& hm, const Array& transforms, const Array& o
                                               " like heatmaps, got " + flipped->dtype_str));
     }
     check_shape(*flipped, hm.shape, " like heatmaps");
-    check_c_contiguous(*flipped);
+    check_dense(*flipped);
     check_dtype(*flip_index, {DType::kInt32});
     check_shape(*flip_index, {k}, " (one entry per keypoint)");
-    check_c_contiguous(*flip_index);
+    check_dense(*flip_index);
   }
   DecodeArgs a;
   a.heatmaps = hm.data;
@@ -448,17 +491,23 @@ int parse_threads(const py::object& threads) {
   if (!py::isinstance<py::int_>(threads) || py::isinstance<py::bool_>(threads)) {
     throw py::type_error("threads: expected None or a positive int, got " + type_name(threads));
   }
-  const long long t = threads.cast<long long>();
-  if (t < 1) throw py::value_error("threads: expected None or a positive int, got " + std::to_string(t));
-  return static_cast<int>(std::min<long long>(t, 1024));
+  int overflow = 0;  // an int beyond long long (2**100) is no error to cast, only one more cap
+  const long long t = PyLong_AsLongLongAndOverflow(threads.ptr(), &overflow);
+  if (overflow < 0 || (overflow == 0 && t < 1)) {
+    throw py::value_error("threads: expected None or a positive int, got " + std::string(py::str(threads)));
+  }
+  return overflow > 0 ? 1024 : static_cast<int>(std::min<long long>(t, 1024));
 }
 
 // ---- entry points -------------------------------------------------------------------------------
 
 void py_warp_cpu(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
                  const std::string& coords, const py::object& threads) {
-  const WarpArgs a = check_warp(from_numpy(frame, "frame", false), from_numpy(inv, "inv_matrices", false),
-                                from_numpy(out, "out", true), flip, coords, parse_threads(threads));
+  const Array f = from_numpy(frame, "frame", false);
+  const Array m = from_numpy(inv, "inv_matrices", false);
+  const Array o = from_numpy(out, "out", true);
+  const WarpArgs a = check_warp(f, m, o, flip, coords, parse_threads(threads));
+  check_no_overlap(o, {&f, &m});
   py::gil_scoped_release release;
   warp_cpu(a);
 }
@@ -488,6 +537,7 @@ void py_decode_cpu(const py::object& hm, const py::object& transforms, const py:
       check_decode(h, t, o, mode, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi,
                    parse_threads(threads));
   if (a.flip_index) check_flip_index_values(a);
+  check_no_overlap(o, {&h, &t, flipped.is_none() ? nullptr : &fl, flip_index.is_none() ? nullptr : &fi});
   py::gil_scoped_release release;
   decode_cpu(a);
 }

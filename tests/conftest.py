@@ -12,6 +12,27 @@ REPO = Path(__file__).resolve().parents[1]
 CUDA_SKIP_REASON = "needs an NVIDIA GPU and the CUDA build of vitpose_trt._C"
 
 
+def _register_fuzz_profiles() -> None:
+    """Hypothesis profiles of tests/test_bindings_fuzz.py, chosen with --hypothesis-profile NAME:
+    "dev" (the default: plain `pytest`, derandomized so a run is reproducible), "ci-fuzz" (CI's
+    sanitizer step, tests/sanitizers.py: fresh random examples each run, a few thousand per binding)
+    and "release" (the long run before a release, docs/RELIABILITY.md). No deadline: examples range
+    from a 1x1 frame to a 4K one, under a sanitizer too."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # test_bindings_fuzz.py skips, saying so
+        return
+    slow = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    common = dict(deadline=None, suppress_health_check=slow, print_blob=True)
+    settings.register_profile("dev", max_examples=150, derandomize=True, database=None, **common)
+    settings.register_profile("ci-fuzz", max_examples=2000, **common)
+    settings.register_profile("release", max_examples=50_000, **common)
+    settings.load_profile("dev")
+
+
+_register_fuzz_profiles()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _onnx_cache_in_tmp(tmp_path_factory):
     """The CPU's cached ONNX exports (checkpoints under backend="auto") go to a folder of this test

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from vitpose_trt.preprocess import normalize, preprocess
-from vitpose_trt.geometry import boxes_to_transforms, check_boxes, check_frame, heatmap_to_frame, warp_matrix
+from vitpose_trt.geometry import (MAX_COORD, boxes_to_transforms, check_boxes, check_frame, heatmap_to_frame,
+                                  inverse_warp_matrices, warp_matrix)
 
 
 def test_transform_pads_to_aspect_ratio():
@@ -131,3 +132,25 @@ def test_identity_transform_maps_heatmap_pixels_onto_themselves(mode):
     t = identity_transform((64, 48), mode)[None]
     coords = np.random.default_rng(4).uniform(-1, 64, (1, 7, 2))
     np.testing.assert_allclose(heatmap_to_frame(coords, t, (64, 48), mode), coords, atol=1e-9)
+
+
+def test_box_limits_found_by_fuzzing():
+    """Two findings of tests/test_bindings_fuzz.py at the public boundary. A box smaller than float32 can
+    hold ([0, 0, 0, 1e-40]) made the warp matrix divide by zero (ZeroDivisionError); boxes between ~2e6
+    and the old 1e8 px limit gave crops in which OpenCV's int32 fixed point wrapped around, so the C++
+    kernel and the cv2 reference disagreed. Both are refused now, and every box inside the limit keeps
+    each crop coordinate part below the kernels' kFixedLimit (1e6 px), where they equal cv2 bit for bit."""
+    with pytest.raises(ValueError, match="zero width and height"):
+        check_boxes([[0, 0, 0, 1e-40]])
+    with pytest.raises(ValueError, match=r"beyond \+-100000 px"):
+        check_boxes([[-9e5, -9e5, 9e5, 9e5]])
+    m = MAX_COORD
+    extremes = [[-m, -m, m, m], [m - 1, -m, m, m], [-m, m - 1, m, m], [-m, -m, -m + 1, m], [m - 1e-3, m - 1, m, m]]
+    for size in [(256, 192), (384, 288), (256, 256), (2, 2), (1024, 768)]:  # ViTPose crops: 3:4 to 1:1
+        transforms = boxes_to_transforms(check_boxes(extremes), size)
+        for mode in ("udp", "classic"):
+            inv = inverse_warp_matrices(transforms, mode, size)
+            ys, xs = np.mgrid[0:size[0], 0:size[1]].astype(np.float64)
+            parts = [inv[:, 0, 1, None, None] * ys + inv[:, 0, 2, None, None], inv[:, 0, 0, None, None] * xs,
+                     inv[:, 1, 1, None, None] * ys + inv[:, 1, 2, None, None], inv[:, 1, 0, None, None] * xs]
+            assert max(np.abs(p).max() for p in parts) < 1e6, (size, mode)

@@ -94,6 +94,26 @@ def cpp_crops(frame, boxes, mode, flip=False, **kwargs) -> np.ndarray:
     return out
 
 
+def misaligned(arr: np.ndarray) -> np.ndarray:
+    """A copy of `arr` whose data starts one byte past an aligned address (np.frombuffer at an odd offset)."""
+    buf = np.zeros(arr.nbytes + 16, np.uint8)
+    start = (-buf.ctypes.data) % 16 + 1
+    out = buf[start:start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    assert not out.flags.aligned
+    return out
+
+
+def overlapping(other: np.ndarray, shape, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(a copy of `other`, a writable aligned `shape`/`dtype` array whose memory starts where the copy's does)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.zeros(max(other.nbytes, nbytes) + 64, np.uint8)
+    start = (-buf.ctypes.data) % 64
+    copy = buf[start:start + other.nbytes].view(other.dtype).reshape(other.shape)
+    copy[...] = other
+    return copy, buf[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def assert_keypoints_match(got, ref, tol_px=TOL_PX):
     got, ref = np.asarray(got), np.asarray(ref)
     assert got.shape == ref.shape and got.dtype == np.float32
@@ -372,6 +392,38 @@ def test_warp_releases_the_gil_and_is_thread_safe(coco_sample):
         np.testing.assert_array_equal(o, ref)
 
 
+def test_pool_under_concurrent_callers(coco_sample):
+    """The helper pool (csrc/parallel.*) under load: 6 Python threads each make 25 calls of every size
+    (1 box to 8, 1 to 7 threads, crops and decodes interleaved), so jobs start while others run, take
+    the pool or run alone, and helpers join late or not at all; every result equals the single-threaded
+    one. CI runs this under ThreadSanitizer too (tests/sanitizers.py)."""
+    _, frame, boxes = coco_sample[0]
+    inv = inverse_warp_matrices(boxes_to_transforms(check_boxes(boxes[:8]), (64, 48)), "udp", (64, 48))
+    hm, t = synthetic_heatmaps(8, seed=12), random_transforms(8)
+    crops_ref = np.empty((len(inv), 3, 64, 48), np.float32)
+    _C.warp_cpu(frame, inv, crops_ref, threads=1)
+    kp_ref = np.empty((8, 17, 3), np.float32)
+    _C.decode_cpu(hm, t, kp_ref, "udp", threads=1)
+    failures: list[str] = []
+
+    def work(worker: int) -> None:
+        for i in range(25):
+            n, threads = 1 + (worker + i) % len(inv), 1 + (worker * 3 + i) % 7
+            crops = np.empty((n, 3, 64, 48), np.float32)
+            _C.warp_cpu(frame, inv[:n], crops, threads=threads)
+            kp = np.empty((n, 17, 3), np.float32)
+            _C.decode_cpu(hm[:n], t[:n], kp, "udp", threads=threads)
+            if not (np.array_equal(crops, crops_ref[:n]) and np.array_equal(kp, kp_ref[:n])):
+                failures.append(f"worker {worker} call {i}: {n} boxes at {threads} threads differ")
+
+    pool = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert not failures, failures[:3]
+
+
 # ---- decode -------------------------------------------------------------------------------------
 
 def decode_both(hm, transforms, mode, flipped=None):
@@ -616,3 +668,30 @@ def test_decode_argument_errors():
         _C.decode_cpu(hm, t, out, "udp", threads=0)
     _C.decode_cpu(hm[:0], t[:0], out[:0], "classic")  # N = 0 is valid
     _C.decode_cpu(hm.astype(np.float16), t, out, "udp", fl.astype(np.float16), fi)
+
+
+def test_argument_errors_found_by_fuzzing():
+    """Regressions of tests/test_bindings_fuzz.py's findings, each refused at the boundary with one line
+    naming the argument: arrays at an odd byte offset (UBSan: misaligned double/float loads in
+    warp.cpp and common.h), an output sharing memory with an input (accepted, silently corrupting the
+    result), a thread count beyond long long (pybind11's 'Unable to cast' RuntimeError)."""
+    frame, inv, out = warp_args()
+    with pytest.raises(ValueError, match=r"^inv_matrices: data is not aligned to its 8-byte elements"):
+        _C.warp_cpu(frame, misaligned(inv), out)
+    hm, t, kp = decode_args()
+    with pytest.raises(ValueError, match=r"^out: data is not aligned to its 4-byte elements"):
+        _C.decode_cpu(hm, t, misaligned(kp), "udp")
+    hm, aliased = overlapping(hm, kp.shape, np.float32)  # out is the first bytes of heatmaps
+    with pytest.raises(ValueError, match=r"^out: shares memory with heatmaps: the output must not overlap an input"):
+        _C.decode_cpu(hm, t, aliased, "udp")
+    fl, aliased = overlapping(hm, kp.shape, np.float32)
+    with pytest.raises(ValueError, match=r"^out: shares memory with flipped"):
+        _C.decode_cpu(hm, t, aliased, "udp", fl, np.array([0, 2, 1], np.int32))
+    shared_inv, crops = overlapping(inv, out.shape, np.float32)  # crops written over the matrices they read
+    with pytest.raises(ValueError, match=r"^out: shares memory with inv_matrices"):
+        _C.warp_cpu(frame, shared_inv, crops)
+    for huge in (2**63, 2**100):  # capped like 10**6
+        _C.warp_cpu(frame, inv, out, threads=huge)
+    with pytest.raises(ValueError, match=r"^threads: expected None or a positive int, got -12676506"):
+        _C.warp_cpu(frame, inv, out, threads=-2**100)
+    np.testing.assert_array_equal(_C.warp_cpu(frame, inv[:0], out[:0]), None)  # and empty arrays need no alignment

@@ -423,3 +423,65 @@ def _serve_and_stop(proc, http, grpc, cases, references) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_serve_stops_when_a_model_instance_dies_under_load(onnx_path, cases, references):
+    """One of two model instances (its Python-backend stub) is SIGKILLed while 8 clients send requests.
+    Triton would keep answering ready and fail that instance's share of the requests for good, so
+    `serve` stops the server and exits 2 with an error naming the instance (for a supervisor to
+    restart it; test_server_killed_under_load_then_restarted shows clients are then served again).
+    Every answer before is right, every client ends (an error, never a hang), no shared memory stays."""
+    _skip_without_triton()
+    from vitpose_trt.triton import Client
+    from vitpose_trt.triton.server import free_port, proc_stats, process_group
+
+    shm_before = set(Path("/dev/shm").glob("vitpose_trt_*"))
+    http, grpc = free_port(), free_port()
+    cmd = [sys.executable, "-m", "vitpose_trt.cli", "serve", "--engine", str(onnx_path), "--instances", "2",
+           "--http-port", str(http), "--grpc-port", str(grpc), "--ready-timeout", str(READY_TIMEOUT_S)]
+    name, frame, boxes = cases[1]
+    counts, lock = {"ok": 0, "wrong": 0, "error": 0}, threading.Lock()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, **_server_env()}) as proc:
+        try:
+            seen = []
+            while not seen or not (seen[-1].startswith("serving") or seen[-1] == ""):
+                seen.append(proc.stdout.readline())
+            assert seen[-1].startswith("serving"), "".join(seen)
+
+            def work(t: int) -> None:
+                with Client(f"http://127.0.0.1:{http}" if t % 2 else f"grpc://127.0.0.1:{grpc}", timeout_s=10) as c:
+                    while proc.poll() is None or counts["error"] < 8:
+                        try:
+                            kind = "ok" if np.array_equal(c.infer(frame, boxes), references[1]) else "wrong"
+                        except RuntimeError:
+                            kind = "error"
+                        with lock:
+                            counts[kind] += 1
+                        if kind == "error" and proc.poll() is not None:
+                            return
+
+            pool = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+            for th in pool:
+                th.start()
+            deadline = time.monotonic() + 60
+            while counts["ok"] < 16 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            children = [pid for pid, fields in proc_stats().items() if int(fields[1]) == proc.pid]
+            server = next(p for p in children if "tritonserver" in Path(f"/proc/{p}/cmdline").read_text())
+            stubs = [p for p in process_group(server) if "stub" in Path(f"/proc/{p}/cmdline").read_text()]
+            assert len(stubs) == 2, stubs
+            os.kill(stubs[1], signal.SIGKILL)
+            assert proc.wait(timeout=30) == 2
+            output = proc.stdout.read()
+            for th in pool:
+                th.join(timeout=30)
+            assert not any(th.is_alive() for th in pool), "a client hung after the instance died"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "vitpose-trt serve: error: model instance vitpose_0_" in output and "died" in output, output[-2000:]
+    assert counts["ok"] >= 16 and counts["wrong"] == 0, counts
+    assert set(Path("/dev/shm").glob("vitpose_trt_*")) <= shm_before, "the server's shared memory was left behind"

@@ -55,10 +55,11 @@ def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def check_schema(lines, k=17):
+def check_schema(lines, k=17, file_times=True):
+    """file_times: times are the container's, from 0 (a stream's are the wall clock since it opened)."""
     assert [ln["frame"] for ln in lines] == list(range(len(lines)))
     times = [ln["time"] for ln in lines]
-    assert times == sorted(times) and times[0] == 0.0
+    assert times == sorted(times) and (times[0] == 0.0 or not file_times)
     for ln in lines:
         assert set(ln) == {"frame", "time", "people"}
         for p in ln["people"]:
@@ -373,3 +374,130 @@ def test_open_sources_sorts_images_folders_globs_and_videos(scene, tmp_path):
     bad.write_text("not a jpeg")
     with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
         list(ImageSource([bad]))
+
+
+# ---- faults: a stream that stops, a detector that fails (README "Videos, cameras, streams") ----------
+
+@pytest.fixture
+def cut_stream(scene):
+    """The scene's clip served over HTTP on 127.0.0.1, the connection dropped after 60% of its bytes
+    (a camera or a stream server that stops mid-stream): the URL."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    data = scene["video"].read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(data)))  # announces it all, sends 60%
+            self.end_headers()
+            try:
+                self.wfile.write(data[: len(data) * 6 // 10])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stream_that_stops_mid_stream_ends_cleanly(cut_stream, scene, tiny_onnx, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["infer", cut_stream, "--boxes", str(scene["jsonl"]), "--engine", str(tiny_onnx), "--out", str(out),
+               "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0  # a stream's end is the end of the input, as for a camera unplugged
+    lines = read_jsonl(out / "clip.jsonl")
+    assert 0 < len(lines) < FRAMES and all(len(ln["people"]) == 2 for ln in lines)
+    check_schema(lines, file_times=False)
+    assert count_frames(out / "clip.mp4")[0] == len(lines)
+    assert f"clip: {len(lines)} frames" in captured.out
+    assert "ended early: the stream stopped delivering frames" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]  # no temporary files left
+
+
+class _FailingDetector:
+    """The photo's best box, except on the calls listed in `fail` (0-based), where it raises, or returns
+    NaN boxes (a detector's garbage output counts as its failure too)."""
+
+    def __init__(self, box, fail, nan: bool = False):
+        self.box, self.fail, self.nan, self.calls = box, set(fail), nan, 0
+
+    def __call__(self, frame):
+        self.calls += 1
+        if self.calls - 1 in self.fail:
+            if self.nan:
+                return np.full((1, 5), np.nan)
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.box.copy()
+
+
+def _track_video(scene, sample_checkpoint, out, detector, failures):
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.sources import VideoSource
+    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.video import process_video
+
+    out.mkdir(exist_ok=True)
+    tracker = PoseTracker(VitPoseTRT(sample_checkpoint), detector, max_detector_failures=failures)
+    return process_video(VideoSource(scene["video"]), tracker, out, progress=False)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_a_detector_that_fails_on_one_frame_is_skipped(scene, sample_checkpoint, tmp_path, caplog, nan):
+    """The frame whose detection failed is tracked from the previous keypoints (the same person, the same
+    id, a box around their keypoints), with a warning; the detector runs again on the next frame."""
+    detector = _FailingDetector(scene["boxes"][:1], fail=[1], nan=nan)
+    with caplog.at_level(logging.WARNING):
+        res = _track_video(scene, sample_checkpoint, tmp_path, detector, failures=10)
+    assert (res.frames, res.detector_failures, res.error, res.detector_error) == (FRAMES, 1, None, None)
+    assert detector.calls == FRAMES  # every frame asked the detector, the failed one included
+    lines = read_jsonl(tmp_path / "clip.jsonl")
+    check_schema(lines)
+    assert [[p["id"] for p in ln["people"]] for ln in lines] == [[0]] * FRAMES
+    from vitpose_trt.track import iou_matrix
+
+    assert iou_matrix(np.array([lines[1]["people"][0]["box"]]), scene["boxes"][:1, :4])[0, 0] > 0.6
+    assert count_frames(tmp_path / "clip.mp4")[0] == FRAMES
+    assert any("frame 1: the person detector failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_detector_that_keeps_failing_ends_the_run_with_valid_files(scene, sample_checkpoint, tmp_path):
+    """Past max_detector_failures in a row the run ends like a broken stream: both files hold every frame
+    processed, the result says why; the library default (0) raises the detector's own error."""
+    detector = _FailingDetector(scene["boxes"][:1], fail=range(1, FRAMES))
+    res = _track_video(scene, sample_checkpoint, tmp_path / "a", detector, failures=1)
+    assert res.frames == 2 and res.detector_failures == 2
+    assert res.detector_error == res.error and "failed on 2 frames in a row (frame 2: RuntimeError: CUDA" in res.error
+    assert len(read_jsonl(tmp_path / "a" / "clip.jsonl")) == 2 and count_frames(tmp_path / "a" / "clip.mp4")[0] == 2
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["clip.jsonl", "clip.mp4"]
+    with pytest.raises(RuntimeError, match="illegal memory access"):  # no tolerance: the error as raised
+        _track_video(scene, sample_checkpoint, tmp_path / "b", _FailingDetector(scene["boxes"][:1], fail=[1]), 0)
+    assert list((tmp_path / "b").iterdir()) == []  # and nothing half-written is left
+
+
+def test_cli_a_detector_that_keeps_failing_exits_1_with_the_files(scene, tiny_onnx, tmp_path, capsys, monkeypatch):
+    import vitpose_trt.tracker
+
+    monkeypatch.setattr(vitpose_trt.tracker, "make_detector",
+                        lambda *a, **k: _FailingDetector(scene["boxes"][:1], fail=range(1, 100)))
+    monkeypatch.setattr(vitpose_trt.tracker, "MAX_DETECTOR_FAILURES", 2)
+    out = tmp_path / "out"
+    rc = main(["infer", str(scene["video"]), "--detector", "any.onnx", "--engine", str(tiny_onnx), "--out", str(out),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "the detector failed on 3 frame(s)" in err and "ended early: the person detector failed on 3 frames" in err
+    assert len(read_jsonl(out / "clip.jsonl")) == 3 and count_frames(out / "clip.mp4")[0] == 3

@@ -433,7 +433,7 @@ def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> in
 
 
 def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int:
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.tracker import MAX_DETECTOR_FAILURES, PoseTracker
     from vitpose_trt.video import display_problem, process_video
 
     show = args.show
@@ -442,7 +442,7 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
         show = False
     tracker = PoseTracker(pose, detector, det_every=args.det_every, smooth=args.smooth, min_cutoff=args.min_cutoff,
                           beta=args.beta, d_cutoff=args.d_cutoff, box_thr=args.box_thr if detections else 0.0,
-                          kpt_thr=args.kpt_thr)
+                          kpt_thr=args.kpt_thr, max_detector_failures=MAX_DETECTOR_FAILURES)
     res = process_video(source, tracker, out_dir, render=not args.no_render, show=show, frame_boxes=detections,
                         kpt_thr=args.kpt_thr, progress=not args.no_progress, max_frames=args.max_frames)
     files = ", ".join(str(p) for p in (res.jsonl, res.video) if p is not None)
@@ -450,9 +450,12 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
     print(f"{source.name}: {res.frames} frames, {res.people} people, {res.fps:.1f} fps end to end{how} -> {files}")
     if res.skipped:
         print(f"vitpose-trt infer: {source.name}: {res.skipped} corrupt frame(s) skipped", file=sys.stderr)
+    if res.detector_failures:
+        print(f"vitpose-trt infer: {source.name}: the detector failed on {res.detector_failures} frame(s), "
+              "tracked from the keypoints instead", file=sys.stderr)
     if res.error:
         print(f"vitpose-trt infer: {source.name}: ended early: {res.error}", file=sys.stderr)
-    return 130 if res.interrupted else 0
+    return 130 if res.interrupted else (1 if res.detector_error else 0)
 
 def _bench(args) -> int:
     import time

@@ -12,7 +12,16 @@ import numpy as np
 
 MODES = ("udp", "classic")
 PADDING = 1.25  # context around the person, as the official top-down configs
-MAX_COORD = 1e8  # px; far beyond any frame, far below where float32 crop/box arithmetic overflows
+# Box coordinates are refused beyond MAX_COORD px: far beyond any frame OpenCV can warp (32767 px),
+# and low enough that every crop coordinate of such a box stays inside the range where OpenCV 4's
+# int32 fixed-point warpAffine (the reference crop) is defined and the kernels equal it
+# (csrc/warp.h's kFixedLimit, 1e6 px: for crops of aspect 3:4 to 1:1, a box's padded, aspect-widened
+# extent is below 3.4x its largest coordinate). Beyond, cv2 wraps around and the two impls disagree
+# (found by tests/test_bindings_fuzz.py).
+MAX_COORD = 1e5
+# Boxes whose width and height are both below this are refused: smaller ones underflow the float32
+# transforms to zero (a division by zero in the warp matrix).
+MIN_SIZE = 1e-3
 PIXEL_STD = 200.0  # mmpose expresses scale in units of 200 px; kept to reproduce its float32 rounding
 
 
@@ -59,13 +68,15 @@ def check_boxes(boxes) -> np.ndarray:
     huge = (np.abs(arr) > MAX_COORD).any(axis=1)
     if huge.any():
         raise ValueError(f"boxes {np.flatnonzero(huge).tolist()} have coordinates beyond +-{MAX_COORD:g} px: no frame "
-                         "is that large (the float32 crop arithmetic would overflow); check the detector's output")
+                         "is that large (OpenCV's fixed-point crop arithmetic would overflow); check the detector's "
+                         "output")
     inverted = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
     if inverted.any():
         raise ValueError(f"boxes {np.flatnonzero(inverted).tolist()} have x2 < x1 or y2 < y1 (expected x1,y1,x2,y2)")
-    empty = (arr[:, 2] == arr[:, 0]) & (arr[:, 3] == arr[:, 1])
+    empty = (arr[:, 2] - arr[:, 0] < MIN_SIZE) & (arr[:, 3] - arr[:, 1] < MIN_SIZE)
     if empty.any():
-        raise ValueError(f"boxes {np.flatnonzero(empty).tolist()} have zero width and height")
+        raise ValueError(f"boxes {np.flatnonzero(empty).tolist()} have zero width and height (both below "
+                         f"{MIN_SIZE:g} px)")
     return arr
 
 

@@ -71,6 +71,7 @@ def preprocess(frame, boxes, mode: str = "udp", *, input_size: tuple[int, int] =
         kernels.warp(frame, inverse_warp_matrices(transforms, mode, input_size), crops, flip, threads=threads)
         return crops, transforms
     crops = np.empty((n_out, 3, *input_size), dtype=np.float32)
+    frame = np.ascontiguousarray(frame)  # cv2 refuses some valid views (rows that overlap: row stride < 3W)
     for i, t in enumerate(transforms):
         crops[i] = normalize(warp_crop(frame, t, mode, input_size))
     if flip:

@@ -22,6 +22,13 @@ from vitpose_trt.track import (ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CU
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "pose", "track")
+# The CLI's video path tolerates a detector that fails on this many frames in a row (each such frame is
+# tracked from the keypoints, as between detector runs); one more failure ends the run (DetectorError).
+MAX_DETECTOR_FAILURES = 10
+
+
+class DetectorError(RuntimeError):
+    """The person detector failed on more frames in a row than the tracker tolerates."""
 
 
 @dataclass
@@ -86,22 +93,31 @@ class PoseTracker:
         box_padding: how much the box around the keypoints is enlarged (width and height factor).
         iou_thr / max_age: id matching (see `IouTracker`).
         fps: frame rate used for time stamps when the caller gives none (for smoothing).
+        max_detector_failures: frames in a row on which an exception from the detector (or boxes it
+            returns that are not boxes: NaN, wrong shape) is tolerated: the frame is then tracked from
+            the keypoints as between detector runs, with a warning, and the detector runs again on the
+            next frame. One failure more raises `DetectorError` from the last one. 0 (the default):
+            the detector's exception propagates at once, unchanged.
 
     Attributes:
         stage_times: seconds spent per stage ("detect", "pose", "track") in the last call: a hook for
             benchmarks and progress displays.
+        detector_failures: frames on which the detector failed and the tracker carried on.
     """
 
     def __init__(self, pose, detector=None, *, det_every: int = 1, smooth: bool = False,
                  min_cutoff: float = ONE_EURO_MIN_CUTOFF, beta: float = ONE_EURO_BETA,
                  d_cutoff: float = ONE_EURO_D_CUTOFF, box_thr: float = 0.3, kpt_thr: float = 0.3,
-                 box_padding: float = 1.25, iou_thr: float = 0.3, max_age: int = 30, fps: float = 30.0) -> None:
+                 box_padding: float = 1.25, iou_thr: float = 0.3, max_age: int = 30, fps: float = 30.0,
+                 max_detector_failures: int = 0) -> None:
         if not hasattr(pose, "infer"):
             raise TypeError(f"pose must be a VitPoseTRT (with .infer), got {type(pose).__name__}")
         if not isinstance(det_every, int) or det_every < 1:
             raise ValueError(f"det_every must be an integer >= 1, got {det_every!r}")
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
+        if not isinstance(max_detector_failures, int) or max_detector_failures < 0:
+            raise ValueError(f"max_detector_failures must be an integer >= 0, got {max_detector_failures!r}")
         OneEuroFilter(min_cutoff, beta, d_cutoff)  # validate now, not at the first frame
         import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
         self.pose = pose
@@ -114,6 +130,9 @@ class PoseTracker:
         self.frame_index = 0
         self._since_detect = 0
         self.stage_times = dict.fromkeys(STAGES, 0.0)
+        self.max_detector_failures = max_detector_failures
+        self.detector_failures = 0
+        self._failures_in_a_row = 0
 
     @property
     def detector(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -127,6 +146,7 @@ class PoseTracker:
         self.tracker.reset()
         self.frame_index = 0
         self._since_detect = 0
+        self.detector_failures = self._failures_in_a_row = 0
 
     def __call__(self, frame: np.ndarray, boxes=None, time: float | None = None) -> list[Person]:
         """Track the people of the next frame.
@@ -150,8 +170,9 @@ class PoseTracker:
         elif self._since_detect % self.det_every != 0 and (propagated := self._propagate()):
             dets = None
         else:
-            dets = _with_scores(self.detector(frame))
-            self._since_detect = 0
+            dets = self._detect(frame)
+            self._since_detect = 0 if dets is not None else -1  # after a failure: try again next frame
+            propagated = self._propagate() if dets is None else []
             times["detect"] = _time.perf_counter() - t0
         self._since_detect += 1
         t1 = _time.perf_counter()
@@ -182,6 +203,25 @@ class PoseTracker:
         self.stage_times = times
         self.frame_index += 1
         return people
+
+    def _detect(self, frame: np.ndarray) -> np.ndarray | None:
+        """The detector's (M, 5) boxes, or None when it failed and failures are tolerated (see
+        `max_detector_failures`)."""
+        try:
+            dets = _with_scores(self.detector(frame))
+        except Exception as e:
+            if self.max_detector_failures <= 0:
+                raise
+            self._failures_in_a_row += 1
+            self.detector_failures += 1
+            if self._failures_in_a_row > self.max_detector_failures:
+                raise DetectorError(f"the person detector failed on {self._failures_in_a_row} frames in a row "
+                                    f"(frame {self.frame_index}: {type(e).__name__}: {e})") from e
+            log.warning("frame %d: the person detector failed (%s: %s); tracking from the keypoints",
+                        self.frame_index, type(e).__name__, e)
+            return None
+        self._failures_in_a_row = 0
+        return dets
 
     def _propagate(self) -> list[tuple[Track, np.ndarray]]:
         """Each live track with its next box: the padded box around its last confident keypoints.

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vitpose_trt.sources import VideoSource
-from vitpose_trt.tracker import STAGES, Person, PoseTracker
+from vitpose_trt.tracker import STAGES, DetectorError, Person, PoseTracker
 from vitpose_trt.video_io import JsonlWriter, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,11 @@ class VideoResult:
         seconds: wall time from the first frame to the last.
         jsonl / video: the files written (video None with render off).
         interrupted: stopped by Ctrl-C; the files hold every processed frame.
-        error: why the source ended early (a broken stream, undecodable tail), else None.
+        error: why the run ended early (a broken stream, an undecodable tail, a detector that kept
+            failing), else None.
+        detector_error: the `DetectorError` that ended the run, if one did (then also `error`).
         skipped: corrupt frames the decoder skipped.
+        detector_failures: frames on which the detector failed and were tracked from the keypoints.
         stage_seconds: total seconds per stage: decode (reader thread), detect, pose, track, render
             (drawing), encode (encoder thread).
         frame_seconds: wall time of each frame, from the end of the previous one (waits included).
@@ -44,7 +47,9 @@ class VideoResult:
     video: Path | None = None
     interrupted: bool = False
     error: str | None = None
+    detector_error: str | None = None
     skipped: int = 0
+    detector_failures: int = 0
     stage_seconds: dict = field(default_factory=dict)
     frame_seconds: list = field(default_factory=list)
 
@@ -102,8 +107,10 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
         progress: a tqdm bar with live fps (on stderr).
         max_frames: stop after this many frames (cameras and streams run until stopped otherwise).
 
-    Ctrl-C ends the loop cleanly: the files are closed and hold every processed frame. Any other
-    exception removes the partial outputs and propagates.
+    Ctrl-C ends the loop cleanly: the files are closed and hold every processed frame; so does a
+    `DetectorError` (a detector that failed on more frames in a row than the tracker's
+    `max_detector_failures`), with `detector_error` set. Any other exception removes the partial
+    outputs and propagates.
     """
     from tqdm import tqdm
 
@@ -154,6 +161,8 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
                     break
         except KeyboardInterrupt:
             res.interrupted = True
+        except DetectorError as e:  # like a broken stream: the files hold every frame processed so far
+            res.detector_error = str(e)
         ok = True
     finally:
         bar.close()
@@ -166,7 +175,8 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
         if not ok:
             res.video = None
         totals["decode"] = source.decode_seconds
-        res.error, res.skipped = source.error, source.skipped
+        res.error, res.skipped = res.detector_error or source.error, source.skipped
+        res.detector_failures = tracker.detector_failures
         res.stage_seconds = totals
         if show:
             try:

@@ -10,13 +10,19 @@ What a working Python backend needs here (measured with pytriton 0.7's Triton 2.
   library path;
 - a stub that cannot start leaves the server "loading" forever and deaf to SIGINT: readiness has a
   deadline, stopping escalates to SIGKILL, and the shared-memory regions of this server (a unique
-  prefix) are removed from /dev/shm afterwards.
+  prefix) are removed from /dev/shm afterwards;
+- a stub that dies later (killed, out of memory) is never restarted: the server still answers
+  ready, and the dead instance fails every request the scheduler hands it ("Stub process
+  'vitpose_0_1' is not healthy."), about one a second under load while the others serve.
+  `dead_instances()` sees it; `serve` then stops the server and fails, so that a supervisor
+  restarts it whole.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -101,6 +107,34 @@ def _pytriton_backends(dist: ServerDist, into: Path) -> Path:
     return into
 
 
+def proc_stats() -> dict[int, list[str]]:
+    """{pid: the fields of /proc/pid/stat after the command name}: [0] state, [1] parent pid,
+    [2] process group, ... (empty where there is no /proc)."""
+    out = {}
+    for p in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            out[int(p.name)] = stat[stat.rindex(")") + 2:].split()
+    return out
+
+
+def process_group(pgid: int) -> list[int]:
+    """The pids of process group `pgid` (a server started in its own session, and its stubs)."""
+    return [pid for pid, fields in proc_stats().items() if int(fields[2]) == pgid]
+
+
+def _alive(pid: int) -> bool:
+    """True unless `pid` is gone or a zombie (a dead child the server has not reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on `host` now (the OS picks it)."""
     with socket.socket() as s:
@@ -142,6 +176,7 @@ class TritonServer:
         self._log = None
         self._keep_log = log_file is not None
         self.process: subprocess.Popen | None = None
+        self._stubs: dict[int, str] = {}  # pid -> model instance, recorded when the server got ready
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -232,11 +267,31 @@ class TritonServer:
                 self.stop()
                 raise RuntimeError(f"tritonserver exited with code {code} before it was ready: {self.errors()}")
             if self.is_ready():
+                self._stubs = self.instances()
                 return self
             time.sleep(0.2)
         self._keep_log = True
         self.stop()
         raise RuntimeError(f"tritonserver was not ready within {timeout_s:g} s (stopped it): {self.errors()}")
+
+    def instances(self) -> dict[int, str]:
+        """The Python-backend stub processes of this server: {pid: model instance name, e.g. "vitpose_0_1"}
+        (empty on systems without /proc, and for backends that run in the server's own process)."""
+        if self.process is None:
+            return {}
+        out = {}
+        for pid in process_group(self.process.pid):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "stub" in Path(args[0]).name:
+                out[pid] = next((a for a in args[1:] if re.fullmatch(r".+_\d+_\d+", a)), f"pid {pid}")
+        return out
+
+    def dead_instances(self) -> list[str]:
+        """The model instances whose stub process died since the server got ready (see the module notes)."""
+        return [name for pid, name in self._stubs.items() if not _alive(pid)]
 
     def errors(self, lines: int = 3) -> str:
         """The server log's last error lines on one line, and where the whole log is."""
@@ -330,6 +385,12 @@ def serve(engine: str | os.PathLike, *, http_port: int = 8000, grpc_port: int = 
             if on_ready is not None:
                 on_ready(server)
             while not stopping and server.process is not None and server.process.poll() is None:
+                if dead := server.dead_instances():
+                    server._keep_log = True
+                    raise RuntimeError(f"model instance {', '.join(dead)} died (its Python-backend stub exited) and "
+                                       "Triton does not restart it: stopped the server, which would fail that "
+                                       "instance's share of the requests (run serve under a supervisor that "
+                                       "restarts it)")
                 time.sleep(0.2)
             if not stopping:
                 server._keep_log = True
