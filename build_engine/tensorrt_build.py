@@ -243,7 +243,9 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
             sidecar["verification"] = result
             write_sidecar(output, sidecar)
     if src.info.random_weights:
-        log.warning("%s was built from RANDOM weights (not a trained model)", output)
+        from vitpose_trt.model import warn_random_weights
+
+        warn_random_weights(f"{output} was built from RANDOM weights (not a trained model)")
     return output
 
 

@@ -89,7 +89,7 @@ def test_onnx_engine_matches_pytorch(tiny_model, coco_sample, tmp_path):
 
 def test_default_engine_is_random_vitpose_b_and_says_so(coco_sample, caplog):
     _, frame, boxes = coco_sample[0]
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG, logger="vitpose_trt"):  # a warning once per process, debug after
         pose = VitPoseTRT(None, device="cpu")
     assert pose.random_weights and "RANDOM" in caplog.text
     assert pose.engine.describe().endswith("RANDOM WEIGHTS (not a trained model))")

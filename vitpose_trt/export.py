@@ -142,7 +142,9 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
         if check:
             diff = check_onnx_against_torch(model, staged, batch=batch, atol=atol)
     if random_weights:
-        log.warning("%s was exported from RANDOM weights (not a trained model)", path)
+        from vitpose_trt.model import warn_random_weights
+
+        warn_random_weights(f"{path} was exported from RANDOM weights (not a trained model)")
     return ExportResult(path=path, max_rel_diff=diff, random_weights=random_weights)
 
 

@@ -402,9 +402,21 @@ def build_random_model(variant: str | ViTPoseConfig = "b", decoder: str = "class
         model.reset_parameters()
         _calibrate_output_scale(model)
     model.random_weights = True
-    log.warning("%s (%s decoder, %d keypoints) has RANDOM weights (seed %d): not a trained model, "
-                "its poses are meaningless", config.variant, config.decoder, config.num_keypoints, seed)
+    warn_random_weights(f"{config.variant} ({config.decoder} decoder, {config.num_keypoints} keypoints) has RANDOM "
+                        f"weights (seed {seed}): not a trained model, its poses are meaningless")
     return model.eval()
+
+
+_random_weights_warned = False
+
+
+def warn_random_weights(message: str) -> None:
+    """Say that random weights are in use (meaningless poses), once per process: the first place
+    that notices logs `message` as a warning, every later one at debug level (a user running one
+    command sees one such line, not one per layer that carries the model along)."""
+    global _random_weights_warned
+    log.log(logging.DEBUG if _random_weights_warned else logging.WARNING, "%s", message)
+    _random_weights_warned = True
 
 
 RANDOM_PEAK = 1.0  # heatmap maximum on the calibration crop, as a trained model (real crops: median ~0.6)

@@ -92,7 +92,10 @@ class VitPoseTRT:
                 raise ValueError("impl='cuda' is the GPU path: it runs by itself with a CUDA engine and the CUDA kernels")
             self.path = CpuPath(self.engine, mode, flip_test, flip_pairs, impl=impl, threads=threads)
         if self.engine.random_weights:
-            log.warning("VitPoseTRT is using RANDOM weights: keypoints are meaningless (benchmarks/tests only)")
+            from vitpose_trt.model import warn_random_weights
+
+            warn_random_weights(f"VitPoseTRT runs {self.engine.describe()}: its keypoints are meaningless "
+                                "(benchmarks and tests only)")
 
     @property
     def num_keypoints(self) -> int:

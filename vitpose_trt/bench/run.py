@@ -236,7 +236,10 @@ def _run(cfg: BenchConfig) -> dict:
         "rows": [], "throughput": [], "skipped": {}, "matmul": {},
     }
     if random_weights:
-        log.warning("benchmarking RANDOM weights: speed does not depend on the weights; keypoints are meaningless")
+        from vitpose_trt.model import warn_random_weights
+
+        warn_random_weights("benchmarking RANDOM weights: speed does not depend on the weights; keypoints are "
+                            "meaningless")
 
     scenarios = build_scenarios(cfg.people, cfg.coco_sample, cfg.frame_size)
     result["scenarios"] = [{"people": s.people, "source": s.source, "frame": list(s.frame.shape)} for s in scenarios]

@@ -12,9 +12,11 @@ on Linux). Safe with concurrent processes: the file is written to a temporary na
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
         return out
     _make_dir(root)
     log.info("quantizing %s to INT8 once for ONNX Runtime on the CPU (cached in %s)", fp32, root)
-    with staged_onnx(out) as staged:
+    with staged_onnx(out) as staged, _quiet_onnxruntime_quantizer():
         quantize_dynamic(fp32, staged, op_types_to_quantize=["MatMul"], per_channel=True,
                          weight_type=QuantType.QInt8,
                          use_external_data_format=fp32.stat().st_size > EXTERNAL_DATA_BYTES)
@@ -138,6 +140,22 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
         onnx.helper.set_model_props(model, props)
         onnx.save_model(model, os.fspath(staged))  # the metadata only: external weights stay where they are
     return out
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs a line per tensor on the root logger at INFO ("Ignore MatMul due
+    to non constant B", ...): dropped for the call, its warnings kept."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _make_dir(root: Path) -> None:

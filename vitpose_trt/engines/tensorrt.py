@@ -226,7 +226,9 @@ class TensorRTEngine(Engine):
         self._lock = threading.RLock()  # one execution context: calls from threads take turns
         self._last_stream: Stream | None = None  # the stream of the last enqueue
         if self.random_weights:
-            log.warning("%s was built from RANDOM weights (not a trained model)", self.path)
+            from vitpose_trt.model import warn_random_weights
+
+            warn_random_weights(f"{self.path} was built from RANDOM weights (not a trained model)")
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
