@@ -31,3 +31,43 @@ def test_unwritable_targets_are_named(tmp_path):
         atomic_write(tmp_path, "x")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         atomic_write(tmp_path / "missing" / "f.txt", "x")
+
+
+# --- the one rule for results folders --------------------------------------------------------------
+
+
+def test_output_folder_rule(tmp_path):
+    from vitpose_trt.atomic import output_folder
+
+    new = tmp_path / "a" / "new"
+    with output_folder(new) as out:  # created with its parents
+        (out / "keypoints.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"--out .*new is not empty \(it holds keypoints.json\).*--overwrite"):
+        with output_folder(new):
+            pass
+    (new / "photo_pose.jpg").write_bytes(b"x")
+    with output_folder(new, overwrite=True) as out:  # an earlier run's results are replaced, not mixed
+        assert list(out.iterdir()) == []
+    (new / "my_notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"--overwrite replaces only this package's results.*my_notes.txt"):
+        with output_folder(new, overwrite=True):
+            pass
+    assert (new / "my_notes.txt").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        with output_folder(tmp_path / "file"):
+            pass
+
+
+def test_a_failed_run_leaves_no_empty_folder(tmp_path):
+    from vitpose_trt.atomic import output_folder
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with output_folder(tmp_path / "run"):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays, empty or not
+    with pytest.raises(RuntimeError):
+        with output_folder(tmp_path / "kept"):
+            raise RuntimeError("boom")
+    assert (tmp_path / "kept").is_dir()

@@ -236,15 +236,22 @@ def test_loaded_machine_warning(micro):
     assert "WARNING: the machine was loaded" in bench.format_table(r)
 
 
-def test_plot_says_why_the_throughput_panel_is_empty(micro):
+def test_plot_has_a_throughput_panel_only_when_batches_were_asked_for(micro):
+    """No --batches: one panel, latency (not a half-empty figure); --batches that could not run: the
+    throughput panel says so."""
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
     r = run_benchmark(model=micro, people=(1,), alternatives="baseline", coco_sample=False, **FAST)
     fig = bench.make_figure(r)
+    assert [ax.get_title() for ax in fig.axes] == ["latency per frame"]
+    plt.close(fig)
+    r = run_benchmark(model=micro, people=(1,), batches=(1,), alternatives="baseline", coco_sample=False, **FAST)
+    fig = bench.make_figure(r)
     texts = [t.get_text() for t in fig.axes[1].texts]
     plt.close(fig)
-    assert any("no --batches given" in t for t in texts)
+    assert [ax.get_title() for ax in fig.axes] == ["latency per frame", "model throughput"]
+    assert any("no batch size could run" in t for t in texts)
 
 
 # --- transformers from our weights --------------------------------------------------------------

@@ -73,3 +73,100 @@ def test_build_without_tensorrt_says_how_to_install(tmp_path, capsys):
     rc = main(["build", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "m.engine"), "--fp16"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and len(err.splitlines()) == 1 and "install" in err.lower()
+
+
+# --- what a new user trips on (issue 19) -------------------------------------------------------------
+
+
+@pytest.fixture
+def one_photo(tmp_path):
+    root = coco_sample_dir()
+    if root is None:
+        pytest.skip("real photos not found: ../shared/data/coco-sample is absent")
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("000000000785.jpg", "000000040083.jpg"):
+        shutil.copy(root / name, images)
+    return root, images
+
+
+def test_reusing_out_is_refused_unless_overwrite_and_a_failed_run_leaves_nothing(onnx_s, one_photo, tmp_path, capsys):
+    root, images = one_photo
+    out = tmp_path / "out"
+    argv = ["infer", str(images), "--boxes", str(root / "person_detections.json"), "--engine", str(onnx_s),
+            "--box-thr", "0.5", "--out", str(out)]
+    assert main(argv) == 0
+    first = sorted(p.name for p in out.iterdir())
+    assert main(argv) == 2 and "is not empty" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == first
+    assert main([*argv, "--overwrite"]) == 0 and sorted(p.name for p in out.iterdir()) == first
+    failed = tmp_path / "failed"
+    assert main(["infer", str(images), "--engine", str(tmp_path / "missing.onnx"), "--out", str(failed)]) == 2
+    assert not failed.exists()
+
+
+def test_ctrl_c_over_images_keeps_the_keypoints_done(onnx_s, one_photo, tmp_path, monkeypatch, capsys):
+    from vitpose_trt.pipeline import VitPoseTRT
+
+    root, images = one_photo
+    calls = []
+    real = VitPoseTRT.infer
+
+    def interrupt_second(self, frame, boxes):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, frame, boxes)
+
+    monkeypatch.setattr(VitPoseTRT, "infer", interrupt_second)
+    out = tmp_path / "out"
+    assert main(["infer", str(images), "--boxes", str(root / "person_detections.json"), "--engine", str(onnx_s),
+                 "--box-thr", "0.5", "--out", str(out)]) == 130
+    results = json.loads((out / "keypoints.json").read_text())
+    assert results and {r["image_id"] for r in results} == {785}  # the first image's people, kept
+    assert "1 of 2 images (interrupted)" in capsys.readouterr().out
+
+
+def test_bad_boxes_files_name_the_file_the_image_and_the_format(onnx_s, one_photo, tmp_path, capsys):
+    root, images = one_photo
+    dets = json.loads((root / "person_detections.json").read_text())
+    dets[3]["bbox"][2] = -4.0
+    bad = tmp_path / "dets.json"
+    bad.write_text(json.dumps(dets))
+    assert main(["infer", str(images), "--boxes", str(bad), "--engine", str(onnx_s), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: detection 3 (image_id {dets[3]['image_id']}) has bbox [x, y, w, h]" in err
+    assert "its width is -4.0" in err
+
+
+def test_help_texts(capsys):
+    from vitpose_trt.cli import build_parser
+
+    top = build_parser().format_help()
+    for command in ("export", "quantize", "build", "infer", "eval", "bench", "bench-video", "triton-repo", "serve"):
+        assert command in top.split("positional arguments")[0], command  # the description names every command
+    sub = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps subparsers here
+    serve = sub["serve"].format_help()
+    assert serve.count("127.0.0.1") == 2  # once in the text, once as "(default: 127.0.0.1)"
+    assert "(default: )" not in sub["bench"].format_help()
+    bench_variant = next(a.default for a in sub["bench"]._actions if a.dest == "variant")  # noqa: SLF001
+    video_variant = next(a.default for a in sub["bench-video"]._actions if a.dest == "variant")  # noqa: SLF001
+    assert bench_variant == video_variant == "b"
+    with pytest.raises(SystemExit):
+        main(["infer", "x.jpg", "--out", "o", "--box-thr", "2"])
+    assert "--box-thr: expected a score threshold in [0, 1], got 2" in capsys.readouterr().err
+
+
+def test_random_weights_are_said_once(tmp_path):
+    """One warning line, not one per layer the random model passes through (a fresh process)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    image = tmp_path / "person.png"
+    cv2.imwrite(str(image), np.full((256, 192, 3), 100, np.uint8))
+    run = subprocess.run([sys.executable, "-m", "vitpose_trt", "infer", str(image), "--random-weights", "--whole-frame",
+                          "--out", str(tmp_path / "out"), "--backend", "pytorch", "--device", "cpu"],
+                         capture_output=True, text=True, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("RANDOM") == 1, run.stderr

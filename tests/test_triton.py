@@ -288,6 +288,8 @@ def test_dynamic_batching_gathers_concurrent_requests(server, cases, local_pose)
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_serving(server, protocol, cases,
                                                                                   references):
+    """Requests sent raw (bypassing `Client`'s own checks): Triton refuses a wrong dtype or shape by the
+    config, the backend a NaN or inverted box or an empty frame; the next request is served."""
     name, frame, boxes = cases[0]
     bad = [
         (frame.astype(np.float32), boxes, r"image.*(FP32|UINT8)"),  # Triton checks the dtype against the config
@@ -297,10 +299,37 @@ def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_servi
         (frame[:0], np.zeros((0, 4), np.float32), r"image: frame is empty"),
     ]
     with _client(server, protocol) as client:
+        from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+        module = __import__(f"tritonclient.{protocol}", fromlist=["InferInput"])
+        raw = module.InferenceServerClient(server.http_url.split("://")[1] if protocol == "http"
+                                           else server.grpc_url.split("://")[1])
         for image, b, match in bad:
-            with pytest.raises(RuntimeError, match=match):
-                client.infer(image, b)
+            inputs = []
+            for input_name, array in (("image", np.ascontiguousarray(image)[None]),
+                                      ("boxes", np.ascontiguousarray(b)[None])):
+                tensor = module.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
+                tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            with pytest.raises(InferenceServerException, match=match):
+                raw.infer("vitpose", inputs)
             assert np.array_equal(client.infer(frame, boxes), references[0])  # the next request is served
+
+
+def test_the_client_refuses_what_vitpose_trt_refuses_with_the_same_message(cases, local_pose):
+    """`Client.infer` checks the frame and boxes before sending: a bad request is the same ValueError
+    as `VitPoseTRT.infer`'s, not Triton's text about batch dimensions (no server needed)."""
+    from vitpose_trt.triton import Client
+
+    _, frame, boxes = cases[0]
+    client = Client("http://127.0.0.1:9")  # nothing listens there: nothing is sent
+    for image, b in ((frame.astype(np.float32), boxes), (frame, boxes[:, :3]), (frame[:0], np.zeros((0, 4))),
+                     (frame, np.where(np.arange(4) == 1, np.nan, boxes)), (frame, boxes[:, [2, 1, 0, 3]])):
+        with pytest.raises(ValueError) as local:
+            local_pose.infer(image, b)
+        with pytest.raises(ValueError) as remote:
+            client.infer(image, b)
+        assert str(remote.value) == str(local.value)
 
 
 def _start_server(repository, **kwargs):

@@ -1,11 +1,14 @@
-"""Files written whole or not at all: a reader (or a crash) never leaves half a file behind."""
+"""Files written whole or not at all: a reader (or a crash) never leaves half a file behind; and the
+one rule for the folders a command writes its results into (`output_folder`)."""
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +42,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:  # e.g. a full disk: the error names the file the caller meant, not the temporary
+        if str(path) in str(e):
+            raise
+        named = type(e)(f"cannot write {path}: {e.strerror or e}")
+        named.errno = e.errno  # kept for callers that check it; str() stays one plain line
+        raise named from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -76,3 +85,51 @@ def write_json(path: str | os.PathLike[str], obj, *, indent: int | None = None) 
         return o
 
     return atomic_write(path, json.dumps(clean(obj), indent=indent, default=default))
+
+
+# What this package's commands write into a results folder (infer, eval, bench): what --overwrite replaces.
+RESULT_FILES = ("keypoints.json", "metrics.json", "table.txt", "bench.json", "bench.png", "*_pose.*", "*.jsonl",
+                "*.mp4", ".*.partial*")
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str], *, overwrite: bool = False, flag: str = "--out") -> Iterator[Path]:
+    """The folder one run writes its results into, by one rule for every command.
+
+    A new or empty folder is used as is (created with its parents). A folder holding anything is
+    refused, so two runs' results never mix, unless `overwrite`: then this package's earlier results
+    (`RESULT_FILES`) are removed first; anything else in it is still a refusal (the folder is not
+    ours to clear). A folder this call created is removed again when the block fails and left it
+    empty, so a failed run leaves nothing behind.
+
+    Raises:
+        ValueError: `path` is a file, or a non-empty folder (the message says what to do).
+        RuntimeError: the folder cannot be created or written to.
+    """
+    out = Path(os.fspath(path))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {out} exists and is not a folder")
+    existing = sorted(out.iterdir()) if out.is_dir() else []
+    if existing and not overwrite:
+        raise ValueError(f"{flag} {out} is not empty (it holds {existing[0].name}"
+                         f"{f' and {len(existing) - 1} more' if len(existing) > 1 else ''}): give a new or empty "
+                         f"folder, or --overwrite to replace the results of an earlier run there")
+    foreign = [p for p in existing if not (p.is_file() and any(fnmatch.fnmatch(p.name, r) for r in RESULT_FILES))]
+    if foreign:
+        raise ValueError(f"{flag} {out}: --overwrite replaces only this package's results, and the folder also holds "
+                         f"{foreign[0].name}: give a new or empty folder")
+    created = not out.exists()
+    try:
+        for p in existing:
+            p.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".vitpose-trt-write-test-"):
+            pass
+    except OSError as e:
+        raise RuntimeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    try:
+        yield out
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
+        raise

@@ -76,6 +76,10 @@ def load_detections(path) -> dict:
             image_id = int(det["image_id"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: detection {i} lacks a valid image_id / bbox [x, y, w, h]: {e}") from None
+        if not (w >= 0 and h >= 0):  # also NaN
+            raise ValueError(f"{path}: detection {i} (image_id {image_id}) has bbox [x, y, w, h] = "
+                             f"{[x, y, w, h]}: COCO boxes are x, y, width, height, and its "
+                             f"{'width' if not w >= 0 else 'height'} is {w if not w >= 0 else h}")
         by_id.setdefault(image_id, []).append([x, y, x + w, y + h, float(det.get("score", 1.0))])
     arrays = {k: np.array(v, dtype=np.float64) for k, v in by_id.items()}
     return {"by_id": arrays, "by_name": {names[k]: v for k, v in arrays.items() if k in names}}

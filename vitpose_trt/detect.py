@@ -150,7 +150,8 @@ def detect_format(outputs: list[tuple[str, tuple]]) -> str:
     raise ValueError(
         f"unknown detector outputs ({seen}); accepted: raw YOLOv8/YOLO11 (1, 4+C, anchors), "
         f"mmdeploy dets (1, N, 5) + labels (1, N), or (1, N, 6) x1,y1,x2,y2,score,class "
-        f"(or pass format= one of {FORMATS})")
+        f"(or name its format, one of {', '.join(FORMATS)}: --detector-format on the command line, format= in "
+        "Python)")
 
 
 class Detector:
@@ -167,6 +168,7 @@ class Detector:
         input_size: (height, width) when the graph's input is dynamic (default 640x640).
         providers: ONNX Runtime providers (default: TensorRT, CUDA where available, then CPU).
         max_boxes: most boxes returned per frame (best first).
+        threads: CPU threads of ONNX Runtime's CPU provider (default: one per core).
 
     Raises:
         FileNotFoundError: no such file.
@@ -175,7 +177,7 @@ class Detector:
 
     def __init__(self, path, *, format: str = "auto", family: str = "auto", score_thr: float = 0.3,
                  nms_thr: float = 0.45, person_class: int = 0, input_size: tuple[int, int] | None = None,
-                 providers: list[str] | None = None, max_boxes: int = 300) -> None:
+                 providers: list[str] | None = None, max_boxes: int = 300, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         path = detector_file(path)
@@ -185,8 +187,11 @@ class Detector:
             available = ort.get_available_providers()
             providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
             providers.append("CPUExecutionProvider")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # ONNX Runtime raises its own classes for corrupt/unsupported graphs
             raise ValueError(f"cannot load detector {path}: {str(e).splitlines()[0]}") from None
         inputs = self.session.get_inputs()

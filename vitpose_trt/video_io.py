@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -37,26 +36,6 @@ class _Staged:
             self._stack.close()
         else:
             self._stack.__exit__(RuntimeError, RuntimeError("not committed"), None)
-
-
-def check_output_dir(path) -> Path:
-    """Create the output folder, or say in one line why it cannot be used.
-
-    Raises:
-        ValueError: `path` exists and is not a folder.
-        RuntimeError: it cannot be created or written to.
-    """
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".vitpose-trt-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise RuntimeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
-    return out
 
 
 def write_image_atomic(path, image: np.ndarray) -> Path:
@@ -164,6 +143,17 @@ class VideoWriter:
         self._staged.finish(commit and self._error is None and tmp.exists() and tmp.stat().st_size > 0)
 
 
+def _is_coco_file(path: Path, first: str) -> bool:
+    """The whole file is one JSON value with COCO's shape (a detections list, an annotation file)."""
+    if not first.startswith(("[", "{")):
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return False  # JSON lines, or not JSON at all: the per-line reader says which line is wrong
+    return isinstance(data, list) or (isinstance(data, dict) and ("annotations" in data or "images" in data))
+
+
 def load_frame_detections(path) -> dict[int, np.ndarray]:
     """Per-frame person boxes for a video, keyed by 0-based frame index.
 
@@ -187,6 +177,11 @@ def load_frame_detections(path) -> dict[int, np.ndarray]:
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read detections file {path}: {e}") from None
     first = next((ln.strip() for ln in lines if ln.strip()), "")
+    if _is_coco_file(path, first):
+        raise ValueError(f"{path} holds COCO detections (a JSON list of {{image_id, bbox: [x, y, w, h], score}}), "
+                         "which are matched to images; for a video give per-frame boxes: a MOT det.txt "
+                         "(frame, id, x, y, w, h, score per line) or JSON lines "
+                         '{"frame": i, "boxes": [[x1, y1, x2, y2, score], ...]} (what infer writes works too)')
     by_frame: dict[int, list] = {}
     for n, line in enumerate(lines, 1):
         line = line.strip()

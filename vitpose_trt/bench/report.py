@@ -188,23 +188,25 @@ def plot_results(result: dict, path: str | os.PathLike) -> Path:
 
 
 def make_figure(result: dict):
-    """The plot's matplotlib Figure (Agg backend): latency per frame, and model throughput, whose
-    panel says why it is empty when nothing was measured."""
+    """The plot's matplotlib Figure (Agg backend): latency per frame and, when --batches asked for it,
+    model throughput (a panel that says why it is empty when no batch size could run)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    batches = bool(result["settings"]["batches"])
+    fig, axes = plt.subplots(1, 2 if batches else 1, figsize=(12 if batches else 6.5, 4.5), squeeze=False)
     latency = _series(result["rows"], "people", lambda r: r["e2e"]["median"])
-    _plot_lines(ax1, latency, "people per frame", "end-to-end latency, median (ms)", "latency per frame")
-    throughput = _series(result["throughput"], "batch", lambda r: r["crops_per_s"])
-    _plot_lines(ax2, throughput, "batch size (crops)", "crops / s", "model throughput")
-    if not throughput:
-        why = ("not measured: no --batches given\n(e.g. --batches 1,8,32 measures crops/s per batch size)"
-               if not result["settings"]["batches"] else "no batch size could run (see the table)")
-        ax2.text(0.5, 0.5, why, ha="center", va="center", transform=ax2.transAxes, fontsize=10)
-        ax2.set(yscale="linear", xticks=[], yticks=[])
+    _plot_lines(axes[0][0], latency, "people per frame", "end-to-end latency, median (ms)", "latency per frame")
+    if batches:
+        ax2 = axes[0][1]
+        throughput = _series(result["throughput"], "batch", lambda r: r["crops_per_s"])
+        _plot_lines(ax2, throughput, "batch size (crops)", "crops / s", "model throughput")
+        if not throughput:
+            ax2.text(0.5, 0.5, "no batch size could run (see the table)", ha="center", va="center",
+                     transform=ax2.transAxes, fontsize=10)
+            ax2.set(yscale="linear", xticks=[], yticks=[])
     m = result["model"]
     note = ", RANDOM WEIGHTS" if m["random_weights"] else ""
     dev = result["environment"]["gpu"] or result["environment"]["cpu"]

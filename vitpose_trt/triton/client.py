@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from vitpose_trt.geometry import check_boxes, check_frame
 from vitpose_trt.triton.repository import MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -126,17 +127,15 @@ class Client:
 
         Raises:
             TypeError: the frame is not a numpy array.
-            RuntimeError: the server refused the request (the message is the server's, e.g. "boxes
-                [0] contain NaN or inf") or could not be reached.
+            ValueError: a frame or boxes `VitPoseTRT.infer` would refuse, with the same message
+                (checked here, before anything is sent).
+            RuntimeError: the server refused the request (the message is the server's) or could not
+                be reached.
         """
         if not isinstance(frame, np.ndarray):
             raise TypeError(f"frame must be a numpy array (HxWx3 uint8 BGR), got {type(frame).__name__}")
-        arr = np.asarray(boxes)
-        if arr.ndim == 2 and arr.shape[1] == 5:
-            arr = arr[:, :4]  # the score column: VitPoseTRT.infer ignores it too
-        if arr.size == 0 and arr.ndim != 2:
-            arr = arr.reshape(0, 4)
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        frame = check_frame(frame)
+        arr = np.ascontiguousarray(check_boxes(boxes), dtype=np.float32)  # the score column is dropped there
         image = np.ascontiguousarray(frame)[None]
         inputs = [self._input("image", image), self._input("boxes", arr[None])]
         outputs = [self._module.InferRequestedOutput("keypoints")]
