@@ -253,10 +253,10 @@ class CheckedTracker(PoseTracker):
         super().__init__(pose, detector, **kwargs)
         self.checked = self.mismatches = 0
 
-    def __call__(self, frame, boxes=None, time=None):
+    def __call__(self, frame, boxes=None, time=None, *, next_frame=None):
         replay = self.detector
         calls = replay.calls
-        people = super().__call__(frame, boxes, time=time)
+        people = super().__call__(frame, boxes, time=time)  # in turn: the detector's calls are this frame's
         if replay.calls != calls:
             self.checked += 1
             self.mismatches += len(people) != int((replay.boxes[replay.last][:, 4] >= self.box_thr).sum())

@@ -101,7 +101,8 @@ def test_video_with_mot_boxes_writes_a_line_per_frame_and_the_annotated_video(sc
     assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]  # no temporary files left
 
 
-def test_video_with_a_detector_every_third_frame(scene, sample_checkpoint, tmp_path):
+@pytest.mark.parametrize("ahead", ["off", "on"])
+def test_video_with_a_detector_every_third_frame(scene, sample_checkpoint, tmp_path, ahead):
     # a detector that always reports the photo's best person box, in the mmdeploy dets + labels format
     h, w = scene["image"].shape[:2]
     ratio = 320 / max(h, w)  # top-left letterbox into 320x320
@@ -109,7 +110,8 @@ def test_video_with_a_detector_every_third_frame(scene, sample_checkpoint, tmp_p
     det = constant_detector(tmp_path / "det.onnx", {"dets": dets, "labels": np.zeros((1, 1), np.int64)})
     out = tmp_path / "out"
     rc = main(["infer", str(scene["video"]), "--detector", str(det), "--det-every", "3", "--smooth",
-               "--engine", str(sample_checkpoint), "--out", str(out), "--no-render", "--no-progress"])
+               "--engine", str(sample_checkpoint), "--out", str(out), "--no-render", "--no-progress",
+               "--detect-ahead", ahead])
     assert rc == 0 and not (out / "clip.mp4").exists()
     lines = read_jsonl(out / "clip.jsonl")
     check_schema(lines)
@@ -228,6 +230,35 @@ def test_per_frame_boxes_files(tmp_path, scene):
     bad.write_text('{"frame": 0, "boxes": [[1, 2, 3]]}\n')
     with pytest.raises(ValueError, match=r"bad.txt, line 1: each box"):
         load_frame_detections(bad)
+    # COCO detections (for images) given for a video: the file, its format and what a video takes
+    coco = tmp_path / "person_detections.json"
+    coco.write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9}], indent=1))
+    with pytest.raises(ValueError, match=r"person_detections.json holds COCO detections .* for a video give "
+                                         r"per-frame boxes: a MOT det.txt"):
+        load_frame_detections(coco)
+    coco.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(ValueError, match="holds COCO detections"):
+        load_frame_detections(coco)
+
+
+def test_a_missing_detector_fails_when_the_tracker_is_made(tmp_path):
+    from vitpose_trt.tracker import PoseTracker
+
+    with pytest.raises(FileNotFoundError, match=r"detector not found: .*nope.onnx \(or a known name"):
+        PoseTracker(_InterruptingPose(), detector=str(tmp_path / "nope.onnx"))
+
+
+def test_the_progress_bar_shows_one_speed(scene, tmp_path, capsys):
+    """fps end to end, the same figure live and in the last line; not tqdm's own rate besides."""
+    from vitpose_trt.sources import VideoSource
+    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.video import process_video
+
+    res = process_video(VideoSource(scene["video"]), PoseTracker(_InterruptingPose(RuntimeError), detector=lambda f:
+                        np.zeros((0, 5))), tmp_path, render=False, progress=True, max_frames=3)
+    err = capsys.readouterr().err
+    assert res.frames == 3 and " fps]" in err
+    assert "frame/s" not in err and "s/frame" not in err and "it/s" not in err
 
 
 def test_images_as_several_paths_and_images_without_detections(coco_sample, tiny_onnx, tmp_path, capsys):
@@ -248,17 +279,41 @@ def test_images_as_several_paths_and_images_without_detections(coco_sample, tiny
     assert (out / "000000000785_pose.jpg").is_file() and (out / "000000040083_pose.jpg").is_file()
 
 
-def test_an_overlay_that_cannot_be_written_is_an_error_naming_it(coco_sample, tiny_onnx, tmp_path, capsys):
+def test_an_overlay_that_cannot_be_written_is_an_error_naming_it(coco_sample, tiny_onnx, tmp_path, capsys,
+                                                                monkeypatch):
+    import errno
+
+    import vitpose_trt.atomic
     from tests.conftest import coco_sample_dir
 
+    def full_disk(src, dst):  # the disk fills up as the overlay is written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(vitpose_trt.atomic.os, "replace", full_disk)
     out = tmp_path / "out"
-    (out / "000000000785_pose.jpg").mkdir(parents=True)  # a folder where the overlay goes
     rc = main(["infer", str(coco_sample_dir() / PHOTO), "--whole-frame", "--engine", str(tiny_onnx),
                "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("vitpose-trt infer: error: cannot write")
-    assert "000000000785_pose.jpg" in err[-1]
-    assert not (out / "keypoints.json").exists() and not [p for p in out.iterdir() if "partial" in p.name]
+    assert "000000000785_pose.jpg: No space left on device" in err[-1]
+    assert not out.exists() or not [p for p in out.iterdir() if "partial" in p.name or p.suffix == ".json"]
+
+
+def test_inputs_whose_outputs_share_a_name_are_refused(coco_sample, tiny_onnx, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import coco_sample_dir
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = shutil.copy(coco_sample_dir() / PHOTO, tmp_path / "a" / PHOTO)
+    b = shutil.copy(coco_sample_dir() / PHOTO, tmp_path / "b" / PHOTO)
+    for inputs, said in (([a, b], f"{a} and {b} both write 000000000785_pose.jpg"), ([a, a], f"{a} is given twice")):
+        rc = main(["infer", *map(str, inputs), "--whole-frame", "--engine", str(tiny_onnx),
+                   "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and said in err[-1], err
+        assert not (tmp_path / "out").exists()
 
 
 def _error_line(capsys) -> str:
@@ -347,6 +402,8 @@ def test_the_readme_python_snippet_runs_verbatim(tmp_path, monkeypatch, capsys):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["keypoints"].shape == (2, 17, 3)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("(2, 17, 3) [") and printed[1] == "0 people tracked"  # it shows a result
 
 
 def test_open_sources_sorts_images_folders_globs_and_videos(scene, tmp_path):
@@ -501,3 +558,98 @@ def test_cli_a_detector_that_keeps_failing_exits_1_with_the_files(scene, tiny_on
     assert rc == 1
     assert "the detector failed on 3 frame(s)" in err and "ended early: the person detector failed on 3 frames" in err
     assert len(read_jsonl(out / "clip.jsonl")) == 3 and count_frames(out / "clip.mp4")[0] == 3
+
+
+class _ThreadRecordingDetector:
+    """The synthetic people's true boxes for the frame given (read from the frame's stamped index), noting
+    the thread each call ran on; `fail` frames raise, as a flaky detector would."""
+
+    def __init__(self, truth, fail=()):
+        self.truth, self.fail, self.threads, self.frames = truth, set(fail), [], []
+
+    def __call__(self, image):
+        import threading
+
+        from vitpose_trt.bench.video import frame_index_of
+
+        index = frame_index_of(image)
+        self.frames.append(index)
+        self.threads.append(threading.current_thread().name)
+        if index in self.fail:
+            raise RuntimeError("detector failed")
+        return self.truth[index]
+
+
+@pytest.mark.parametrize("det_every", [1, 3])
+def test_detecting_ahead_gives_the_same_results_as_detecting_in_turn(tiny_onnx, tmp_path, det_every):
+    """process_video(overlap=True) runs the detector on the next frame while this one is posed: the
+    same frames are detected, with the same boxes, and the JSONL is identical to the sequential run's
+    (frame 3's detection fails in both: it is tracked from the keypoints and frame 4 detects again)."""
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.bench.video import synthetic_video
+    from vitpose_trt.sources import VideoSource
+    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.video import process_video
+
+    truth = synthetic_video(tmp_path / "walk.avi", people=3, frames=9, size=(192, 128))
+    pose = VitPoseTRT(str(tiny_onnx))
+    runs = {}
+    for overlap in (False, True):
+        detector = _ThreadRecordingDetector(truth, fail=[3])
+        tracker = PoseTracker(pose, detector, det_every=det_every, kpt_thr=-np.inf, max_detector_failures=3)
+        out = tmp_path / f"overlap-{overlap}"
+        out.mkdir()
+        res = process_video(VideoSource(tmp_path / "walk.avi"), tracker, out, render=False, progress=False,
+                            overlap=overlap)
+        assert (res.frames, res.detector_failures, res.error) == (9, 1, None)
+        runs[overlap] = (detector, (out / "walk.jsonl").read_text())
+    (seq, seq_lines), (ahead, ahead_lines) = runs[False], runs[True]
+    assert ahead.frames == seq.frames  # the same frames were detected ...
+    assert seq.frames == ([0, 1, 2, 3, 4, 5, 6, 7, 8] if det_every == 1 else [0, 3, 4, 7])
+    assert ahead_lines == seq_lines  # ... and gave the same tracks, byte for byte
+    assert set(seq.threads) == {"MainThread"}
+    # every detection but the first frame's ran ahead, on the worker thread
+    assert ahead.threads[0] == "MainThread" and all(t.startswith("detect-ahead") for t in ahead.threads[1:])
+    assert not any(t.name.startswith("detect-ahead") for t in __import__("threading").enumerate())  # closed
+
+
+def test_the_overlap_check_fails_for_a_tracker_that_uses_the_next_frames_boxes_for_this_one(tiny_onnx, tmp_path):
+    """A deliberately wrong overlap (this frame posed with the boxes detected on the next) is caught by
+    the comparison above: the JSONL differs."""
+    from vitpose_trt import VitPoseTRT
+    from vitpose_trt.bench.video import synthetic_video
+    from vitpose_trt.sources import VideoSource
+    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.video import process_video
+
+    class OffByOne(PoseTracker):
+        def __call__(self, frame, *args, **kwargs):
+            self._current = frame
+            return super().__call__(frame, *args, **kwargs)
+
+        def _detect_ahead(self, frame):  # runs the detector on this frame, for the next one
+            super()._detect_ahead(self._current)
+            self._ahead = (frame, self._ahead[1])
+
+    truth = synthetic_video(tmp_path / "walk.avi", people=2, frames=5, size=(192, 128))
+    pose = VitPoseTRT(str(tiny_onnx))
+    lines = []
+    for cls, overlap in ((PoseTracker, False), (OffByOne, True)):
+        out = tmp_path / f"{cls.__name__}-{overlap}"
+        out.mkdir()
+        tracker = cls(pose, _ThreadRecordingDetector(truth), det_every=1, kpt_thr=-np.inf)
+        process_video(VideoSource(tmp_path / "walk.avi"), tracker, out, render=False, progress=False, overlap=overlap)
+        lines.append((out / "walk.jsonl").read_text())
+    assert lines[0] != lines[1]
+
+
+def test_detecting_ahead_is_on_by_default_only_when_the_pose_model_runs_on_a_gpu():
+    from types import SimpleNamespace
+
+    from vitpose_trt.video import overlap_pays
+
+    def tracker(device):
+        return SimpleNamespace(pose=SimpleNamespace(engine=SimpleNamespace(device=device)))
+
+    assert overlap_pays(tracker("cuda")) and overlap_pays(tracker("cuda:1"))
+    assert not overlap_pays(tracker("cpu")) and not overlap_pays(SimpleNamespace(pose=object()))

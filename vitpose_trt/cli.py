@@ -1,4 +1,5 @@
-"""`vitpose-trt`: a thin argparse layer over the Python API (export, build, infer, bench, triton-repo, serve)."""
+"""`vitpose-trt`: a thin argparse layer over the Python API: export, quantize, build, infer, eval, bench,
+bench-video, triton-repo, serve."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+def _fraction(text: str) -> float:
+    """A score threshold: a number in [0, 1] (argparse's type: its error names the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a score threshold in [0, 1], got {text}")
+    return value
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
@@ -113,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default=None, help="pose model: TensorRT .engine, .onnx or checkpoint")
     p.add_argument("--random-weights", action="store_true",
                    help="run without --engine on a random-weight ViTPose-B (meaningless poses: to try the pipeline)")
-    p.add_argument("--out", required=True, help="output folder (created; must not be a file)")
+    p.add_argument("--out", required=True, help="output folder: new or empty (created), see --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="use a non-empty --out, replacing the results of an earlier run there (nothing else)")
     p.add_argument("--detector", default=None,
                    help="person detector: an .onnx (raw YOLOv8/YOLO11, Ultralytics nms=True, mmdeploy YOLOX/RTMDet "
                         "dets+labels, or (1,N,6) x1,y1,x2,y2,score,class exports), or a known name (yolo11n, "
@@ -122,19 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector output format (auto: from the graph's outputs)")
     p.add_argument("--detector-family", choices=("auto", *DETECTOR_FAMILIES), default="auto",
                    help="detector pre-processing (auto: yolo for YOLO outputs, yolox for dets+labels)")
-    p.add_argument("--det-thr", type=float, default=0.3, help="detector score threshold")
+    p.add_argument("--det-thr", type=_fraction, default=0.3, help="detector score threshold, 0..1")
+    p.add_argument("--detect-ahead", choices=("auto", "on", "off"), default="auto",
+                   help="videos: run the detector on the next frame while this one is posed (the same results, "
+                        "one frame more latency); auto: when the pose model runs on a GPU (on a CPU both use "
+                        "every core and together they were slower)")
     p.add_argument("--boxes", default=None,
                    help="boxes from a file instead of a detector: for images COCO detections JSON (matched by "
                         "file name or image id); for a video a MOT det.txt or JSON lines {\"frame\": i, \"boxes\": "
                         "[[x1,y1,x2,y2,score], ...]}")
     p.add_argument("--whole-frame", action="store_true",
                    help="images: each image is one person box (pre-cropped people); no detector")
-    p.add_argument("--box-thr", type=float, default=0.0,
+    p.add_argument("--box-thr", type=_fraction, default=0.0,
                    help="ignore --boxes detections scoring below this (keypoints.json keeps every box above it, "
                         "as COCO evaluation wants)")
-    p.add_argument("--draw-thr", type=float, default=0.3,
+    p.add_argument("--draw-thr", type=_fraction, default=0.3,
                    help="image overlays: draw only boxes scoring at least this (a detector file holds many weak boxes)")
-    p.add_argument("--kpt-thr", type=float, default=0.3, help="draw keypoints scoring above this")
+    p.add_argument("--kpt-thr", type=_fraction, default=0.3, help="draw keypoints scoring above this, 0..1")
     p.add_argument("--det-every", type=int, default=1,
                    help="videos: run the detector every N frames; in between, boxes follow the keypoints "
                         "(boxes from --boxes are used on every frame)")
@@ -158,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights for the PyTorch/ONNX/transformers rows (default: random, fixed seed)")
     p.add_argument("--variant", default="b", help="random model size s/b/l/h when no checkpoint")
     p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (64 works)")
-    p.add_argument("--batches", default="",
+    p.add_argument("--batches", default=None,
                    help="also measure model throughput at these batch sizes, e.g. 1,2,4,8,16,32,64,128")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per row (see --max-seconds-per-row)")
     p.add_argument("--warmup", type=int, default=5,
@@ -170,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated rows: tensorrt, pytorch-cuda, onnxruntime, onnxruntime-int8, pytorch-cpu, "
                         "baseline, transformers, torch-fp16-eager, or the groups pipeline, gpu, cpu, int8 "
                         "(auto: all; those that cannot run here are listed as skipped)")
-    p.add_argument("--require", default="",
+    p.add_argument("--require", default=None,
                    help="comma-separated alternatives that must run with every row ok, else exit status 1 "
-                        "(e.g. pytorch-cuda on a GPU machine: a failing GPU row fails the command)")
+                        "(e.g. pytorch-cuda on a GPU machine: a failing GPU row fails the command; default: none)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: all)")
     p.add_argument("--coco-sample", default=None,
                    help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
@@ -180,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="synthetic frame and boxes even where coco-sample exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default=None,
-                   help="results folder for table.txt, bench.json and bench.png (default: bench_out/<date-time>/)")
+                   help="results folder for table.txt, bench.json and bench.png, new or empty (default: "
+                        "bench_out/<date-time>/)")
+    p.add_argument("--overwrite", action="store_true", help="use a non-empty --out, replacing an earlier run's results")
     p.add_argument("--json", default=None, help="also write the raw numbers here")
     p.add_argument("--plot", default=None, help="also write the PNG plot here (needs matplotlib)")
     _common_model_args(p)
@@ -197,9 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs="+", default=[], metavar="ENGINE",
                    help="other engines run on the same boxes: AP side by side and keypoint distances")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by id), for a quick run")
-    p.add_argument("--det-thr", type=float, default=0.0,
+    p.add_argument("--det-thr", type=_fraction, default=0.0,
                    help="drop detections scoring below this (0.0 is the official setting)")
-    p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here")
+    p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here (new or empty folder)")
+    p.add_argument("--overwrite", action="store_true", help="use a non-empty --out, replacing an earlier run's results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _dataset_args(p)
     _common_model_args(p)
@@ -209,16 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-video", help="end-to-end video fps and per-stage times (decode, detect, pose, "
                                            "track, render/encode) on a synthetic 1280x720 video")
     p.add_argument("--engine", default=None, help="pose model (default: random weights of --variant)")
-    p.add_argument("--variant", default="s", help="random model size s/b/l/h when no --engine")
+    p.add_argument("--variant", default="b", help="random model size s/b/l/h when no --engine (as bench; s is "
+                                                "quicker on a CPU)")
     p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated")
     p.add_argument("--det-every", default="1,5", help="detector periods to measure, comma-separated")
     p.add_argument("--frames", type=int, default=20, help="frames per scenario (after --warmup)")
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first")
     p.add_argument("--size", default="1280x720", help="frame size WxH")
     p.add_argument("--detector", default=None,
-                   help="person detector .onnx (default: the known boxes of the synthetic people, detect ~ 0 s)")
+                   help="person detector .onnx or known name (default: the known boxes of the synthetic people, "
+                        "detect ~ 0 s)")
+    p.add_argument("--known-boxes", action="store_true",
+                   help="with --detector: run it for its cost, then pose the synthetic people's true boxes (for "
+                        "detectors without trained weights, which find nobody)")
     p.add_argument("--no-render", action="store_true", help="measure without drawing and encoding")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch and the detector's ONNX Runtime, each (default: all)")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     _common_model_args(p)
 
@@ -253,7 +280,7 @@ def _triton_parsers(sub) -> None:
     p.add_argument("--http-port", type=int, default=8000, help="HTTP port")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+                   help="address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="longest wait for the model to load, in s")
 
 
@@ -324,8 +351,8 @@ def _build(args) -> int:
 
 def _infer(args) -> int:
     """Images -> keypoints.json + overlays; each video/camera/stream -> <name>.jsonl + <name>.mp4."""
+    from vitpose_trt.atomic import output_folder
     from vitpose_trt.sources import ImageSource, open_sources
-    from vitpose_trt.video_io import check_output_dir
 
     if args.det_every < 1:
         raise ValueError(f"--det-every must be >= 1, got {args.det_every}")
@@ -343,30 +370,48 @@ def _infer(args) -> int:
         if args.engine is None and not args.random_weights:
             raise ValueError("no --engine: give a pose model (.engine, .onnx or checkpoint), or --random-weights "
                              "to run a random-weight ViTPose-B (meaningless poses)")
-        out_dir = check_output_dir(args.out)
+        _check_output_names(images, videos)
         detections = _load_boxes(args.boxes, video=bool(videos)) if args.boxes else None
         from vitpose_trt.pipeline import VitPoseTRT
 
-        pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
-                          device=args.device, precision=args.precision, dataset=args.dataset, expert=args.expert)
-        if pose.random_weights:
-            print("vitpose-trt infer: WARNING: RANDOM WEIGHTS (no --engine): the poses are meaningless",
-                  file=sys.stderr)
-        detector = None
-        if args.detector or (detections is None and not args.whole_frame):
-            from vitpose_trt.tracker import make_detector
+        with output_folder(args.out, overwrite=args.overwrite) as out_dir:
+            pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
+                              device=args.device, precision=args.precision, dataset=args.dataset, expert=args.expert)
+            if pose.random_weights:  # said once, by whichever layer noticed first
+                from vitpose_trt.model import warn_random_weights
 
-            detector = make_detector(args.detector, format=args.detector_format, family=args.detector_family,
-                                     score_thr=args.det_thr) if args.detector else make_detector(None)
-        rc = 0
-        for image_source in images:
-            rc |= _infer_images(args, image_source, pose, detector, detections, out_dir)
-        for video_source in videos:
-            rc |= _infer_video(args, video_source, pose, detector, detections, out_dir)
-        return rc
+                what = f"--engine {args.engine} has" if args.engine else "no --engine:"
+                warn_random_weights(f"{what} RANDOM WEIGHTS: the poses are meaningless")
+            detector = None
+            if args.detector or (detections is None and not args.whole_frame):
+                from vitpose_trt.tracker import make_detector
+
+                detector = make_detector(args.detector, format=args.detector_format, family=args.detector_family,
+                                         score_thr=args.det_thr) if args.detector else make_detector(None)
+            rc = 0
+            for image_source in images:
+                rc |= _infer_images(args, image_source, pose, detector, detections, out_dir)
+            for video_source in videos:
+                rc |= _infer_video(args, video_source, pose, detector, detections, out_dir)
+            return rc
     finally:
         for s in sources:
             s.close()
+
+
+def _check_output_names(images, videos) -> None:
+    """Every input writes its own files: two inputs whose outputs share a name are refused up front
+    (one would silently replace the other's overlay or JSONL)."""
+    outputs: dict[str, str] = {}
+    named = [(f"{p.stem}_pose.jpg", str(p)) for s in images for p in s.paths]
+    named += [(f"{v.name}.jsonl", str(v.spec)) for v in videos]
+    for output, given in named:
+        if output in outputs:
+            what = f"{given} is given twice" if Path(outputs[output]).resolve() == Path(given).resolve() else \
+                f"{outputs[output]} and {given} both write {output}"
+            raise ValueError(f"{what}: give each input once, and inputs with different names "
+                             "(or run them into separate --out folders)")
+        outputs[output] = given
 
 
 def _load_boxes(path: str, video: bool):
@@ -389,47 +434,67 @@ def _load_boxes(path: str, video: bool):
 
 
 def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> int:
-    import numpy as np
-
-    from vitpose_trt.coco import image_id_from_name, keypoint_results
-    from vitpose_trt.draw import draw_poses
+    """Every image -> its overlay; all -> keypoints.json. Ctrl-C keeps what was done, as videos do."""
     from vitpose_trt.atomic import write_json
-    from vitpose_trt.video_io import write_image_atomic
 
-    results, total, unmatched, empty = [], 0, [], []
-    for frame in source:
-        image, name = frame.image, frame.name or f"{frame.index}.jpg"
-        image_id = image_id_from_name(name)
-        if args.whole_frame:
-            boxes = np.array([[0, 0, image.shape[1], image.shape[0], 1.0]])
-        elif detector is not None:
-            boxes = detector(image)
-        else:
-            boxes = detections["by_name"].get(name)
-            if boxes is None:
-                boxes = detections["by_id"].get(image_id)
-            if boxes is None:
-                unmatched.append(name)
-                boxes = np.zeros((0, 5))
-            boxes = boxes[boxes[:, 4] >= args.box_thr]
-        if not len(boxes) and name not in unmatched:
-            empty.append(name)
-        keypoints = pose.infer(image, boxes)
-        total += len(keypoints)
-        results += keypoint_results(image_id if image_id is not None else frame.index, keypoints, boxes[:, 4],
-                                    dataset=pose.dataset)
-        drawn = boxes[:, 4] >= args.draw_thr
-        write_image_atomic(out_dir / f"{Path(name).stem}_pose.jpg",
-                           draw_poses(image, keypoints[drawn], boxes[drawn], args.kpt_thr, pose.dataset))
+    results: list = []
+    seen = {"people": 0, "images": 0, "unmatched": [], "empty": []}
+    interrupted = False
+    try:
+        for frame in source:
+            results += _pose_image(args, frame, pose, detector, detections, out_dir, seen)
+            seen["images"] += 1
+    except KeyboardInterrupt:
+        interrupted = True
     out = write_json(out_dir / "keypoints.json", results)
     note = " (RANDOM WEIGHTS: poses are meaningless)" if pose.random_weights else ""
-    print(f"{len(source)} images, {total} people -> {out} and overlays{note}")
+    done = f"{seen['images']} of {len(source)} images (interrupted)" if interrupted else f"{len(source)} images"
+    print(f"{done}, {seen['people']} people -> {out} and overlays{note}")
+    unmatched, empty = seen["unmatched"], seen["empty"]
     if unmatched:
         print(f"vitpose-trt infer: {len(unmatched)} image(s) have no detections in {args.boxes} (matched by file "
               f"name or image id): {', '.join(unmatched)}", file=sys.stderr)
     if empty:
         print(f"vitpose-trt infer: no person found in {len(empty)} image(s): {', '.join(empty)}", file=sys.stderr)
+    if interrupted:
+        return 130
     return 1 if unmatched and len(unmatched) == len(source) else 0
+
+
+def _pose_image(args, frame, pose, detector, detections, out_dir: Path, seen: dict) -> list:
+    """One image: its boxes, keypoints and overlay; its COCO results. Errors name the image."""
+    import numpy as np
+
+    from vitpose_trt.coco import image_id_from_name, keypoint_results
+    from vitpose_trt.draw import draw_poses
+    from vitpose_trt.video_io import write_image_atomic
+
+    image, name = frame.image, frame.name or f"{frame.index}.jpg"
+    image_id = image_id_from_name(name)
+    if args.whole_frame:
+        boxes = np.array([[0, 0, image.shape[1], image.shape[0], 1.0]])
+    elif detector is not None:
+        boxes = detector(image)
+    else:
+        boxes = detections["by_name"].get(name)
+        if boxes is None:
+            boxes = detections["by_id"].get(image_id)
+        if boxes is None:
+            seen["unmatched"].append(name)
+            boxes = np.zeros((0, 5))
+        boxes = boxes[boxes[:, 4] >= args.box_thr]
+    if not len(boxes) and name not in seen["unmatched"]:
+        seen["empty"].append(name)
+    try:
+        keypoints = pose.infer(image, boxes)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    seen["people"] += len(keypoints)
+    drawn = boxes[:, 4] >= args.draw_thr
+    write_image_atomic(out_dir / f"{Path(name).stem}_pose.jpg",
+                       draw_poses(image, keypoints[drawn], boxes[drawn], args.kpt_thr, pose.dataset))
+    return keypoint_results(image_id if image_id is not None else frame.index, keypoints, boxes[:, 4],
+                            dataset=pose.dataset)
 
 
 def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int:
@@ -444,7 +509,8 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
                           beta=args.beta, d_cutoff=args.d_cutoff, box_thr=args.box_thr if detections else 0.0,
                           kpt_thr=args.kpt_thr, max_detector_failures=MAX_DETECTOR_FAILURES)
     res = process_video(source, tracker, out_dir, render=not args.no_render, show=show, frame_boxes=detections,
-                        kpt_thr=args.kpt_thr, progress=not args.no_progress, max_frames=args.max_frames)
+                        kpt_thr=args.kpt_thr, progress=not args.no_progress, max_frames=args.max_frames,
+                        overlap={"auto": None, "on": True, "off": False}[args.detect_ahead])
     files = ", ".join(str(p) for p in (res.jsonl, res.video) if p is not None)
     how = " (interrupted)" if res.interrupted else ""
     print(f"{source.name}: {res.frames} frames, {res.people} people, {res.fps:.1f} fps end to end{how} -> {files}")
@@ -460,16 +526,8 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
 def _bench(args) -> int:
     import time
 
-    from vitpose_trt.bench import (
-        format_table,
-        int_list,
-        plot_results,
-        resolve_alternatives,
-        run_benchmark,
-        unmet_requirements,
-        write_json,
-        write_results,
-    )
+    from vitpose_trt.atomic import output_folder
+    from vitpose_trt.bench import int_list, resolve_alternatives
 
     people = int_list(args.people, "--people")
     required = resolve_alternatives(args.require) if args.require else []
@@ -482,8 +540,21 @@ def _bench(args) -> int:
     if not people:
         raise ValueError("--people: give at least one people count")
     out_dir = Path(args.out) if args.out else Path("bench_out") / time.strftime("%Y%m%d-%H%M%S")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} exists and is not a folder")
+    with output_folder(out_dir, overwrite=args.overwrite):  # checked before minutes of measuring
+        return _run_bench(args, people, alternatives, required, out_dir)
+
+
+def _run_bench(args, people, alternatives, required, out_dir: Path) -> int:
+    from vitpose_trt.bench import (
+        format_table,
+        int_list,
+        plot_results,
+        run_benchmark,
+        unmet_requirements,
+        write_json,
+        write_results,
+    )
+
     result = run_benchmark(
         checkpoint=args.checkpoint, variant=args.variant, engine=args.engine, people=people,
         batches=int_list(args.batches, "--batches"), alternatives=alternatives, iters=args.iters,
@@ -520,6 +591,16 @@ def _bench(args) -> int:
 
 
 def _eval(args) -> int:
+    import contextlib
+
+    from vitpose_trt.atomic import output_folder
+
+    # the folder is checked before the minutes of evaluation, and removed again if they fail
+    with output_folder(args.out, overwrite=args.overwrite) if args.out else contextlib.nullcontext():
+        return _run_eval(args)
+
+
+def _run_eval(args) -> int:
     from vitpose_trt.evaluate import evaluate, format_table, score_results
 
     if args.results:
@@ -599,10 +680,13 @@ def _bench_video(args) -> int:
         raise ValueError(f"--size must be WxH, e.g. 1280x720, got {args.size!r}") from None
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    if args.known_boxes and not args.detector:
+        raise ValueError("--known-boxes runs --detector for its cost: give --detector too")
     result = run_video_benchmark(args.engine, variant=args.variant, people=people, det_every=det_every,
                                  frames=args.frames, warmup=args.warmup, size=(w, h), detector=args.detector,
                                  render=not args.no_render, mode=args.mode, flip_test=args.flip_test,
-                                 device=args.device, precision=args.precision, threads=args.threads)
+                                 device=args.device, precision=args.precision, threads=args.threads,
+                                 known_boxes=args.known_boxes)
     print(format_video_table(result))
     if args.json:
         from vitpose_trt.atomic import write_json

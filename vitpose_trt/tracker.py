@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time as _time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,10 @@ class PoseTracker:
         OneEuroFilter(min_cutoff, beta, d_cutoff)  # validate now, not at the first frame
         import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
         self.pose = pose
+        if isinstance(detector, (str, Path)) and str(detector).lower() != "hog":
+            from vitpose_trt.detect import detector_file
+
+            detector = detector_file(detector)  # a missing file fails here, not at the first frame
         self._detector_arg = detector
         self._detector: Callable | None = None
         self.det_every, self.smooth = det_every, smooth
@@ -133,6 +138,8 @@ class PoseTracker:
         self.max_detector_failures = max_detector_failures
         self.detector_failures = 0
         self._failures_in_a_row = 0
+        self._ahead: tuple[np.ndarray, Future] | None = None  # a detection started during the last call
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def detector(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -147,8 +154,10 @@ class PoseTracker:
         self.frame_index = 0
         self._since_detect = 0
         self.detector_failures = self._failures_in_a_row = 0
+        self._ahead = None
 
-    def __call__(self, frame: np.ndarray, boxes=None, time: float | None = None) -> list[Person]:
+    def __call__(self, frame: np.ndarray, boxes=None, time: float | None = None, *,
+                 next_frame: np.ndarray | None = None) -> list[Person]:
         """Track the people of the next frame.
 
         Args:
@@ -156,6 +165,10 @@ class PoseTracker:
             boxes: this frame's person boxes, (M, 4) or (M, 5) with scores, to use instead of the
                 detector (e.g. from a detections file); None to detect/propagate.
             time: the frame's time in seconds (default: frame index / fps).
+            next_frame: the frame that comes next, when it is known (a video read ahead). If the
+                detector's schedule runs it on that frame, it starts now on a worker thread, while
+                this frame's poses are computed, and the next call takes its boxes: the same boxes,
+                sooner. (A frame where everyone is lost detects on the spot, as without it.)
 
         Returns:
             the people of this frame, in track-id order.
@@ -175,6 +188,8 @@ class PoseTracker:
             propagated = self._propagate() if dets is None else []
             times["detect"] = _time.perf_counter() - t0
         self._since_detect += 1
+        if next_frame is not None and boxes is None and self._since_detect % self.det_every == 0:
+            self._detect_ahead(next_frame)
         t1 = _time.perf_counter()
         if dets is not None:
             dets = dets[dets[:, 4] >= self.box_thr]
@@ -204,11 +219,30 @@ class PoseTracker:
         self.frame_index += 1
         return people
 
+    def close(self) -> None:
+        """Stop the detect-ahead worker thread (after its detection in flight, if any). The tracker
+        can still be used: a later `next_frame=` starts a new one."""
+        pool, self._pool, self._ahead = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _detect_ahead(self, frame: np.ndarray) -> None:
+        """Start the detector on `frame` on the worker thread (one detection in flight at most)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-ahead")
+        detector = self.detector  # made here, on the caller's thread
+        self._ahead = (frame, self._pool.submit(detector, frame))
+
     def _detect(self, frame: np.ndarray) -> np.ndarray | None:
-        """The detector's (M, 5) boxes, or None when it failed and failures are tolerated (see
-        `max_detector_failures`)."""
+        """The detector's (M, 5) boxes (from the detection started ahead when it is this frame's),
+        or None when it failed and failures are tolerated (see `max_detector_failures`)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] is not frame:
+            wait([ahead[1]])  # another frame's detection: the detector is never run twice at once
+            ahead = None
         try:
-            dets = _with_scores(self.detector(frame))
+            raw = ahead[1].result() if ahead is not None else self.detector(frame)
+            dets = _with_scores(raw)
         except Exception as e:
             if self.max_detector_failures <= 0:
                 raise

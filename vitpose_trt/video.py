@@ -55,7 +55,13 @@ class VideoResult:
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames per second end to end: frames done / wall time since the first frame was asked for
+        (the one figure the progress bar shows live and the last line prints)."""
+        return fps(self.frames, self.seconds)
+
+
+def fps(frames: int, seconds: float) -> float:
+    return frames / seconds if seconds > 0 else 0.0
 
 
 def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3, dataset=None) -> np.ndarray:
@@ -77,6 +83,22 @@ def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3, d
     return out
 
 
+def overlap_pays(tracker: PoseTracker) -> bool:
+    """Whether detecting ahead is worth it by default: the pose model runs on a GPU, so the CPU (or the
+    GPU's idle time between pose calls) is free for the detector."""
+    return str(getattr(getattr(tracker.pose, "engine", None), "device", "cpu")).startswith("cuda")
+
+
+def _with_next(frames):
+    """(frame, the frame after it or None) for each frame: one frame is read ahead."""
+    it = iter(frames)
+    current = next(it, None)
+    while current is not None:
+        following = next(it, None)
+        yield current, following
+        current = following
+
+
 def display_problem() -> str | None:
     """Why a window cannot be shown here, or None when it can."""
     import cv2
@@ -92,7 +114,7 @@ def display_problem() -> str | None:
 
 def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render: bool = True, show: bool = False,
                   frame_boxes: dict[int, np.ndarray] | None = None, kpt_thr: float = 0.3,
-                  progress: bool = True, max_frames: int | None = None) -> VideoResult:
+                  progress: bool = True, max_frames: int | None = None, overlap: bool | None = None) -> VideoResult:
     """Track every frame of `source`, writing `out_dir/<name>.jsonl` and (render) `out_dir/<name>.mp4`.
 
     Args:
@@ -106,6 +128,10 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
         kpt_thr: keypoints drawn above this score.
         progress: a tqdm bar with live fps (on stderr).
         max_frames: stop after this many frames (cameras and streams run until stopped otherwise).
+        overlap: detect on the next frame (read ahead) while this frame's poses are computed
+            (`PoseTracker(..., next_frame=)`); the outputs are the same as without it. None: when the
+            pose model runs on a GPU (`overlap_pays`); on a CPU the detector and the pose model each
+            use every core, and running them at once was measured slower (docs/BENCHMARKS.md).
 
     Ctrl-C ends the loop cleanly: the files are closed and hold every processed frame; so does a
     `DetectorError` (a detector that failed on more frames in a row than the tracker's
@@ -122,14 +148,20 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
     jsonl = JsonlWriter(res.jsonl)
     writer: VideoWriter | None = None
     ok = False
+    if overlap is None:
+        overlap = overlap_pays(tracker)
     total = min(len(source) or 0, max_frames or 1 << 62) or None
-    bar = tqdm(total=total, unit="frame", desc=source.name, disable=not progress, leave=False, file=sys.stderr)
+    # one speed figure, VideoResult.fps's, live in the postfix: not tqdm's own rate as well
+    shape = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}" if total else "{n_fmt}"
+    bar = tqdm(total=total, desc=source.name, disable=not progress, leave=False, file=sys.stderr,
+               bar_format=f"{{desc}}: {shape} frames [{{elapsed}}{{postfix}}]", postfix="0.0 fps")
     start = last = time.perf_counter()
     try:
         try:
-            for frame in source:
+            for frame, following in _with_next(source):
+                ahead = following.image if overlap and following is not None and frame_boxes is None else None
                 people = tracker(frame.image, None if frame_boxes is None else
-                                 frame_boxes.get(frame.index, np.zeros((0, 5))), time=frame.time)
+                                 frame_boxes.get(frame.index, np.zeros((0, 5))), time=frame.time, next_frame=ahead)
                 for k, v in tracker.stage_times.items():
                     totals[k] += v
                 jsonl.write(frame.index, frame.time, [p.to_dict() for p in people])
@@ -154,9 +186,8 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
                 now = time.perf_counter()
                 res.frame_seconds.append(now - last)
                 last = now
+                bar.set_postfix_str(f"{fps(res.frames, now - start):.1f} fps", refresh=False)
                 bar.update(1)
-                if res.frames % 10 == 0:
-                    bar.set_postfix(fps=f"{res.frames / (time.perf_counter() - start):.1f}")
                 if max_frames is not None and res.frames >= max_frames:
                     break
         except KeyboardInterrupt:
@@ -166,6 +197,7 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
         ok = True
     finally:
         bar.close()
+        tracker.close()  # its detect-ahead thread, if one started
         source.close()
         res.seconds = time.perf_counter() - start
         jsonl.close(commit=ok)
