@@ -64,15 +64,13 @@ def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike
     from vitpose_trt.datasets import get
 
     name = get(dataset).name if dataset is not None else None
-    key = hashlib.sha256(f"{checkpoint_digest(checkpoint)}|{vitpose_trt.__version__}|{torch.__version__}|{name}|"
-                         f"{expert}".encode()).hexdigest()[:24]
-    root = Path(directory) if directory is not None else cache_dir()
-    out = root / f"{Path(os.fspath(checkpoint)).stem}-{key}.onnx"
+    out = _entry(directory, Path(os.fspath(checkpoint)).stem, ".onnx", checkpoint_digest(checkpoint),
+                 vitpose_trt.__version__, torch.__version__, name, expert)
     if out.is_file():
         log.debug("ONNX cache hit: %s", out)
         return out
-    _make_dir(root)
-    log.info("exporting %s to ONNX once for ONNX Runtime on the CPU (cached in %s)", checkpoint, root)
+    _make_dir(out.parent)
+    log.info("exporting %s to ONNX once for ONNX Runtime on the CPU (cached in %s)", checkpoint, out.parent)
     export_onnx(load_model(checkpoint, dataset=dataset, expert=expert), out)
     return out
 
@@ -109,15 +107,13 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
     fp32 = Path(os.fspath(fp32_onnx))
     digest = hashlib.sha256()
     update_digest(digest, fp32)
-    key = hashlib.sha256(f"{digest.hexdigest()}|{vitpose_trt.__version__}|{onnxruntime.__version__}|{INT8_KEY}"
-                         .encode()).hexdigest()[:24]
-    root = Path(directory) if directory is not None else cache_dir()
-    out = root / f"{fp32.stem}-{key}.int8.onnx"
+    out = _entry(directory, fp32.stem, ".int8.onnx", digest.hexdigest(), vitpose_trt.__version__,
+                 onnxruntime.__version__, INT8_KEY)
     if out.is_file():
         log.debug("INT8 cache hit: %s", out)
         return out
-    _make_dir(root)
-    log.info("quantizing %s to INT8 once for ONNX Runtime on the CPU (cached in %s)", fp32, root)
+    _make_dir(out.parent)
+    log.info("quantizing %s to INT8 once for ONNX Runtime on the CPU (cached in %s)", fp32, out.parent)
     with staged_onnx(out) as staged, _quiet_onnxruntime_quantizer():
         quantize_dynamic(fp32, staged, op_types_to_quantize=["MatMul"], per_channel=True,
                          weight_type=QuantType.QInt8,
@@ -156,6 +152,13 @@ def _quiet_onnxruntime_quantizer() -> Iterator[None]:
         yield
     finally:
         root.removeFilter(keep)
+
+
+def _entry(directory: str | os.PathLike[str] | None, stem: str, suffix: str, *key_parts) -> Path:
+    """The cache file for what `key_parts` identify: `<stem>-<24 hex of their SHA-256><suffix>`
+    in `directory` (default: `cache_dir()`)."""
+    key = hashlib.sha256("|".join(str(p) for p in key_parts).encode()).hexdigest()[:24]
+    return (Path(directory) if directory is not None else cache_dir()) / f"{stem}-{key}{suffix}"
 
 
 def _make_dir(root: Path) -> None:
