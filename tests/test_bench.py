@@ -28,6 +28,7 @@ from vitpose_trt.bench import (
     run_benchmark,
     summarize,
 )
+from vitpose_trt.atomic import write_json
 from vitpose_trt.model import ViTPose, ViTPoseConfig, model_flops
 
 
@@ -371,7 +372,7 @@ def test_python_api_end_to_end_writes_json_and_plot(micro, tmp_path):
     table = bench.format_table(r)
     assert "RANDOM WEIGHTS" in table and "p99" in table and "crops/s" in table
 
-    path = bench.write_json(r, tmp_path / "bench.json")
+    path = write_json(tmp_path / "bench.json", r, indent=1)
     data = json.loads(path.read_text())
     assert data["environment"]["cpu_cores"] >= 1 and data["rows"][0]["e2e"]["n"] >= 1
     pytest.importorskip("matplotlib")

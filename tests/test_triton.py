@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitpose_trt.triton.backend import plan_engine_calls, split_request
+from vitpose_trt.triton.backend import split_request
 from vitpose_trt.triton.client import parse_url
 from vitpose_trt.triton.repository import write_repository
 
@@ -130,22 +130,6 @@ def _client(server, protocol: str):
 
 
 # --- no server needed -----------------------------------------------------------------------------
-
-def test_plan_engine_calls_caps_each_call_and_keeps_every_box_once():
-    counts = [3, 0, 70, 1, 64, 0]
-    calls = plan_engine_calls(counts, 64)
-    assert all(sum(hi - lo for _, lo, hi in call) <= 64 for call in calls)
-    assert all(hi > lo for call in calls for _, lo, hi in call)  # no empty pieces
-    seen = {i: [] for i in range(len(counts))}
-    for call in calls:
-        for i, lo, hi in call:
-            seen[i] += list(range(lo, hi))
-    assert seen == {i: list(range(n)) for i, n in enumerate(counts)}  # every box once, in order
-    assert calls == [[(0, 0, 3), (2, 0, 61)], [(2, 61, 70), (3, 0, 1), (4, 0, 54)], [(4, 54, 64)]]
-    assert plan_engine_calls([0, 0], 8) == []
-    with pytest.raises(ValueError, match="max_crops"):
-        plan_engine_calls([1], 0)
-
 
 def test_split_request_names_the_bad_input():
     frame = np.zeros((1, 8, 9, 3), np.uint8)

@@ -69,7 +69,12 @@ def test_each_synthetic_frame_carries_its_index_through_the_codec(tmp_path):
 
 
 def test_rows_give_the_sequential_and_overlapped_speeds(tiny_onnx):
-    result = run_video_benchmark(str(tiny_onnx), people=(2,), det_every=(1,), frames=3, warmup=1, size=(192, 128))
+    import torch
+
+    before = torch.get_num_threads()
+    result = run_video_benchmark(str(tiny_onnx), people=(2,), det_every=(1,), frames=3, warmup=1, size=(192, 128),
+                                 threads=1)
+    assert result["environment"]["torch_threads"] == 1 and torch.get_num_threads() == before  # restored
     (row,) = result["rows"]
     assert row["fps"] > 0 and row["fps_sequential"] > 0
     assert row["overlap_gain"] == pytest.approx(row["fps"] / row["fps_sequential"])

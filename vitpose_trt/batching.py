@@ -37,6 +37,8 @@ class Segment:
 def frame_batches(counts: list[int], per: int) -> Iterator[list[Segment]]:
     """Split the boxes of several frames (counts[i] boxes in frame i) into batches of at most `per`
     boxes, frames kept in order; a frame may span two batches. Frames without boxes appear in none."""
+    if per < 1:
+        raise ValueError(f"boxes per batch must be >= 1, got {per}")
     batch: list[Segment] = []
     room = per
     for frame, count in enumerate(counts):

@@ -551,7 +551,6 @@ def _run_bench(args, people, alternatives, required, out_dir: Path) -> int:
         plot_results,
         run_benchmark,
         unmet_requirements,
-        write_json,
         write_results,
     )
 
@@ -575,7 +574,9 @@ def _run_bench(args, people, alternatives, required, out_dir: Path) -> int:
     print(f"wrote {', '.join(p.name for p in written.values())} to {out_dir}/"
           + ("" if has_plot else " (no plot: pip install matplotlib)"))
     if args.json:
-        print(f"wrote {write_json(result, args.json)}")
+        from vitpose_trt.atomic import write_json
+
+        print(f"wrote {write_json(args.json, result, indent=1)}")
     if args.plot:
         if not has_plot:
             print("vitpose-trt bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)

@@ -40,7 +40,7 @@ per-box matrices that precede the copy.
 from vitpose_trt.bench.environment import environment, load_warning, tensorrt_version
 from vitpose_trt.bench.measure import Runner, Timer, measure_frames, measure_matmul_rate, measure_throughput, summarize
 from vitpose_trt.bench.reference import Reference, keypoint_disagreement, reference_keypoints
-from vitpose_trt.bench.report import STAGES, format_table, make_figure, plot_results, write_json, write_results
+from vitpose_trt.bench.report import STAGES, format_table, make_figure, plot_results, write_results
 from vitpose_trt.bench.run import BenchConfig, int_list, run_benchmark, unmet_requirements
 from vitpose_trt.bench.runners import (
     ALIASES,
@@ -70,5 +70,5 @@ __all__ = [
     "make_figure", "measure_frames", "measure_matmul_rate", "measure_throughput", "plot_results", "reference_keypoints",
     "resolve_alternatives", "run_benchmark", "runner_baseline", "summarize", "synthetic_boxes", "synthetic_frame",
     "unmet_requirements",
-    "tensorrt_version", "write_json", "write_results",
+    "tensorrt_version", "write_results",
 ]

@@ -215,11 +215,6 @@ def make_figure(result: dict):
     return fig
 
 
-def write_json(result: dict, path: str | os.PathLike) -> Path:
-    """Every number of a `run_benchmark` result as JSON (inf as "inf"), written whole or not at all."""
-    return atomic.write_json(path, result, indent=1)
-
-
 def write_results(result: dict, out_dir: str | os.PathLike, *, plot: bool = True) -> dict[str, Path]:
     """Write the table (table.txt), the numbers (bench.json) and, with matplotlib, the plot
     (bench.png) into `out_dir` (created). Returns {"table", "json", "plot"} -> path of what was written.
@@ -230,7 +225,7 @@ def write_results(result: dict, out_dir: str | os.PathLike, *, plot: bool = True
     out = Path(os.fspath(out_dir))
     out.mkdir(parents=True, exist_ok=True)
     written = {"table": atomic.atomic_write(out / "table.txt", format_table(result) + "\n"),
-               "json": write_json(result, out / "bench.json")}
+               "json": atomic.write_json(out / "bench.json", result, indent=1)}
     if plot:
         written["plot"] = plot_results(result, out / "bench.png")
     return written

@@ -105,7 +105,7 @@ class BenchConfig:
 
 
 def run_benchmark(config: BenchConfig | None = None, /, **options: Any) -> dict:
-    """Run the benchmark and return every number (the dict `write_json` writes).
+    """Run the benchmark and return every number (the dict `write_results` writes as bench.json).
 
     Args:
         config: a `BenchConfig`; `options` (its field names) override it or, without it, make one.
@@ -118,15 +118,10 @@ def run_benchmark(config: BenchConfig | None = None, /, **options: Any) -> dict:
     if unknown:
         raise TypeError(f"run_benchmark: unknown options {sorted(unknown)}")
     cfg = replace(config, **options) if config is not None else BenchConfig(**options)
-    import torch
+    from vitpose_trt.bench.environment import torch_threads
 
-    saved_threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 # --------------------------------------------------------------------------------------------

@@ -167,68 +167,92 @@ def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), d
         {"environment": {...}, "rows": [{"people", "det_every", "frames", "fps", "median_frame_ms",
         "detector_runs", "people_found" (mean people posed per frame), "stage_ms": {stage: mean ms per frame}, "detector"}]}.
     """
+    from vitpose_trt.bench.environment import torch_threads
+    from vitpose_trt.tracker import make_detector
+
+    with torch_threads(threads):  # process-wide: restored after
+        pose = _pose_model(engine, variant, mode=mode, flip_test=flip_test, device=device, precision=precision)
+        det = make_detector(detector, threads=threads) if isinstance(detector, (str, Path)) else \
+            make_detector(detector) if detector is not None else None
+        name = (f"{Path(detector).name}{' (run, then the known boxes)' if known_boxes else ''}" if detector
+                else "known boxes (no model)")
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="vitpose-bench-video-") as tmp:
+            for n in people:
+                video = Path(tmp) / f"people{n}.avi"
+                truth = synthetic_video(video, n, frames, size)
+                _warm_up(pose, det, video, truth, warmup)
+                for every in det_every:
+                    # without a detector: the true boxes, at no cost; an untrained one: its cost, the true boxes
+                    found = _KnownBoxes(truth) if det is None else _RunThenKnownBoxes(det, truth) if known_boxes else det
+                    row = _scenario(pose, found, video, Path(tmp) / f"out-{n}-{every}", every, render)
+                    rows.append({"people": n, "det_every": every, **row, "detector": name})
+                    log.info("%d people, detector every %d: %.2f fps (sequential %.2f)", n, every, row["fps"],
+                             row["fps_sequential"])
+        return {"environment": _environment(pose, size, render), "rows": rows}
+
+
+def _pose_model(engine, variant: str, **options):
+    """The `VitPoseTRT` measured: `engine`, or a fixed-seed random ViTPose of `variant`."""
     import torch
 
     from vitpose_trt.pipeline import VitPoseTRT
+
+    if engine is None:
+        from vitpose_trt.engines.torch_engine import TorchEngine
+        from vitpose_trt.model import build_random_model
+
+        dev = options["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+        prec = options["precision"] or ("fp16" if dev.startswith("cuda") else "fp32")
+        engine = TorchEngine(build_random_model(variant), device=dev, precision=prec)
+    return VitPoseTRT(engine, **options)
+
+
+def _warm_up(pose, det, video: Path, truth: dict[int, np.ndarray], calls: int) -> None:
+    """`calls` untimed pose (and detector) calls on the video's first frame."""
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker, make_detector
+
+    first = VideoSource(video)
+    frame0 = next(iter(first)).image
+    first.close()
+    for _ in range(calls):
+        pose.infer(frame0, truth[0])
+        if det is not None:
+            det(frame0)
+
+
+def _scenario(pose, detector, video: Path, out: Path, every: int, render: bool) -> dict:
+    """One row: the video tracked in turn, then detecting ahead (`process_video(overlap=)`)."""
+    from vitpose_trt.sources import VideoSource
+    from vitpose_trt.tracker import PoseTracker
     from vitpose_trt.video import process_video
 
-    if threads:
-        torch.set_num_threads(threads)
-    if engine is None:
-        from vitpose_trt.model import build_random_model
-        from vitpose_trt.engines.torch_engine import TorchEngine
+    runs = {}
+    for overlap in (False, True):
+        # Random weights give flat heatmaps (scores ~1e-4): no keypoint would pass the usual threshold,
+        # every person would be "lost" and the detector would run on every frame. For timing, the box
+        # between detector runs is then made from all keypoints.
+        counted = _Counted(detector)
+        tracker = PoseTracker(pose, counted, det_every=every, kpt_thr=-np.inf if pose.random_weights else 0.3)
+        folder = out.with_name(f"{out.name}-{'ahead' if overlap else 'in-turn'}")
+        folder.mkdir()
+        runs[overlap] = (process_video(VideoSource(video), tracker, folder, render=render, progress=False,
+                                       overlap=overlap), counted.calls)
+    (res, calls), sequential = runs[True], runs[False][0]
+    return {"frames": res.frames, "fps": res.fps, "fps_sequential": sequential.fps,
+            "overlap_gain": res.fps / max(sequential.fps, 1e-9), "detector_runs": calls,
+            "people_found": res.people / max(res.frames, 1),
+            "median_frame_ms": 1000 * float(np.median(res.frame_seconds)) if res.frame_seconds else 0.0,
+            "stage_ms": {k: 1000 * v / max(res.frames, 1) for k, v in res.stage_seconds.items()}}
 
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        prec = precision or ("fp16" if dev.startswith("cuda") else "fp32")
-        engine = TorchEngine(build_random_model(variant), device=dev, precision=prec)
-    pose = VitPoseTRT(engine, mode=mode, flip_test=flip_test, device=device, precision=precision)
-    det = make_detector(detector, threads=threads) if isinstance(detector, (str, Path)) else \
-        make_detector(detector) if detector is not None else None
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="vitpose-bench-video-") as tmp:
-        for n in people:
-            video = Path(tmp) / f"people{n}.avi"
-            truth = synthetic_video(video, n, frames, size)
-            first = VideoSource(video)
-            frame0 = next(iter(first)).image
-            first.close()
-            for _ in range(warmup):
-                pose.infer(frame0, truth[0])
-                if det is not None:
-                    det(frame0)
-            for every in det_every:
-                runs = {}
-                for overlap in (False, True):  # the same video sequentially, then detecting ahead
-                    # Random weights give flat heatmaps (scores ~1e-4): no keypoint would pass the usual
-                    # threshold, every person would be "lost" and the detector would run on every frame.
-                    # For timing, the box between detector runs is then made from all keypoints.
-                    counted = _Counted(_KnownBoxes(truth) if det is None else
-                                       _RunThenKnownBoxes(det, truth) if known_boxes else det)
-                    tracker = PoseTracker(pose, counted, det_every=every,
-                                          kpt_thr=-np.inf if pose.random_weights else 0.3)
-                    out = Path(tmp) / f"out-{n}-{every}-{overlap}"
-                    out.mkdir()
-                    runs[overlap] = (process_video(VideoSource(video), tracker, out, render=render, progress=False,
-                                                   overlap=overlap), counted.calls)
-                res, calls = runs[True]
-                row = {"people": n, "det_every": every, "frames": res.frames, "fps": res.fps,
-                       "fps_sequential": runs[False][0].fps, "overlap_gain": res.fps / max(runs[False][0].fps, 1e-9),
-                       "detector_runs": calls, "people_found": res.people / max(res.frames, 1),
-                       "median_frame_ms": 1000 * float(np.median(res.frame_seconds)) if res.frame_seconds else 0.0,
-                       "stage_ms": {k: 1000 * v / max(res.frames, 1) for k, v in res.stage_seconds.items()},
-                       "detector": (f"{Path(detector).name}{' (run, then the known boxes)' if known_boxes else ''}"
-                                    if detector else "known boxes (no model)")}
-                rows.append(row)
-                log.info("%d people, detector every %d: %.2f fps (sequential %.2f)", n, every, row["fps"],
-                         row["fps_sequential"])
-    return {"environment": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                            "torch_threads": torch.get_num_threads(), "engine": type(pose.engine).__name__,
-                            "device": pose.engine.device, "random_weights": pose.random_weights,
-                            "size": f"{size[0]}x{size[1]}", "render": render, "time": time.strftime("%Y-%m-%d %H:%M")},
-            "rows": rows}
 
+def _environment(pose, size: tuple[int, int], render: bool) -> dict:
+    import torch
+
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(), "engine": type(pose.engine).__name__,
+            "device": pose.engine.device, "random_weights": pose.random_weights,
+            "size": f"{size[0]}x{size[1]}", "render": render, "time": time.strftime("%Y-%m-%d %H:%M")}
 
 def format_video_table(result: dict) -> str:
     """A Markdown table of `run_video_benchmark`'s rows."""

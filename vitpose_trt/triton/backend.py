@@ -36,43 +36,10 @@ if __name__ != "vitpose_trt.triton.backend":  # loaded by the stub as <repositor
 
 try:
     import triton_python_backend_utils as pb_utils  # provided by the Python backend's stub process
-except ImportError:  # imported outside Triton: the request checks and the batch planner are testable
+except ImportError:  # imported outside Triton: the request checks are testable
     pb_utils = None
 
 log = logging.getLogger("vitpose_trt.triton.backend")
-
-
-def plan_engine_calls(box_counts: list[int], max_crops: int) -> list[list[tuple[int, int, int]]]:
-    """Group the boxes of several frames into engine calls of at most `max_crops` boxes.
-
-    Frames keep their order; a frame with more boxes than `max_crops` is split across calls, and
-    frames with no boxes take no place in any call.
-
-    Args:
-        box_counts: the number of boxes of each frame.
-        max_crops: the most boxes in one call (>= 1).
-
-    Returns:
-        one list per call of (frame index, first box, end box) pieces.
-    """
-    if max_crops < 1:
-        raise ValueError(f"max_crops must be >= 1, got {max_crops}")
-    calls: list[list[tuple[int, int, int]]] = []
-    current: list[tuple[int, int, int]] = []
-    room = max_crops
-    for index, count in enumerate(box_counts):
-        lo = 0
-        while lo < count:
-            take = min(room, count - lo)
-            current.append((index, lo, lo + take))
-            lo += take
-            room -= take
-            if room == 0:
-                calls.append(current)
-                current, room = [], max_crops
-    if current:
-        calls.append(current)
-    return calls
 
 
 def split_request(image: np.ndarray, boxes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -166,17 +133,19 @@ class TritonPythonModel:
 
         k = self.num_keypoints
         results = [np.empty((len(b), k, 3), dtype=np.float32) for _, b in items]
-        for call in plan_engine_calls([len(b) for _, b in items], self.max_crops):
+        from vitpose_trt.batching import frame_batches
+
+        for call in frame_batches([len(b) for _, b in items], self.max_crops):
             try:
-                keypoints = self.pose.infer_many([items[i][0] for i, _, _ in call],
-                                                 [items[i][1][lo:hi] for i, lo, hi in call])
+                keypoints = self.pose.infer_many([items[s.frame][0] for s in call],
+                                                 [items[s.frame][1][s.lo:s.hi] for s in call])
             except (TypeError, ValueError, RuntimeError) as e:  # the whole call failed: so do its requests
                 log.error("engine call failed: %s", e)
-                for i, _, _ in call:
-                    errors.setdefault(owner[i], f"inference failed: {e}")
+                for s in call:
+                    errors.setdefault(owner[s.frame], f"inference failed: {e}")
                 continue
-            for (i, lo, hi), kp in zip(call, keypoints):
-                results[i][lo:hi] = kp
+            for s, kp in zip(call, keypoints):
+                results[s.frame][s.lo:s.hi] = kp
 
         responses = []
         for r in range(len(requests)):
