@@ -52,3 +52,18 @@ def draw_poses(frame: np.ndarray, keypoints: np.ndarray, boxes=None, score_thr: 
 
 def _point(kpt: np.ndarray) -> tuple[int, int]:
     return int(round(float(kpt[0]))), int(round(float(kpt[1])))
+
+
+def draw_people(image: np.ndarray, people, kpt_thr: float = 0.3, dataset: Dataset | None = None) -> np.ndarray:
+    """`draw_poses` for tracked people (`tracker.Person`: `id`, `box`, `keypoints`), each labelled with
+    their id above the box."""
+    if not people:
+        return image.copy()
+    out = draw_poses(image, np.stack([p.keypoints for p in people]), np.stack([p.box for p in people]), kpt_thr,
+                     dataset)
+    scale = max(0.4, min(out.shape[:2]) / 900)
+    for p in people:
+        x, y = int(p.box[0]), max(int(p.box[1]) - 4, 12)
+        cv2.putText(out, str(p.id), (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, BOX_COLOUR, max(1, round(2 * scale)),
+                    cv2.LINE_AA)
+    return out

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vitpose_trt.draw import draw_people
 from vitpose_trt.sources import VideoSource
-from vitpose_trt.tracker import STAGES, DetectorError, Person, PoseTracker
+from vitpose_trt.tracker import STAGES, DetectorError, PoseTracker
 from vitpose_trt.video_io import JsonlWriter, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -62,25 +63,6 @@ class VideoResult:
 
 def fps(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else 0.0
-
-
-def draw_people(image: np.ndarray, people: list[Person], kpt_thr: float = 0.3, dataset=None) -> np.ndarray:
-    """A copy of `image` with each person's box, skeleton (the `vitpose_trt.datasets.Dataset`'s) and id."""
-    import cv2
-
-    from vitpose_trt.draw import draw_poses
-
-    if not people:
-        return image.copy()
-    kps = np.stack([p.keypoints for p in people])
-    boxes = np.stack([p.box for p in people])
-    out = draw_poses(image, kps, boxes, kpt_thr, dataset)
-    scale = max(0.4, min(out.shape[:2]) / 900)
-    for p in people:
-        x, y = int(p.box[0]), max(int(p.box[1]) - 4, 12)
-        cv2.putText(out, str(p.id), (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 200, 0), max(1, round(2 * scale)),
-                    cv2.LINE_AA)
-    return out
 
 
 def overlap_pays(tracker: PoseTracker) -> bool:
