@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vitpose_trt.geometry import check_boxes, check_frame
+from vitpose_trt.video_io import person_record
 from vitpose_trt.track import (ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF, IouTracker, OneEuroFilter,
                                Track, box_from_keypoints)
 
@@ -50,10 +51,8 @@ class Person:
     keypoints: np.ndarray
 
     def to_dict(self, decimals: int = 2) -> dict:
-        """JSON-ready: {"id", "box", "box_score", "keypoints": [[x, y, score], ...]}."""
-        kp = [[round(float(x), decimals), round(float(y), decimals), round(float(s), 4)] for x, y, s in self.keypoints]
-        return {"id": int(self.id), "box": [round(float(v), decimals) for v in self.box],
-                "box_score": round(float(self.box_score), 4), "keypoints": kp}
+        """JSON-ready, as in the video JSONL (`video_io.person_record`): {"id", "box", "box_score", "keypoints"}."""
+        return person_record(self.id, self.box, self.box_score, self.keypoints, decimals)
 
 
 def make_detector(detector, **kwargs) -> Callable[[np.ndarray], np.ndarray]:

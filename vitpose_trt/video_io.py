@@ -49,8 +49,36 @@ def write_image_atomic(path, image: np.ndarray) -> Path:
     return atomic_write(path, buf.tobytes())
 
 
+# The JSON line of one video frame, as `vitpose-trt infer` writes it and `load_frame_detections` reads it back:
+#   {"frame": i, "time": s, "people": [{"id", "box": [x1, y1, x2, y2], "box_score", "keypoints": [[x, y, score], ...]}]}
+def person_record(id: int, box, box_score: float, keypoints, decimals: int = 2) -> dict:
+    """One person of a frame's line: pixels rounded to `decimals`, scores to 4."""
+    return {"id": int(id), "box": [round(float(v), decimals) for v in box], "box_score": round(float(box_score), 4),
+            "keypoints": [[round(float(x), decimals), round(float(y), decimals), round(float(s), 4)]
+                          for x, y, s in keypoints]}
+
+
+def frame_record(frame: int, time: float, people: list[dict]) -> dict:
+    return {"frame": int(frame), "time": round(float(time), 4), "people": people}
+
+
+def _boxes_of_record(obj) -> list[list[float]]:
+    """The (x1, y1, x2, y2, score) rows of a JSON line: `{"frame", "boxes"}` or a `frame_record`."""
+    if not isinstance(obj, dict) or "frame" not in obj:
+        raise ValueError('expected an object with "frame" and "boxes" (or "people")')
+    if "boxes" in obj:
+        rows = [[float(v) for v in b] + ([1.0] if len(b) == 4 else []) for b in obj["boxes"]]
+    elif "people" in obj:
+        rows = [[float(v) for v in p["box"]] + [float(p.get("box_score", 1.0))] for p in obj["people"]]
+    else:
+        raise ValueError('expected "boxes" or "people"')
+    if any(len(r) != 5 for r in rows):
+        raise ValueError("each box must be [x1, y1, x2, y2] or [x1, y1, x2, y2, score]")
+    return rows
+
+
 class JsonlWriter:
-    """DIR/<stem>.jsonl: one JSON object per frame, `{"frame", "time", "people": [...]}`, flushed per line."""
+    """DIR/<stem>.jsonl: one `frame_record` per frame, flushed per line."""
 
     def __init__(self, path) -> None:
         self.path = Path(path)
@@ -59,7 +87,7 @@ class JsonlWriter:
         self.frames = 0
 
     def write(self, frame: int, time: float, people: list[dict]) -> None:
-        self._f.write(json.dumps({"frame": int(frame), "time": round(float(time), 4), "people": people}) + "\n")
+        self._f.write(json.dumps(frame_record(frame, time, people)) + "\n")
         self._f.flush()
         self.frames += 1
 
@@ -190,17 +218,8 @@ def load_frame_detections(path) -> dict[int, np.ndarray]:
         try:
             if first.startswith("{"):
                 obj = json.loads(line)
-                if not isinstance(obj, dict) or "frame" not in obj:
-                    raise ValueError('expected an object with "frame" and "boxes" (or "people")')
+                rows = _boxes_of_record(obj)
                 frame = int(obj["frame"])
-                if "boxes" in obj:
-                    rows = [[float(v) for v in b] + ([1.0] if len(b) == 4 else []) for b in obj["boxes"]]
-                elif "people" in obj:
-                    rows = [[float(v) for v in p["box"]] + [float(p.get("box_score", 1.0))] for p in obj["people"]]
-                else:
-                    raise ValueError('expected "boxes" or "people"')
-                if any(len(r) != 5 for r in rows):
-                    raise ValueError("each box must be [x1, y1, x2, y2] or [x1, y1, x2, y2, score]")
             else:
                 v = [float(x) for x in line.split(",")]
                 if len(v) < 7:
