@@ -189,6 +189,11 @@ def runtime() -> CudaRuntime:
     return _runtime
 
 
+def default_device() -> str:
+    """Where a model runs when the caller names no device: "cuda" where a GPU is visible, else "cpu"."""
+    return "cuda" if _runtime.available() else "cpu"
+
+
 @contextlib.contextmanager
 def use_runtime(other: CudaRuntime) -> Iterator[CudaRuntime]:
     """Run the block with `other` as the runtime (the test suite's CPU stand-in); restores the previous one."""

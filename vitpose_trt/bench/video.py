@@ -194,15 +194,14 @@ def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), d
 
 def _pose_model(engine, variant: str, **options):
     """The `VitPoseTRT` measured: `engine`, or a fixed-seed random ViTPose of `variant`."""
-    import torch
-
     from vitpose_trt.pipeline import VitPoseTRT
 
     if engine is None:
+        from vitpose_trt.cuda_runtime import default_device
         from vitpose_trt.engines.torch_engine import TorchEngine
         from vitpose_trt.model import build_random_model
 
-        dev = options["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+        dev = options["device"] or default_device()
         prec = options["precision"] or ("fp16" if dev.startswith("cuda") else "fp32")
         engine = TorchEngine(build_random_model(variant), device=dev, precision=prec)
     return VitPoseTRT(engine, **options)

@@ -104,11 +104,11 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
 
     import torch
 
-    from vitpose_trt.cuda_runtime import runtime
+    from vitpose_trt.cuda_runtime import default_device
     from vitpose_trt.engines.torch_engine import TorchEngine
 
     if device is None:
-        device = "cuda" if runtime().available() else "cpu"
+        device = default_device()
     if (path is not None and backend == "auto" and device == "cpu" and precision in (None, "fp32")):
         from vitpose_trt.engines.onnx_cache import cached_onnx
         from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
