@@ -405,11 +405,12 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], *, 
     """
     import tempfile
 
-    from vitpose_trt.export import check_output_path, export_onnx
+    from vitpose_trt.atomic import writable_target
+    from vitpose_trt.export import export_onnx
 
     if mode not in RECIPES:
         raise ValueError(f"--mode must be one of {tuple(RECIPES)}, got {mode!r}")
-    check_output_path(output)
+    writable_target(output)
     source = Path(os.fspath(source))
     if not source.exists():
         raise FileNotFoundError(f"model not found: {source}")

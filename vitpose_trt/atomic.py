@@ -14,6 +14,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def writable_target(path: str | os.PathLike[str]) -> Path:
+    """`path` as a Path, when a file can be written there; checked before any work is done.
+
+    Raises:
+        IsADirectoryError: `path` is a directory.
+        FileNotFoundError / PermissionError: its folder is missing or not writable.
+    """
+    path = Path(os.fspath(path))
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory (give a file path)")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"cannot write {path}: the directory {path.parent} is not writable")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on error removed.
@@ -23,12 +40,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         FileNotFoundError / PermissionError: the parent directory is missing or not writable
             (raised before the caller does any work).
     """
-    path = Path(os.fspath(path))
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: the directory {parent} does not exist")
+    path = writable_target(path)
+    parent = path.parent
     try:
         # the temporary name keeps the suffix: OpenCV and matplotlib choose the format from it
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=parent)

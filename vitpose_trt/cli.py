@@ -300,10 +300,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args) -> int:
-    from vitpose_trt.export import check_output_path, export_onnx
+    from vitpose_trt.atomic import writable_target
+    from vitpose_trt.export import export_onnx
     from vitpose_trt.checkpoint import load_model
 
-    check_output_path(args.output)  # before loading the model
+    writable_target(args.output)  # before loading the model
     model = load_model(args.checkpoint, variant=args.variant, num_keypoints=args.num_keypoints, expert=args.expert,
                        dataset=args.dataset)
     res = export_onnx(model, args.output, opset=args.opset, check=not args.no_check)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitpose_trt.atomic import writable_target
+
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "input", "heatmaps"
@@ -66,19 +68,6 @@ class ExportResult:
     random_weights: bool
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Refuse an output path that cannot be written, before any work: a directory, a missing or
-    unwritable parent folder (IsADirectoryError / FileNotFoundError / PermissionError naming it)."""
-    path = Path(os.fspath(path))
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory (give a file path ending in .onnx)")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"cannot write {path}: the directory {path.parent} is not writable")
-    return path
-
-
 def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: int = MIN_OPSET,
                 dynamic_batch: bool = True, check: bool = True, atol: float = MAX_REL_DIFF) -> ExportResult:
     """Export a ViTPose model to ONNX and verify it.
@@ -100,7 +89,7 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}")
-    path = check_output_path(path)
+    path = writable_target(path)
     if not isinstance(model, torch.nn.Module):
         from vitpose_trt.checkpoint import load_model
 
