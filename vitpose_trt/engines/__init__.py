@@ -1,9 +1,11 @@
 """Engines: a batch of normalized crops in, heatmaps out. One runner per framework, one interface.
 
-`open_engine` picks the runner from what it is given:
+`open_engine` picks the pose model's runner from what it is given:
     *.engine / *.plan   -> TensorRT (needs the tensorrt package and an NVIDIA GPU)
     *.onnx              -> ONNX Runtime (CPU)
     a checkpoint / None -> PyTorch: CUDA FP16 where a GPU is visible, else CPU FP32
+`open_graph` opens any other model file (a person detector) by the same suffix rule (`is_plan`):
+a plan on TensorRT (`TensorRTPlan`, which the pose engine runs on too), an .onnx on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -12,13 +14,54 @@ import logging
 import os
 from pathlib import Path
 
-from vitpose_trt.engines.base import Engine
+from vitpose_trt.engines.base import Engine, Graph
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "pytorch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 PLAN_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def is_plan(path: str | os.PathLike[str]) -> bool:
+    """True for a TensorRT plan by its file name (.engine, .plan, .trt): the one rule that sends a
+    model file to TensorRT, for the pose model and the detector alike."""
+    return Path(os.fspath(path)).suffix.lower() in PLAN_SUFFIXES
+
+
+def open_graph(path: str | os.PathLike[str], *, kind: str, providers: list[str] | None = None,
+               threads: int | None = None, device: str | int | None = None) -> Graph:
+    """Open a model file that runs as it is (a person detector's) by its suffix, as `open_engine` does.
+
+    Args:
+        path: a TensorRT plan (.engine/.plan/.trt, built by `vitpose-trt build`) or an .onnx file.
+        kind: what the caller runs (`sidecar.KIND_DETECTOR`): a plan whose sidecar says otherwise is
+            refused by name.
+        providers / threads: ONNX Runtime's execution providers and CPU threads (an .onnx only).
+        device: the CUDA device of a plan (default: the current one).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a file of another kind or type, or one that
+        does not load (named). RuntimeError: a plan where no GPU is visible.
+        TensorRTUnavailableError: a plan without TensorRT installed.
+    """
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    if is_plan(path):
+        if providers is not None or threads is not None:
+            log.debug("%s is a TensorRT plan: ONNX Runtime's providers and threads do not apply", path)
+        from vitpose_trt.engines.tensorrt import TensorRTPlan
+
+        return TensorRTPlan(path, kind=kind, device=device)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"{path}: expected an .onnx graph or a TensorRT plan ({', '.join(PLAN_SUFFIXES)})")
+    if device is not None:
+        raise ValueError(f"device={device!r} picks the GPU of a TensorRT plan; for an .onnx choose ONNX Runtime's "
+                         "providers instead")
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeGraph
+
+    return OnnxRuntimeGraph(path, providers=providers, threads=threads)
 
 
 def open_engine(source=None, *, backend: str = "auto", device: str | None = None, precision: str | None = None,
@@ -70,14 +113,15 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         if not path.exists():
             raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
     suffix = path.suffix.lower() if path is not None else ""
-    if expert is not None and (module is not None or suffix in PLAN_SUFFIXES + (".onnx",)):
+    plan = path is not None and is_plan(path)
+    if expert is not None and (module is not None or plan or suffix == ".onnx"):
         raise ValueError(f"expert={expert} picks a ViTPose++ expert when a checkpoint is loaded; "
                          f"{path or type(module).__name__} has one already (choose it at export / build time)")
 
-    if suffix in PLAN_SUFFIXES and backend not in ("auto", "tensorrt"):
+    if plan and backend not in ("auto", "tensorrt"):
         raise ValueError(f"{path} is a TensorRT engine: it runs only with backend='tensorrt' (or 'auto')")
-    if suffix in PLAN_SUFFIXES or backend == "tensorrt":
-        if suffix not in PLAN_SUFFIXES:
+    if plan or backend == "tensorrt":
+        if not plan:
             raise ValueError(
                 f"the TensorRT backend runs a built engine, not {path or 'a model'}; build one with "
                 f"`vitpose-trt build {path or 'CHECKPOINT'} -o model.engine --fp16`"
@@ -160,4 +204,4 @@ def _check_cpu_device(device: str | None, runtime: str) -> None:
                          "backend='pytorch'")
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "Engine", "open_engine"]
+__all__ = ["BACKENDS", "PRECISIONS", "Engine", "Graph", "is_plan", "open_engine", "open_graph"]

@@ -1,14 +1,20 @@
-"""The engine interface shared by every backend (PyTorch, ONNX Runtime, TensorRT).
+"""The engine interfaces shared by every backend (PyTorch, ONNX Runtime, TensorRT).
 
-Pre- and post-processing never live here: an engine only maps crops to heatmaps. As in
-Polygraphy's runners, the public methods check their input and then call the backend's `_run` /
-`_run_cuda`, so every backend refuses bad input with the same message.
+`Engine` is the pose model's: crops in, heatmaps out. Pre- and post-processing never live here.
+As in Polygraphy's runners, the public methods check their input and then call the backend's
+`_run` / `_run_cuda`, so every backend refuses bad input with the same message.
+
+`Graph` is any other model file run as it is (a person detector): named tensors in, named
+tensors out, on ONNX Runtime (`engines.onnxruntime.OnnxRuntimeGraph`) or TensorRT
+(`engines.tensorrt.TensorRTPlan`, which the pose model's TensorRT engine runs on too).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -24,6 +30,47 @@ if TYPE_CHECKING:
 # wrong runs in bounded chunks. On the GPU 64 keeps the tensor cores busy (and is the TensorRT
 # builder's default profile maximum). Override per engine with `max_batch=`.
 DEFAULT_MAX_BATCH = {"cpu": 16, "cuda": 64}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a graph.
+
+    Attributes:
+        name: the tensor's name in the graph (the ONNX name; TensorRT keeps it).
+        shape: its dimensions, None where they vary at run time.
+        dtype: numpy dtype (float32, float16, int32, int64, bool).
+    """
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+
+class Graph(Protocol):
+    """A model file run as it is: `run({name: array}) -> [array per output]` on the host.
+
+    Attributes:
+        name: the runner ("onnxruntime", "tensorrt").
+        path: the file.
+        inputs / outputs: their `TensorSpec`s, in the graph's order (`run` returns that order).
+        metadata: the ONNX graph's metadata_props (a TensorRT plan: those of the ONNX graph it was
+            built from, as its sidecar records them).
+        sidecar: a TensorRT plan's sidecar ({} for an ONNX graph, or a plan without one).
+        providers: where it runs (ONNX Runtime's providers in order; ["TensorRT"] for a plan).
+    """
+
+    name: str
+    path: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    metadata: dict[str, str]
+    sidecar: dict[str, Any]
+    providers: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def close(self) -> None: ...
 
 
 class Engine(ABC):

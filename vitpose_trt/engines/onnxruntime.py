@@ -1,13 +1,82 @@
-"""ONNX Runtime engine (CPU): runs an exported `model.onnx`."""
+"""ONNX Runtime: the pose engine (CPU) for an exported `model.onnx`, and any other graph run as it is
+(a person detector, on the CPU or ONNX Runtime's GPU providers)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from vitpose_trt.engines.base import Engine, check_max_batch
+from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch
+
+# ONNX Runtime's tensor type strings -> numpy dtypes (the types the package's graphs use)
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
+                "tensor(int64)": np.int64, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8}
+
+
+def _load_session(path: Path, options: Any, providers: list[str]) -> Any:
+    """An InferenceSession, or ValueError naming the file (ONNX Runtime raises its own classes, Fail,
+    InvalidGraph, ..., for corrupt or unsupported files)."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(os.fspath(path), options, providers=providers)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a loadable ONNX model ({first})") from None
+
+
+def _spec(value: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in value.shape)
+    return TensorSpec(value.name, shape, np.dtype(_NUMPY_TYPES.get(value.type, np.float32)))
+
+
+class OnnxRuntimeGraph:
+    """Any ONNX graph run as it is with ONNX Runtime (a `Graph`): a person detector's, for one.
+
+    Args:
+        path: the .onnx file.
+        providers: ONNX Runtime execution providers in order of preference (default: TensorRT and
+            CUDA where this ONNX Runtime has them, then the CPU).
+        threads: intra-op threads of the CPU provider (None: one per core).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a loadable ONNX graph (named).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, providers: list[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(os.fspath(path))
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+            providers.append("CPUExecutionProvider")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = _load_session(self.path, options, providers)
+        self.inputs = [_spec(v) for v in self.session.get_inputs()]
+        self.outputs = [_spec(v) for v in self.session.get_outputs()]
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        self.sidecar: dict[str, Any] = {}
+        self.providers: list[str] = list(self.session.get_providers())
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One session run: {input name: array} -> the outputs in the graph's order."""
+        if self.session is None:
+            raise RuntimeError(f"{self.path}: the graph was closed")
+        return list(self.session.run(None, feeds))
+
+    def close(self) -> None:
+        self.session = None
 
 
 class OnnxRuntimeEngine(Engine):
@@ -45,11 +114,7 @@ class OnnxRuntimeEngine(Engine):
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         self.path = path
-        try:
-            self.session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ONNX Runtime raises its own classes (Fail, InvalidGraph, ...) for bad files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"{path}: not a loadable ONNX model ({first})") from None
+        self.session = _load_session(path, opts, ["CPUExecutionProvider"])
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")

@@ -25,6 +25,12 @@ SIDECAR_FORMAT = 1
 SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
 # `vitpose-trt build`'s defaults: most boxes per engine call, the batch TensorRT tunes for, the pipeline.
 BUILD_DEFAULTS: dict[str, Any] = {"max_batch": 64, "opt_batch": 8, "mode": "udp"}
+# What a plan holds (the sidecar's "kind"; a sidecar without one is a pose model's, as every plan was
+# before detectors were built): a ViTPose (crops -> heatmaps) or a person detector (image -> boxes).
+KIND_POSE, KIND_DETECTOR = "pose", "detector"
+KINDS = (KIND_POSE, KIND_DETECTOR)
+# A detector sidecar's "detector" entry: how `Detector` reads the plan (detect.py's names and values).
+DETECTOR_KEYS = ("format", "family", "input_size")
 
 
 class EngineMismatchError(RuntimeError):
@@ -70,14 +76,41 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data
 
 
+def sidecar_kind(sidecar: Mapping[str, Any] | None) -> str:
+    """What the plan holds: KIND_POSE or KIND_DETECTOR (a sidecar without "kind" is a pose model's)."""
+    return str((sidecar or {}).get("kind") or KIND_POSE)
+
+
+def check_kind(sidecar: Mapping[str, Any], kind: str, engine_path: str | os.PathLike[str] = "model.engine") -> None:
+    """Refuse a plan of the other kind (a detector given as the pose model, or the reverse) by name.
+
+    Raises:
+        ValueError: one line: what the plan is and where it goes instead.
+    """
+    built = sidecar_kind(sidecar)
+    if built == kind:
+        return
+    use = {KIND_POSE: "the pose model (VitPoseTRT(...), --engine)",
+           KIND_DETECTOR: "the person detector (Detector(...), --detector)"}
+    source = (sidecar.get("source") or {}).get("path")
+    raise ValueError(f"{os.fspath(engine_path)} is a {built} engine{f' (built from {source})' if source else ''}, "
+                     f"not a {kind} model: pass it as {use.get(built, built)}")
+
+
 def rebuild_command(sidecar: Mapping[str, Any] | None, engine_path: str | os.PathLike[str] = "model.engine") -> str:
     """The `vitpose-trt build` command that rebuilds this engine with the options it was built with."""
     sidecar = sidecar or {}
     args = sidecar.get("build_args") or {}
-    source = (sidecar.get("source") or {}).get("path") or "CHECKPOINT"
+    detector = sidecar_kind(sidecar) == KIND_DETECTOR
+    source = (sidecar.get("source") or {}).get("path") or ("DETECTOR.onnx" if detector else "CHECKPOINT")
     parts = ["vitpose-trt", "build", shlex.quote(str(source)), "-o", shlex.quote(os.fspath(engine_path))]
     if sidecar.get("precision", "fp16") == "fp16":
         parts.append("--fp16")
+    if detector:  # what was named at build time; "auto" was told from the graph and is again
+        for key, flag in (("format", "--detector-format"), ("family", "--detector-family")):
+            if args.get(key, "auto") != "auto":
+                parts += [flag, str(args[key])]
+        return " ".join(parts)
     for key, flag in (("max_batch", "--max-batch"), ("opt_batch", "--opt-batch"), ("mode", "--mode")):
         if key in args and args[key] != BUILD_DEFAULTS[key]:
             parts += [flag, str(args[key])]
@@ -141,6 +174,7 @@ def make_sidecar(*, model: Any, mode: str, flip_test: bool, profile: Any, precis
         package_version = vitpose_trt.__version__
     return {
         "format": SIDECAR_FORMAT,
+        "kind": KIND_POSE,
         "variant": model.variant,
         "decoder": model.decoder,
         "num_keypoints": int(model.num_keypoints),
@@ -161,6 +195,62 @@ def make_sidecar(*, model: Any, mode: str, flip_test: bool, profile: Any, precis
         "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "vitpose_trt_version": package_version,
     }
+
+
+def make_detector_sidecar(*, detector: Mapping[str, Any], profile: Any, precision: str, fp32_ops: Sequence[str],
+                          io: Mapping[str, Any], strongly_typed: bool, tensorrt_version: str, gpu_name: str | None,
+                          compute_capability: str | None, source_path: str | None, source_onnx_sha256: str,
+                          source_metadata: Mapping[str, str], build_args: Mapping[str, Any],
+                          built_at: str | None = None, package_version: str | None = None) -> dict[str, Any]:
+    """The sidecar of a person detector's plan (kind "detector").
+
+    Args:
+        detector: {"format", "family", "input_size": [h, w]}: how `Detector` reads the plan, decided
+            at build time from the graph (or named on the command line) and verified with it.
+        source_metadata: the ONNX graph's metadata_props (Ultralytics' `task`, `imgsz`, ...), kept so
+            that the plan is read like the graph it was built from.
+        The rest: as `make_sidecar`.
+    """
+    missing = [k for k in DETECTOR_KEYS if k not in detector]
+    if missing:
+        raise ValueError(f"detector sidecar: missing {missing}")
+    if package_version is None:
+        import vitpose_trt
+
+        package_version = vitpose_trt.__version__
+    return {
+        "format": SIDECAR_FORMAT,
+        "kind": KIND_DETECTOR,
+        "detector": {"format": str(detector["format"]), "family": str(detector["family"]),
+                     "input_size": [int(s) for s in detector["input_size"]]},
+        "batch": profile.batch_range,
+        "precision": precision,
+        "fp32_ops": list(fp32_ops),
+        "strongly_typed": bool(strongly_typed),
+        "io": {k: [dict(t) for t in v] for k, v in io.items()},
+        "tensorrt_version": tensorrt_version,
+        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
+        "source": {"path": source_path, "onnx_sha256": source_onnx_sha256, "metadata": dict(source_metadata)},
+        "build_args": dict(build_args),
+        "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "vitpose_trt_version": package_version,
+    }
+
+
+def detector_record(sidecar: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A detector plan's recorded {"format", "family", "input_size": (h, w)}; {} without a sidecar.
+
+    Raises:
+        ValueError: the sidecar is a detector's but its "detector" entry is malformed.
+    """
+    if not sidecar or sidecar_kind(sidecar) != KIND_DETECTOR:
+        return {}
+    entry = sidecar.get("detector")
+    size = entry.get("input_size") if isinstance(entry, dict) else None
+    if (not isinstance(entry, dict) or not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(v, int) and v > 0 for v in size)):
+        raise ValueError(f"the detector sidecar's \"detector\" entry is malformed ({entry!r}); rebuild the engine")
+    return {"format": entry.get("format"), "family": entry.get("family"), "input_size": (size[0], size[1])}
 
 
 def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Mapping[str, Any]) -> Path:

@@ -1,4 +1,8 @@
-"""TensorRT engine runner: a built `model.engine` (plan) plus its `model.engine.json` sidecar.
+"""TensorRT at run time: a built `model.engine` (plan) plus its `model.engine.json` sidecar.
+
+`TensorRTPlan` loads and runs any plan (name-based inputs and outputs, dynamic shapes, the
+sidecar's checks); `TensorRTEngine` is the pose model's engine on it, and a person detector's
+plan runs on it through `vitpose_trt.detect.Detector`.
 
 TensorRT is imported inside functions only, so `import vitpose_trt` works without it. A bare
 `import tensorrt` is not proof that TensorRT is there: the `tensorrt-stubs` typing package makes
@@ -24,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vitpose_trt.cuda_runtime import Stream, runtime
-from vitpose_trt.engines.base import Engine, check_max_batch
+from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch
 from vitpose_trt.engines.sidecar import (
+    KIND_POSE,
     EngineMismatchError,
     Platform,
     check_compatibility,
+    check_kind,
     read_sidecar,
     rebuild_command,
     sidecar_path,
@@ -117,30 +123,277 @@ def current_platform(device: torch.device | None = None) -> Platform:
 
 
 # --------------------------------------------------------------------------------------------
-# the runner
+# the plan: loading, the sidecar's checks, name-based I/O
+
+
+class TensorRTPlan:
+    """A TensorRT plan and its execution context: the one place that loads a plan and binds its tensors.
+
+    Both models run on it: the pose engine (`TensorRTEngine`, crops -> heatmaps) and a person
+    detector (`vitpose_trt.detect.Detector`, a `Graph`). Before deserializing, the sidecar is checked:
+    the kind of model (`kind`: a detector's plan given as the pose model, or the reverse, is refused
+    by name), then the TensorRT version and GPU compute capability against this machine's (a
+    mismatch raises `EngineMismatchError` with the rebuild command instead of TensorRT's
+    deserialization error). Tensors are bound by name (TensorRT 10/11), any number of inputs and
+    outputs, with input shapes anywhere in the plan's first optimization profile; output shapes follow
+    from the input shapes (data-dependent output shapes are not supported: they are refused when the
+    plan is opened).
+
+    The plan file is trusted code: it holds compiled CUDA kernels (and may hold plugin or host
+    code) that run with this process's rights. Only load plans you built or got over a trusted
+    channel; this class does not and cannot sandbox them.
+
+    Calls share the execution context and TensorRT's scratch memory: they take turns under `lock`,
+    and a call on another stream than the last first makes its stream wait for that one
+    (`take_turn`). `run` (the host path) enqueues on a stream of its own.
+
+    Args:
+        path: the .engine/.plan file; its sidecar `<path>.json` is read when present.
+        kind: what the caller runs, `sidecar.KIND_POSE` or `sidecar.KIND_DETECTOR`.
+        device: the CUDA device (default: the current one).
+
+    Attributes:
+        sidecar: the sidecar dict ({} when there is none).
+        inputs / outputs: `TensorSpec`s; an input dimension the profile fixes (min == max) is given.
+        metadata: the source ONNX graph's metadata_props as the sidecar records them ({} if not).
+        device: the torch.device; stream: the host path's stream.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike[str], *, kind: str,
+                 device: int | str | torch.device | None = None) -> None:
+        rt = self._cuda = runtime()  # kept: the plan's memory and streams belong to this runtime
+        self.path = Path(os.fspath(path))
+        if not self.path.is_file():
+            raise FileNotFoundError(f"TensorRT engine not found: {self.path}")
+        require_tensorrt()
+        import tensorrt as trt
+
+        if not rt.available():
+            raise RuntimeError("TensorRT engines need an NVIDIA GPU visible to PyTorch (torch.cuda.is_available() "
+                               "is False: no GPU, or a CPU-only torch build)")
+        self.device = rt.device(device)
+        sidecar = read_sidecar(self.path)
+        self.sidecar: dict[str, Any] = sidecar or {}
+        current = current_platform(self.device)
+        if sidecar is None:
+            log.warning("%s has no sidecar %s: cannot check the TensorRT version and GPU it was built for",
+                        self.path, sidecar_path(self.path).name)
+        else:
+            check_kind(sidecar, kind, self.path)
+            check_compatibility(sidecar, current, self.path)
+        self.metadata: dict[str, str] = dict((self.sidecar.get("source") or {}).get("metadata") or {})
+        self.providers = ["TensorRT"]
+
+        plan = self.path.read_bytes()
+        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
+        # TensorRT adds device-wide synchronizations and warns on every call.
+        self.stream = rt.stream(self.device)
+        with rt.use(self.stream):  # the plan's device is current while TensorRT loads it
+            self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
+            try:
+                engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
+            except RuntimeError as e:  # some versions raise instead of returning None
+                raise EngineMismatchError(self._unloadable(current, str(e))) from None
+            if engine is None:
+                raise EngineMismatchError(self._unloadable(current, "see the TensorRT error logged above"))
+            self._engine: trt.ICudaEngine | None = engine
+            context: trt.IExecutionContext | None = engine.create_execution_context()
+            if context is None:
+                raise RuntimeError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+            self._context: trt.IExecutionContext | None = context
+
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self._dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n), n) for n in names}
+        self._profiles: dict[str, tuple[tuple[int, ...], ...]] = {}
+        self.inputs, self.outputs = [], []
+        for n in names:
+            dims = _dims(engine.get_tensor_shape(n))
+            if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
+                lo, opt, hi = (_dims(d) for d in engine.get_tensor_profile_shape(n, 0))  # profile 0
+                self._profiles[n] = (lo, opt, hi)
+                fixed = tuple(d if d >= 0 else (lo[i] if lo[i] == hi[i] else None) for i, d in enumerate(dims))
+                self.inputs.append(TensorSpec(n, fixed, _numpy_dtype(self._dtypes[n])))
+            else:
+                self.outputs.append(TensorSpec(n, tuple(d if d >= 0 else None for d in dims),
+                                               _numpy_dtype(self._dtypes[n])))
+        self._bound: dict[str, tuple[int, ...]] = {}  # the input shapes the context is set to
+        self.lock = threading.RLock()  # one execution context: calls from threads take turns
+        self._last_stream: Stream | None = None  # the stream of the last enqueue
+
+    def torch_dtype(self, name: str) -> torch.dtype:
+        """The torch dtype of tensor `name`."""
+        return self._dtypes[name]
+
+    def profile(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) shapes of input `name` in the plan's optimization profile."""
+        lo, opt, hi = self._profiles[name]
+        return lo, opt, hi
+
+    def output_shapes(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Each output's shape for these input shapes (the context is set to them).
+
+        Raises:
+            ValueError: an input missing, or a shape outside the profile (named, with the profile).
+        """
+        with self.lock:
+            context = self._set_input_shapes(input_shapes)
+            shapes = {o.name: _dims(context.get_tensor_shape(o.name)) for o in self.outputs}
+        unknown = [n for n, s in shapes.items() if any(d < 0 for d in s)]
+        if unknown:
+            raise ValueError(f"{self.path}: outputs {unknown} have data-dependent shapes, which this runner does not "
+                             "bind; export the model with fixed-size outputs (a fixed number of boxes)")
+        return shapes
+
+    def take_turn(self, stream: Stream) -> None:
+        """Order `stream` after the last call's stream (what used the context or an output there comes
+        first). Call under `lock`."""
+        if self._last_stream is not None and self._last_stream.cuda_stream != stream.cuda_stream:
+            stream.wait_stream(self._last_stream)
+        self._last_stream = stream
+
+    def enqueue(self, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor], stream: Stream) -> None:
+        """Run the plan on `stream`: TensorRT reads `inputs` and writes `outputs` there; no synchronization.
+
+        Args:
+            inputs: every input by name: contiguous device tensors of the plan's dtypes, shapes in the
+                profile.
+            outputs: every output by name: contiguous device tensors of `output_shapes(...)` and the
+                plan's dtypes, written in place.
+
+        Raises:
+            ValueError: a tensor missing, on another device, of another dtype (no implicit casts) or
+                shape, not contiguous, or an input shape outside the profile.
+            RuntimeError: TensorRT failed to enqueue, or the plan was closed.
+        """
+        with self.lock:
+            self.take_turn(stream)
+            shapes = self.output_shapes({n: tuple(int(d) for d in t.shape) for n, t in inputs.items()})
+            context = self._live_context()
+            for spec in self.inputs:
+                self._check_tensor("input", spec.name, inputs[spec.name], None)
+                context.set_tensor_address(spec.name, inputs[spec.name].data_ptr())
+            for spec in self.outputs:
+                if spec.name not in outputs:
+                    raise ValueError(f"{self.path}: no buffer for output {spec.name!r}")
+                self._check_tensor("output", spec.name, outputs[spec.name], shapes[spec.name])
+                context.set_tensor_address(spec.name, outputs[spec.name].data_ptr())
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError(f"TensorRT failed to enqueue {self.path} (inputs "
+                                   f"{ {n: tuple(t.shape) for n, t in inputs.items()} }); see the TensorRT error logged")
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Host path: upload `feeds`, run, download every output (in the plan's order), synchronized.
+
+        An input the plan takes in float16 may be given in float32: it is converted on the GPU (an
+        explicit, documented conversion: FP16 engines take FP16 input); other dtypes must match.
+        """
+        import torch
+
+        rt = self._cuda
+        missing = [s.name for s in self.inputs if s.name not in feeds]
+        if missing:
+            raise ValueError(f"{self.path}: no value for inputs {missing}")
+        with self.lock, rt.use(self.stream), torch.inference_mode():
+            device_inputs = {}
+            for spec in self.inputs:
+                host = feeds[spec.name]
+                if not isinstance(host, np.ndarray):
+                    raise TypeError(f"input {spec.name!r}: expected a numpy array, got {type(host).__name__}")
+                want = self._dtypes[spec.name]
+                staged = torch.from_numpy(np.ascontiguousarray(host))
+                if staged.dtype == torch.float32 and want == torch.float16:
+                    dev = rt.empty(staged.shape, torch.float32, self.device)
+                    rt.copy(dev, staged)
+                    device_inputs[spec.name] = dev.to(torch.float16).contiguous()
+                else:
+                    dev = rt.empty(staged.shape, staged.dtype, self.device)
+                    rt.copy(dev, staged)
+                    device_inputs[spec.name] = dev
+            shapes = self.output_shapes({n: tuple(t.shape) for n, t in device_inputs.items()})
+            device_outputs = {o.name: rt.empty(shapes[o.name], self._dtypes[o.name], self.device) for o in self.outputs}
+            self.enqueue(device_inputs, device_outputs, self.stream)
+            host_outputs = []
+            for o in self.outputs:
+                out = torch.empty(shapes[o.name], dtype=self._dtypes[o.name])
+                rt.copy(out, device_outputs[o.name])
+                host_outputs.append(out)
+            self.stream.synchronize()
+        return [(t.float() if t.dtype == torch.bfloat16 else t).numpy() for t in host_outputs]
+
+    def close(self) -> None:
+        """Release the TensorRT objects (context, then engine, then runtime: TensorRT's order), after
+        the work already queued on the device has finished. Idempotent."""
+        if getattr(self, "_context", None) is not None:
+            self._cuda.synchronize(self.device)
+        self._context = None
+        self._engine = None
+        self._runtime = None
+
+    def __del__(self) -> None:
+        if hasattr(self, "_runtime"):
+            self.close()
+
+    # ----------------------------------------------------------------------------------------
+
+    def _set_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> trt.IExecutionContext:
+        context = self._live_context()
+        for spec in self.inputs:
+            if spec.name not in shapes:
+                raise ValueError(f"{self.path}: no shape for input {spec.name!r}")
+            shape = tuple(int(d) for d in shapes[spec.name])
+            if self._bound.get(spec.name) == shape:
+                continue
+            if not context.set_input_shape(spec.name, shape):
+                lo, _, hi = self._profiles[spec.name]
+                raise ValueError(f"{self.path}: input {spec.name!r} of shape {shape} is outside the engine's "
+                                 f"optimization profile {lo}..{hi}")
+            self._bound[spec.name] = shape
+        return context
+
+    def _check_tensor(self, what: str, name: str, tensor: torch.Tensor, shape: tuple[int, ...] | None) -> None:
+        if tensor.device != self.device:
+            raise ValueError(f"{what} {name!r}: expected a tensor on {self.device}, got {tensor.device}")
+        if tensor.dtype != self._dtypes[name]:
+            raise ValueError(f"{what} {name!r}: the engine takes {self._dtypes[name]}, got {tensor.dtype} "
+                             "(no implicit casts)")
+        if shape is not None and tuple(tensor.shape) != shape:
+            raise ValueError(f"{what} {name!r}: expected shape {shape}, got {tuple(tensor.shape)}")
+        if not tensor.is_contiguous():
+            raise ValueError(f"{what} {name!r}: expected a contiguous tensor (TensorRT reads dense memory)")
+
+    def _live_context(self) -> trt.IExecutionContext:
+        if self._context is None:
+            raise RuntimeError(f"{self.path}: the engine was closed")
+        return self._context
+
+    def _unloadable(self, current: Platform, detail: str) -> str:
+        built = self.sidecar.get("tensorrt_version", "an unknown TensorRT version")
+        return (f"TensorRT {current.tensorrt_version} could not load {self.path} (built with {built}; {detail}): "
+                f"rebuild it here with `{rebuild_command(self.sidecar, self.path)}`")
+
+
+# --------------------------------------------------------------------------------------------
+# the pose engine
 
 
 class TensorRTEngine(Engine):
-    """Runs a TensorRT plan built by `vitpose-trt build` (TensorRT 10/11 name-based I/O).
+    """The pose model's TensorRT engine: a plan built by `vitpose-trt build` (crops -> heatmaps), run
+    on a `TensorRTPlan` (which checks the sidecar and binds the tensors; see there for trust).
 
-    The engine file is trusted code: a plan holds compiled CUDA kernels (and may hold plugin
-    or host code) that run with this process's rights. Only load plans you built or got over a
-    trusted channel; this class does not and cannot sandbox them.
-
-    Before deserializing, the sidecar's TensorRT version and GPU compute capability are compared
-    with this machine's: a mismatch raises `EngineMismatchError` with the rebuild command instead
-    of TensorRT's deserialization error. `run_cuda` enqueues on the caller's stream and does not
-    chunk: batches must lie in the plan's optimization profile (`min_batch`..`max_batch`), which
-    the pipeline respects by chunking with `max_batch`. Calls share the execution context, the output
-    buffer and TensorRT's scratch memory: they take turns under a lock, and a call on another stream
-    than the last first waits for that stream's queued work (the host path `run` has a stream of its
-    own, so it may be mixed with the GPU path's calls).
+    `run_cuda` enqueues on the caller's stream and does not chunk: batches must lie in the plan's
+    optimization profile (`min_batch`..`max_batch`), which the pipeline respects by chunking with
+    `max_batch`. Calls share the plan's context and this engine's output buffer: they take turns (the
+    host path `run` has a stream of its own, so it may be mixed with the GPU path's calls).
 
     Args:
         path: the .engine/.plan file; its sidecar `<path>.json` is read when present.
         device: the CUDA device (default: the current one).
+        max_batch: most crops per call (default and upper bound: the profile's maximum).
 
     Attributes:
+        plan: the `TensorRTPlan`.
         sidecar: the sidecar dict ({} when there is none).
         min_batch / max_batch: the optimization profile's batch range (crops, flip pairs included).
         input_dtype / output_dtype: torch dtypes of the engine's input and output.
@@ -156,61 +409,24 @@ class TensorRTEngine(Engine):
 
         from vitpose_trt.cuda_memory import GrowBuffer
 
-        rt = self._cuda = runtime()  # kept: the engine's memory and streams belong to this runtime
-        self.path = Path(os.fspath(path))
-        if not self.path.is_file():
-            raise FileNotFoundError(f"TensorRT engine not found: {self.path}")
-        require_tensorrt()
-        import tensorrt as trt
-
-        if not rt.available():
-            raise RuntimeError("TensorRT engines need an NVIDIA GPU visible to PyTorch (torch.cuda.is_available() "
-                               "is False: no GPU, or a CPU-only torch build)")
-        self._device = self.torch_device = rt.device(device)
-        sidecar = read_sidecar(self.path)
-        self.sidecar: dict[str, Any] = sidecar or {}
-        current = current_platform(self.torch_device)
-        if sidecar is None:
-            log.warning("%s has no sidecar %s: cannot check the TensorRT version and GPU it was built for",
-                        self.path, sidecar_path(self.path).name)
-        else:
-            check_compatibility(sidecar, current, self.path)
-
-        plan = self.path.read_bytes()
-        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
-        # TensorRT adds device-wide synchronizations and warns on every call.
-        self._stream = rt.stream(self.torch_device)
-        with rt.use(self._stream):  # the engine's device is current while TensorRT loads it
-            self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
-            try:
-                engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
-            except RuntimeError as e:  # some versions raise instead of returning None
-                raise EngineMismatchError(self._unloadable(current, str(e))) from None
-            if engine is None:
-                raise EngineMismatchError(self._unloadable(current, "see the TensorRT error logged above"))
-            self._engine: trt.ICudaEngine | None = engine
-            context: trt.IExecutionContext | None = engine.create_execution_context()
-            if context is None:
-                raise RuntimeError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
-            self._context: trt.IExecutionContext | None = context
-
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.plan = TensorRTPlan(path, kind=KIND_POSE, device=device)
+        self.path, self.sidecar = self.plan.path, self.plan.sidecar
+        self._device = self.torch_device = self.plan.device
+        inputs, outputs = self.plan.inputs, self.plan.outputs
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{self.path}: expected one input and one output tensor, got inputs {inputs} "
-                             f"and outputs {outputs}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
-        self.input_dtype = _torch_dtype(engine.get_tensor_dtype(self.input_name), self.input_name)
-        self.output_dtype = _torch_dtype(engine.get_tensor_dtype(self.output_name), self.output_name)
-        in_shape = _dims(engine.get_tensor_shape(self.input_name))
-        out_shape = _dims(engine.get_tensor_shape(self.output_name))
-        if len(in_shape) != 4 or in_shape[1] != 3 or len(out_shape) != 4:
+            raise ValueError(f"{self.path}: expected one input and one output tensor, got inputs "
+                             f"{[t.name for t in inputs]} and outputs {[t.name for t in outputs]}")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_dtype = self.plan.torch_dtype(self.input_name)
+        self.output_dtype = self.plan.torch_dtype(self.output_name)
+        in_shape, out_shape = inputs[0].shape, outputs[0].shape
+        if (len(in_shape) != 4 or in_shape[1] != 3 or len(out_shape) != 4
+                or None in (*in_shape[1:], *out_shape[1:])):
             raise ValueError(f"{self.path}: expected (N, 3, H, W) -> (N, K, h, w), got {in_shape} -> {out_shape}")
-        self.input_size = (int(in_shape[2]), int(in_shape[3]))
-        self.num_keypoints = int(out_shape[1])
-        self._heatmap_shape = (int(out_shape[2]), int(out_shape[3]))
-        lo, _opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)  # (min, opt, max) of profile 0
+        self.input_size = (int(in_shape[2] or 0), int(in_shape[3] or 0))
+        self.num_keypoints = int(out_shape[1] or 0)
+        self._heatmap_shape = (int(out_shape[2] or 0), int(out_shape[3] or 0))
+        lo, _opt, hi = self.plan.profile(self.input_name)
         self.min_batch, self.profile_max_batch = int(lo[0]), int(hi[0])
         # what the pipeline chunks by: the profile's maximum, or less when asked
         self.max_batch = (self.profile_max_batch if max_batch is None
@@ -220,11 +436,7 @@ class TensorRTEngine(Engine):
         self.random_weights = bool(self.sidecar.get("random_weights", False))
         self.mode: str | None = self.sidecar.get("mode")
         self.flip_test = bool(self.sidecar.get("flip_test", False))
-
-        self._bound_batch = -1  # the batch size the context's input shape is set to
         self._out = GrowBuffer(self.output_dtype, self.torch_device)
-        self._lock = threading.RLock()  # one execution context: calls from threads take turns
-        self._last_stream: Stream | None = None  # the stream of the last enqueue
         if self.random_weights:
             from vitpose_trt.model import warn_random_weights
 
@@ -245,20 +457,10 @@ class TensorRTEngine(Engine):
             raise ValueError(f"crops: batch {n} is below the engine's profile minimum {self.min_batch}; "
                              "rebuild it with the default --min-batch 1")
         k, (hh, hw) = self.num_keypoints, self._heatmap_shape
-        with self._lock:  # one context, scratch and output buffer: calls from any thread take turns
-            context = self._live_context()
-            if self._last_stream is not None and self._last_stream.cuda_stream != stream.cuda_stream:
-                stream.wait_stream(self._last_stream)  # what used the output there (a decode) comes first
-            self._last_stream = stream
+        with self.plan.lock:  # one context, scratch and output buffer: calls from any thread take turns
+            self.plan.take_turn(stream)  # what used the output buffer on the last stream (a decode) comes first
             out = self._out.get(n, k, hh, hw, stream=stream)
-            if n != self._bound_batch:
-                if not context.set_input_shape(self.input_name, tuple(int(s) for s in crops.shape)):
-                    raise ValueError(f"TensorRT rejected input shape {tuple(crops.shape)} for {self.path}")
-                self._bound_batch = n
-            context.set_tensor_address(self.input_name, crops.data_ptr())
-            context.set_tensor_address(self.output_name, out.data_ptr())
-            if not context.execute_async_v3(stream.cuda_stream):
-                raise RuntimeError(f"TensorRT failed to enqueue {self.path} (batch {n}); see the TensorRT error logged")
+            self.plan.enqueue({self.input_name: crops}, {self.output_name: out}, stream)
         return out
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
@@ -266,43 +468,22 @@ class TensorRTEngine(Engine):
         FP16 crops: an explicit, documented conversion), pad up to the profile's minimum, run, download."""
         import torch
 
-        rt, m = self._cuda, len(crops)
-        with self._lock, rt.use(self._stream), torch.inference_mode():
+        rt, m, stream = self.plan._cuda, len(crops), self.plan.stream
+        with self.plan.lock, rt.use(stream), torch.inference_mode():
             dev = rt.empty(crops.shape, torch.float32, self._device)
             rt.copy(dev, torch.from_numpy(crops))
             dev = dev.to(self.input_dtype)
             if m < self.min_batch:
                 dev = torch.cat([dev, dev.new_zeros((self.min_batch - m, *dev.shape[1:]))])
-            heatmaps = self._run_cuda(dev.contiguous(), self._stream)
+            heatmaps = self._run_cuda(dev.contiguous(), stream)
             out = torch.empty((m, *heatmaps.shape[1:]), dtype=torch.float32)
             rt.copy(out, heatmaps[:m].float())
-            self._stream.synchronize()
+            stream.synchronize()
         return out.numpy()
 
     def close(self) -> None:
-        """Release the TensorRT objects (context, then engine, then runtime: TensorRT's order), after
-        the work already queued on the device has finished."""
-        if getattr(self, "_context", None) is not None:
-            self._cuda.synchronize(self._device)
-        self._context = None
-        self._engine = None
-        self._runtime = None
-
-    def __del__(self) -> None:
-        if hasattr(self, "_runtime"):
-            self.close()
-
-    # ----------------------------------------------------------------------------------------
-
-    def _live_context(self) -> trt.IExecutionContext:
-        if self._context is None:
-            raise RuntimeError(f"{self.path}: the engine was closed")
-        return self._context
-
-    def _unloadable(self, current: Platform, detail: str) -> str:
-        built = self.sidecar.get("tensorrt_version", "an unknown TensorRT version")
-        return (f"TensorRT {current.tensorrt_version} could not load {self.path} (built with {built}; {detail}): "
-                f"rebuild it here with `{rebuild_command(self.sidecar, self.path)}`")
+        """Release the plan (after the work already queued on the device has finished)."""
+        self.plan.close()
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:
@@ -313,9 +494,20 @@ def _torch_dtype(dtype: trt.DataType, tensor: str) -> torch.dtype:
     import tensorrt as trt
     import torch
 
-    # getattr: BF16 is new in TensorRT 9; engines built by the 8.x fallback must still load
+    # getattr: BF16 is new in TensorRT 9, INT64 in 10; engines built by the 8.x fallback must still load
     for trt_type, torch_type in ((trt.DataType.FLOAT, torch.float32), (trt.DataType.HALF, torch.float16),
-                                 (getattr(trt.DataType, "BF16", None), torch.bfloat16)):
+                                 (getattr(trt.DataType, "BF16", None), torch.bfloat16),
+                                 (trt.DataType.INT32, torch.int32), (getattr(trt.DataType, "INT64", None), torch.int64),
+                                 (trt.DataType.BOOL, torch.bool)):
         if trt_type is not None and dtype == trt_type:
             return torch_type
-    raise ValueError(f"tensor {tensor!r} has TensorRT dtype {dtype}; expected FLOAT, HALF or BF16")
+    raise ValueError(f"tensor {tensor!r} has TensorRT dtype {dtype}; expected FLOAT, HALF, BF16, INT32, INT64 or BOOL")
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The numpy dtype a host copy of a `dtype` tensor has (bfloat16, which numpy lacks: float32)."""
+    import torch
+
+    names = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "float32", torch.int32: "int32",
+             torch.int64: "int64", torch.bool: "bool"}
+    return np.dtype(names[dtype])

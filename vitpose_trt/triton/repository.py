@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitpose_trt.engines import PLAN_SUFFIXES
 from vitpose_trt.geometry import check_mode
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "vitpose"
 BACKEND_FILE = Path(__file__).with_name("backend.py")
 KINDS = ("auto", "cpu", "gpu")
-PLAN_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclass
