@@ -164,6 +164,55 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
     return Fp16Graph(converted, blocked, input_dtype, output_dtype, clamped)
 
 
+def convert_detector_to_fp16(model: onnx.ModelProto | str | os.PathLike[str]) -> Fp16Graph:
+    """Convert an FP32 person-detector graph to FP16, its inputs and outputs kept as they are.
+
+    The same converter as the pose graph's, with its default block list (NonMaxSuppression, TopK,
+    Resize, Range, ... stay FP32) and LayerNormalization kept FP32. Detector I/O stays FP32 (an
+    image in, boxes and scores out; integer outputs such as mmdeploy's labels untouched): box
+    coordinates leave the graph as FP32, although the head computes them in FP16, as Ultralytics'
+    own half-precision TensorRT export does (at most 0.25 px of rounding at 512-1024 px of input).
+
+    Two repairs that exporters' graphs need (found on Ultralytics' YOLOv8/YOLO11 exports, whose
+    converted graphs otherwise do not load in ONNX Runtime):
+      - the graph's stored `value_info` is dropped first and re-inferred by the converter: stale
+        entries made it declare the outputs of FP32-kept Resize nodes FP16;
+      - Cast nodes are left as they are (node block list): the converter retypes a Cast to FLOAT as
+        FLOAT16 while its consumers keep expecting FLOAT.
+
+    Raises:
+        ValueError: 16-bit inputs, outputs or weights (the graph is converted already).
+    """
+    from onnxconverter_common import float16
+
+    model = onnx.load(os.fspath(model)) if not isinstance(model, onnx.ModelProto) else _copy(model)
+    io = list(model.graph.input) + list(model.graph.output)
+    half = [v.name for v in io if v.type.tensor_type.elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
+    half += [t.name for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
+    if half:
+        raise ValueError(f"expected an FP32 detector graph; it holds 16-bit tensors already ({', '.join(half[:3])}"
+                         f"{', ...' if len(half) > 3 else ''}). The builder makes the FP16 graph itself")
+    blocked = FP32_OPS
+    _untie_initializers(model.graph, blocked)
+    del model.graph.value_info[:]
+    casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
+    if len(set(casts)) != len(casts) or "" in casts:  # the block list goes by node name
+        raise ValueError("the detector graph has unnamed or duplicate Cast node names; name its nodes uniquely")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *blocked])),
+            node_block_list=casts)
+    clamped = sum(1 for w in caught if "truncated" in str(w.message))
+    for w in caught:
+        if "truncated" not in str(w.message):
+            log.warning("FP16 conversion: %s", w.message)
+    _remove_unused_initializers(converted.graph)
+    _set_metadata(converted, {"precision": "fp16", "fp32_ops": ",".join(blocked)})
+    onnx.checker.check_model(converted, full_check=True)
+    return Fp16Graph(converted, blocked, "float32", "float32", clamped)
+
+
 def graph_io_dtypes(model: onnx.ModelProto) -> dict[str, dict[str, str]]:
     """{"input": {"name": ..., "dtype": "float16"}, "output": {...}} for a one-input one-output graph."""
     def one(values: Sequence[onnx.ValueInfoProto], what: str) -> dict[str, str]:

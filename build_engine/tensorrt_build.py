@@ -1,4 +1,5 @@
 """Build a TensorRT FP16 engine for ViTPose: checkpoint or ONNX -> `model.engine` + `model.engine.json`.
+(A person detector's .onnx is built by the same `build`, in `build_engine.detector_build`.)
 
     checkpoint --export_onnx--> FP32 ONNX --fp16.convert_to_fp16--> FP16 ONNX (LayerNorm in FP32)
         --strongly typed TensorRT network--> plan, with one optimization profile over the batch
@@ -11,7 +12,7 @@ FP32 graph, the FP16 builder flag, and normalization layers pinned to FP32 with
 typed networks (the flag is then accepted and ignored).
 
 The pure-Python parts (profile shapes, sidecar, the verification verdict) are separate functions,
-tested without TensorRT; the TensorRT calls are kept in `_build_plan`. The verification's tie rule
+tested without TensorRT; the TensorRT calls are kept in `build_plan`. The verification's tie rule
 and metric are `vitpose_trt.accuracy`'s, the ones the tests and the benchmark use.
 """
 
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "EngineVerificationError", "EngineMismatchError", "ModelInfo", "ProfileShapes", "TensorRTUnavailableError",
-    "VERIFY_TOLERANCE", "build", "default_timing_cache_path", "judge_verification", "make_sidecar", "onnx_sha256",
+    "VERIFY_TOLERANCE", "build", "build_plan", "default_timing_cache_path", "judge_verification", "make_sidecar", "onnx_sha256",
     "profile_shapes", "verification_crops", "write_sidecar",
 ]
 
@@ -161,13 +162,17 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
           min_batch: int = 1, flip_test: bool = False,
           verify: bool = True, workspace_gb: float | None = None,
           timing_cache: str | os.PathLike[str] | None = None, mode: str = BUILD_DEFAULTS["mode"],
-          fp32_softmax: bool = DEFAULT_FP32_SOFTMAX) -> Path:
+          fp32_softmax: bool = DEFAULT_FP32_SOFTMAX, detector_format: str = "auto",
+          detector_family: str = "auto") -> Path:
     """Build a TensorRT engine and its sidecar.
 
     Args:
         source: a checkpoint (exported to ONNX first, into a temporary folder beside `output`),
             an FP32 .onnx from `vitpose-trt export`, an nn.Module, or None (random-weight
-            ViTPose-B, for benchmarks).
+            ViTPose-B, for benchmarks). A person detector's .onnx (no ViTPose metadata, outputs
+            `vitpose_trt.detect.Detector` reads) is built as one: `build_engine.detector_build`.
+        detector_format / detector_family: a detector's output format and pre-processing where its
+            graph does not tell (see `vitpose_trt.detect`); naming either builds `source` as a detector.
         output: the plan path, e.g. "model.engine"; the sidecar goes to "model.engine.json".
         fp16: FP16 engine with LayerNorm in FP32 (else FP32, TF32 off).
         max_batch / opt_batch / min_batch: the profile's batch range in boxes (see `profile_shapes`).
@@ -191,7 +196,20 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
     require_tensorrt()  # before the minutes of export, with the one-line install hint
     import tensorrt as trt
 
+    from build_engine.detector_build import build_detector, is_detector_source
     from vitpose_trt.geometry import check_mode
+
+    if is_detector_source(source, detector_format, detector_family):
+        pose_only = {"max_batch": max_batch != BUILD_DEFAULTS["max_batch"],
+                     "opt_batch": opt_batch != BUILD_DEFAULTS["opt_batch"], "min_batch": min_batch != 1,
+                     "flip_test": flip_test, "mode": mode != BUILD_DEFAULTS["mode"], "fp32_softmax": fp32_softmax}
+        given = [k for k, v in pose_only.items() if v]
+        if given:
+            raise ValueError(f"{source} is a person detector: {', '.join(given)} are options of the pose model's "
+                             "engine (a detector's engine takes one image, batch 1)")
+        assert isinstance(source, (str, os.PathLike))  # is_detector_source: an .onnx path
+        return build_detector(source, output, fp16=fp16, verify=verify, workspace_gb=workspace_gb,
+                              timing_cache=timing_cache, format=detector_format, family=detector_family)
 
     check_mode(mode)
     output = Path(os.fspath(output))
@@ -219,8 +237,10 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
                 log.warning("TensorRT %s has no strongly typed networks: using the FP16 builder flag with "
                             "normalization layers pinned to FP32 (upgrade to TensorRT >= 10 for the exact recipe)",
                             trt.__version__)
-        plan, io = _build_plan(network_onnx, profile, fp16=fp16, strongly_typed=strongly_typed,
-                               fp32_ops=fp32_ops, workspace_gb=workspace_gb, timing_cache=cache_path)
+        plan, tensors = build_plan(network_onnx, profile, fp16=fp16, strongly_typed=strongly_typed,
+                                   fp32_ops=fp32_ops, workspace_gb=workspace_gb, timing_cache=cache_path,
+                                   half_input=True)
+        io = {"input": tensors["inputs"][0], "output": tensors["outputs"][0]}  # one each: `_resolve_source`
         atomic_write(output, plan)
         log.info("wrote %s (%.1f MB)", output, len(plan) / 1e6)
 
@@ -445,10 +465,22 @@ def judge_verification(reference: np.ndarray, candidate: np.ndarray, mode: str =
     return result
 
 
-def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_typed: bool,
-                fp32_ops: Sequence[str], workspace_gb: float | None, timing_cache: Path,
-                ) -> tuple[bytes, dict[str, dict[str, str]]]:
-    """The TensorRT part: parse, configure, build. Returns (plan bytes, {"input"/"output": name, dtype})."""
+def build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_typed: bool,
+               fp32_ops: Sequence[str], workspace_gb: float | None, timing_cache: Path, half_input: bool,
+               ) -> tuple[bytes, dict[str, list[dict[str, str]]]]:
+    """The TensorRT part, for the pose model and the detector alike: parse, configure, build.
+
+    Args:
+        onnx_path: the graph (strongly typed TensorRT: the FP16 graph already made).
+        profile: the optimization profile of the graph's one input.
+        fp16 / strongly_typed / fp32_ops: the precision recipe (see `build`).
+        workspace_gb / timing_cache: as in `build`.
+        half_input: TensorRT 8.x's weakly typed FP16 only: make the input FP16 as the pose model's
+            strongly typed graph has it (a detector keeps its FP32 input).
+
+    Returns:
+        (plan bytes, {"inputs": [{"name", "dtype"}], "outputs": [{"name", "dtype"}, ...]}).
+    """
     import tensorrt as trt
 
     from vitpose_trt.engines.tensorrt import trt_logger
@@ -465,17 +497,22 @@ def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly
     if not parser.parse_from_file(os.fspath(onnx_path)):  # from file: finds external weight data beside it
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path.name}: {errors}")
-    if network.num_inputs != 1 or network.num_outputs != 1:
-        raise ValueError(f"expected one input and one output, got {network.num_inputs} and {network.num_outputs}")
-    inp, out = network.get_input(0), network.get_output(0)
+    if network.num_inputs != 1 or network.num_outputs < 1:
+        raise ValueError(f"expected one input and at least one output, got {network.num_inputs} and "
+                         f"{network.num_outputs}")
+    inp = network.get_input(0)
+    outs = [network.get_output(i) for i in range(network.num_outputs)]
 
     config = builder.create_builder_config()
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if fp16 and not strongly_typed:  # TensorRT 8.x ONLY: 10.x/11.x build strongly typed networks above
         _pin_fp32_layers(network, config, fp32_ops)
-        inp.dtype = trt.DataType.HALF  # the same I/O as the strongly typed engine: FP16 crops in,
-        out.dtype = trt.DataType.FLOAT  # FP32 heatmaps out
+        if half_input:
+            inp.dtype = trt.DataType.HALF  # the same I/O as the strongly typed engine: FP16 crops in,
+        for out in outs:  # FP32 heatmaps / boxes out
+            if out.dtype == trt.DataType.HALF:
+                out.dtype = trt.DataType.FLOAT
     if not fp16 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # an "fp32" engine is the accuracy reference: real FP32
 
@@ -494,8 +531,8 @@ def _build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly
     # the config's cache gained this build's timings: keep them for the next build
     atomic_write(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     log.info("timing cache saved to %s", timing_cache)
-    io = {"input": {"name": inp.name, "dtype": _dtype_name(inp.dtype)},
-          "output": {"name": out.name, "dtype": _dtype_name(out.dtype)}}
+    io = {"inputs": [{"name": inp.name, "dtype": _dtype_name(inp.dtype)}],
+          "outputs": [{"name": out.name, "dtype": _dtype_name(out.dtype)} for out in outs]}
     return plan, io
 
 
@@ -548,7 +585,8 @@ def _dtype_name(dtype: trt.DataType) -> str:
 
     # getattr: BF16 is new in TensorRT 9, and the 8.x fallback path must not fail on reading it
     for trt_type, name in ((trt.DataType.FLOAT, "float32"), (trt.DataType.HALF, "float16"),
-                           (getattr(trt.DataType, "BF16", None), "bfloat16")):
+                           (getattr(trt.DataType, "BF16", None), "bfloat16"), (trt.DataType.INT32, "int32"),
+                           (getattr(trt.DataType, "INT64", None), "int64"), (trt.DataType.BOOL, "bool")):
         if trt_type is not None and dtype == trt_type:
             return name
     return str(dtype)

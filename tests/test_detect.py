@@ -116,7 +116,7 @@ def test_bad_detector_files(tmp_path):
         Detector(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf at all")
-    with pytest.raises(ValueError, match="cannot load detector"):
+    with pytest.raises(ValueError, match="junk.onnx: not a loadable ONNX model"):
         Detector(junk)
     with pytest.raises(ValueError, match="unknown detector family"):
         Detector(constant_detector(tmp_path / "d.onnx", {"output0": np.zeros((1, 3, 6), np.float32)}),

@@ -1,5 +1,6 @@
 """One tie rule and one keypoint-disagreement metric, shared by the tests, the benchmark and the
-TensorRT build-time verification.
+TensorRT build-time verification; and the person detector's counterpart, one box-disagreement
+metric (`compare_detections`, `BoxTolerance`), for its engine's verification and tests.
 
 Why a tie rule: a heatmap whose two highest regions are nearly equal (random weights, an occluded
 joint, a left/right confusion) sends its argmax to either one on a rounding difference, so the
@@ -46,7 +47,8 @@ CLEAR_FRACTION = 0.2
 __all__ = [
     "CLEAR_FRACTION", "INT8_DYNAMIC_TOLERANCE", "QDQ_TOLERANCE", "TIE_FRACTION", "TIE_RADIUS_PX", "Disagreement",
     "Stats", "Tolerance", "clear_peaks", "compare_heatmaps", "compare_keypoints", "compare_to_reference",
-    "compare_graphs", "peak_stats", "sample_crops",
+    "compare_graphs", "peak_stats", "sample_crops", "BOX_TOLERANCE", "BoxDisagreement", "BoxTolerance",
+    "compare_detections", "sample_frames",
 ]
 
 
@@ -342,7 +344,127 @@ def compare_graphs(reference, candidate, crops: np.ndarray, mode: str = "udp", *
 
 
 # --------------------------------------------------------------------------------------------
+# detections
+
+
+@dataclass(frozen=True)
+class BoxTolerance:
+    """Pass/fail bounds on a `BoxDisagreement`: an FP16 detector engine against its FP32 graph.
+
+        min_score 0.2: boxes are judged from a score that real use keeps (the `Detector` default
+            threshold is 0.3, Ultralytics' 0.25); around a threshold, boxes come and go on any
+            rounding, which says nothing about the engine.
+        min_iou 0.9: FP16 rounds box coordinates of a 640 px input by at most 0.25 px (its spacing is
+            0.5 px from 512 to 1024), and the head's FP16 arithmetic adds about as much: a box of
+            20 input px whose four sides are each 0.5 px off keeps IoU >= 0.9 (smaller people are
+            not posed). A box 3% too large and off-centre (the stand-in's "scale" fault) falls below.
+        max_score_diff 0.05: a logit rounded to FP16 moves by < 0.004, its sigmoid by < 0.001; 0.05
+            leaves the network's accumulated FP16 error 10x room, and a miscalibrated engine
+            (scores scaled, shifted) breaks it.
+        max_disagree 0.05: greedy NMS may keep the other one of two boxes that overlap right at its
+            IoU threshold after rounding; up to 5% of the judged boxes may disagree so.
+    """
+
+    min_score: float = 0.2
+    min_iou: float = 0.9
+    max_score_diff: float = 0.05
+    max_disagree: float = 0.05
+
+    def violations(self, d: BoxDisagreement) -> list[str]:
+        """What `d` breaks (empty: within tolerance, or nothing judged)."""
+        if d.judged == 0 or d.disagree <= self.max_disagree * d.judged:
+            return []
+        return [f"{d.disagree} of {d.judged} judged boxes have no counterpart (IoU >= {self.min_iou} and score "
+                f"within {self.max_score_diff}; > {self.max_disagree:.0%} allowed): worst IoU {d.min_iou:.3f}, "
+                f"largest score difference {d.max_score_diff:.3f}"]
+
+
+BOX_TOLERANCE = BoxTolerance()
+
+
+@dataclass(frozen=True)
+class BoxDisagreement:
+    """Candidate detections against the reference's, per image, over the judged boxes.
+
+    Attributes:
+        images: images compared.
+        judged: reference boxes scoring >= min_score, and candidate boxes scoring >= min_score +
+            max_score_diff (a box the reference lacks counts only when clearly above the floor).
+        disagree: judged boxes whose best-overlapping counterpart has IoU < min_iou or a score off
+            by more than max_score_diff.
+        min_iou / mean_iou: over the judged boxes, each with its best counterpart (0: none at all).
+        max_score_diff / mean_score_diff: |score difference| with that counterpart (its own score
+            when there is none).
+    """
+
+    images: int
+    judged: int
+    disagree: int
+    min_iou: float
+    mean_iou: float
+    max_score_diff: float
+    mean_score_diff: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_detections(reference, candidate, tolerance: BoxTolerance = BOX_TOLERANCE) -> BoxDisagreement:
+    """Compare two detectors' boxes on the same images.
+
+    Args:
+        reference / candidate: one (M, 5) array per image, x1, y1, x2, y2, score, from runs whose
+            score threshold is below `tolerance.min_score` (so near-floor boxes can be matched).
+        tolerance: the floor and the matching bounds.
+
+    Raises:
+        ValueError: different numbers of images, or arrays that are not (M, >= 5).
+    """
+    from vitpose_trt.track import iou_matrix
+
+    if len(reference) != len(candidate):
+        raise ValueError(f"{len(reference)} reference images but {len(candidate)} candidate images")
+    ious, diffs = [], []
+    for ref, cand in zip(reference, candidate):
+        ref, cand = (np.asarray(b, np.float64).reshape(-1, 5) if np.size(b) else np.zeros((0, 5)) for b in (ref, cand))
+        for a, b, floor in ((ref, cand, tolerance.min_score),
+                            (cand, ref, tolerance.min_score + tolerance.max_score_diff)):
+            judged = a[a[:, 4] >= floor]
+            if not len(judged):
+                continue
+            if not len(b):
+                ious.append(np.zeros(len(judged)))
+                diffs.append(judged[:, 4])
+                continue
+            iou = iou_matrix(judged, b)
+            best = iou.argmax(axis=1)
+            ious.append(iou[np.arange(len(judged)), best])
+            diffs.append(np.abs(judged[:, 4] - b[best, 4]))
+    iou_all = np.concatenate(ious) if ious else np.zeros(0)
+    diff_all = np.concatenate(diffs) if diffs else np.zeros(0)
+    bad = (iou_all < tolerance.min_iou) | ~(diff_all <= tolerance.max_score_diff)  # NaN scores disagree
+    return BoxDisagreement(len(reference), int(iou_all.size), int(bad.sum()),
+                           float(iou_all.min()) if iou_all.size else 1.0,
+                           float(iou_all.mean()) if iou_all.size else 1.0,
+                           float(np.nan_to_num(diff_all, nan=np.inf).max()) if diff_all.size else 0.0,
+                           float(diff_all.mean()) if diff_all.size else 0.0)
+
+
+# --------------------------------------------------------------------------------------------
 # what the checks are run on
+
+
+def sample_frames(coco_dir=None) -> tuple[list[np.ndarray], str]:
+    """The COCO sample photos (BGR frames) for a detector check, and where they came from; no frames,
+    and why not, where they are absent (an installed package)."""
+    from vitpose_trt.coco import load_sample, sample_dir
+
+    root = sample_dir(coco_dir)
+    if root is None:
+        return [], ("the COCO sample photos were not found (../shared/data/coco-sample beside the checkout, or "
+                    "$VITPOSE_TRT_COCO_SAMPLE)")
+    frames = [frame for _, frame, _ in load_sample(root)]
+    return frames, f"the {len(frames)} COCO sample photos in {root}"
 
 
 def sample_crops(input_size, mode: str = "udp", *, flip_test: bool = False, max_crops: int = 32,

@@ -99,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=MODES, default="udp", help="crop pipeline: udp (official ViTPose) or classic")
     p.add_argument("--no-verify", action="store_true", help="write the graph even if it fails the check against FP32")
 
-    p = sub.add_parser("build", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)")
-    p.add_argument("source", help="checkpoint, FP32 .onnx, or a Q/DQ .onnx from vitpose-trt quantize (INT8/FP8)")
+    p = sub.add_parser("build", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)",
+                       description="Builds the pose model's engine, or a person detector's: an .onnx without "
+                                   "ViTPose metadata whose outputs --detector reads (raw YOLOv8/YOLO11, Ultralytics "
+                                   "nms=True, mmdeploy YOLOX/RTMDet) is built as a detector (one image at its input "
+                                   "size), verified against ONNX Runtime on the sample photos. Then: "
+                                   "vitpose-trt infer ... --detector det.engine")
+    p.add_argument("source", help="checkpoint, FP32 .onnx, a Q/DQ .onnx from vitpose-trt quantize (INT8/FP8), or "
+                                  "a person detector's .onnx")
     p.add_argument("-o", "--output", required=True, help="output .engine path (a .json sidecar is written next to it)")
     p.add_argument("--fp16", action="store_true", help="FP16 engine with LayerNorm kept in FP32 (recommended)")
     p.add_argument("--max-batch", type=int, default=BUILD_DEFAULTS["max_batch"],
@@ -112,8 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also keep the attention softmax in FP32 (if the accuracy check asks for it)")
     p.add_argument("--flip-test", action="store_true", help="engine for flip test (doubles the batch range)")
     p.add_argument("--mode", choices=MODES, default=BUILD_DEFAULTS["mode"], help="pipeline recorded in the sidecar")
-    p.add_argument("--no-verify", action="store_true", help="skip the build-time accuracy check against PyTorch")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the build-time accuracy check (against PyTorch; a detector: against ONNX Runtime)")
     p.add_argument("--workspace-gb", type=float, default=None, help="builder workspace limit in GiB")
+    p.add_argument("--detector-format", choices=("auto", *DETECTOR_FORMATS), default="auto",
+                   help="a detector's output format (auto: from the graph's outputs); naming it builds a detector")
+    p.add_argument("--detector-family", choices=("auto", *DETECTOR_FAMILIES), default="auto",
+                   help="a detector's pre-processing, recorded in the engine (auto: yolo for YOLO outputs, yolox "
+                        "for dets+labels; RTMDet needs rtmdet)")
 
     p = sub.add_parser("infer", help="pose estimation on images, videos, cameras or streams",
                        description="Images: keypoints.json (COCO results) + overlays. Videos, cameras, "
@@ -342,7 +354,7 @@ def _build(args) -> int:
     try:
         out = build(source, args.output, fp16=args.fp16, fp32_softmax=args.fp32_softmax, max_batch=args.max_batch, opt_batch=args.opt_batch,
                     flip_test=args.flip_test, verify=not args.no_verify, workspace_gb=args.workspace_gb,
-                    mode=args.mode)
+                    mode=args.mode, detector_format=args.detector_format, detector_family=args.detector_family)
     except TensorRTUnavailableError as e:
         print(f"vitpose-trt build: {e}", file=sys.stderr)
         return 3

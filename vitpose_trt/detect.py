@@ -1,8 +1,10 @@
 """Person detectors: the boxes that top-down pose estimation starts from.
 
-`Detector(path)` runs a user-supplied ONNX person detector with ONNX Runtime (CUDA/TensorRT providers
-where installed); `HogDetector()` is OpenCV's built-in pedestrian detector, a weak fallback that needs
-no download. Both are callables `frame -> (M, 5) x1, y1, x2, y2, score` in frame pixels, best first.
+`Detector(path)` runs a user-supplied person detector: an ONNX graph with ONNX Runtime (CUDA/TensorRT
+providers where installed), or the TensorRT plan `vitpose-trt build det.onnx` made of it, on the
+engine layer's plan runner (`vitpose_trt.engines.open_graph` chooses by the file's suffix, as for the
+pose model). `HogDetector()` is OpenCV's built-in pedestrian detector, a weak fallback that needs no
+download. Both are callables `frame -> (M, 5) x1, y1, x2, y2, score` in frame pixels, best first.
 
 Output formats (`format=`), told from the graph's outputs unless given:
     "yolo"        one output (1, 4 + C, A): per anchor cx, cy, w, h + C class scores, no NMS inside
@@ -20,7 +22,9 @@ Pre-processing (`family=`), each family's own (from the training configs of each
              (its `DetDataPreprocessor`, bgr_to_rgb=False; mmdeploy leaves this normalization out of the
              graph). rtmlib feeds RTMDet raw values; pass family="yolox" to reproduce that.
 The family defaults from the format: "yolo" for raw and (1, N, 6) outputs, "yolox" for dets + labels
-(rtmlib's default person detector); Ultralytics' metadata (`task`, `imgsz`) confirms "yolo".
+(rtmlib's default person detector); Ultralytics' metadata (`task`, `imgsz`) confirms "yolo". A
+TensorRT plan is read as `vitpose-trt build` read its graph: the format, family and input size it
+recorded in the plan's sidecar.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ KNOWN_DETECTORS = tuple(f"{family}{size}" for family in ("yolov8", "yolo11") for
 
 
 def detector_file(spec: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:
-    """The .onnx for a detector given as a path or a known name (KNOWN_DETECTORS, e.g. "yolo11n").
+    """The detector file (.onnx, or a TensorRT plan) given as a path or a known name (KNOWN_DETECTORS,
+    e.g. "yolo11n", whose .onnx is made here).
 
     A known name whose file is not in the current folder is exported once with Ultralytics into
     `cache` (default: the package's cache folder, `$VITPOSE_TRT_CACHE_DIR`) and reused after.
@@ -155,77 +160,74 @@ def detect_format(outputs: list[tuple[str, tuple]]) -> str:
 
 
 class Detector:
-    """An ONNX person detector: `detector(frame) -> (M, 5)` x1, y1, x2, y2, score, best first.
+    """A person detector: `detector(frame) -> (M, 5)` x1, y1, x2, y2, score, best first.
 
     Args:
-        path: the .onnx file, or a known name (KNOWN_DETECTORS, e.g. "yolo11n": see `detector_file`).
-        format: one of FORMATS, or "auto" (from the graph's outputs).
-        family: pre-processing, one of FAMILIES, or "auto" (from the format and metadata).
+        path: the .onnx file, a TensorRT plan built from one (`vitpose-trt build det.onnx -o
+            det.engine --fp16`: .engine/.plan/.trt), or a known name (KNOWN_DETECTORS, e.g.
+            "yolo11n": see `detector_file`).
+        format: one of FORMATS, or "auto" (a plan's recorded one, else from the graph's outputs).
+        family: pre-processing, one of FAMILIES, or "auto" (a plan's recorded one, else from the
+            format and metadata).
         score_thr: boxes scoring below this are dropped.
         nms_thr: IoU above which the lower-scoring box is suppressed ("yolo" format only: the others
             have NMS inside).
         person_class: the person class index (0 in COCO-trained YOLO / YOLOX / RTMDet).
-        input_size: (height, width) when the graph's input is dynamic (default 640x640).
-        providers: ONNX Runtime providers (default: TensorRT, CUDA where available, then CPU).
+        input_size: (height, width) when the graph's input is dynamic (default: Ultralytics' recorded
+            `imgsz`, else 640x640); a plan's is fixed when it is built.
+        providers: ONNX Runtime providers of an .onnx (default: TensorRT, CUDA where available, then CPU).
         max_boxes: most boxes returned per frame (best first).
         threads: CPU threads of ONNX Runtime's CPU provider (default: one per core).
+        device: the CUDA device of a TensorRT plan (default: the current one).
+
+    Attributes:
+        graph: the runner (`vitpose_trt.engines.Graph`): ONNX Runtime, or TensorRT for a plan.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a loadable ONNX graph, or outputs in no known format.
+        ValueError: not a loadable ONNX graph or plan, a pose model's plan, or outputs in no known format.
     """
 
     def __init__(self, path, *, format: str = "auto", family: str = "auto", score_thr: float = 0.3,
                  nms_thr: float = 0.45, person_class: int = 0, input_size: tuple[int, int] | None = None,
-                 providers: list[str] | None = None, max_boxes: int = 300, threads: int | None = None) -> None:
-        import onnxruntime as ort
+                 providers: list[str] | None = None, max_boxes: int = 300, threads: int | None = None,
+                 device: str | int | None = None) -> None:
+        from vitpose_trt.engines import open_graph
+        from vitpose_trt.engines.sidecar import KIND_DETECTOR, detector_record
 
         path = detector_file(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"detector not found: {path}")
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
-            providers.append("CPUExecutionProvider")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # ONNX Runtime raises its own classes for corrupt/unsupported graphs
-            raise ValueError(f"cannot load detector {path}: {str(e).splitlines()[0]}") from None
-        inputs = self.session.get_inputs()
+        self.graph = open_graph(path, kind=KIND_DETECTOR, providers=providers, threads=threads, device=device)
+        inputs = self.graph.inputs
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError(f"detector {path}: expected one (1, 3, H, W) image input, got "
                              f"{[(i.name, i.shape) for i in inputs]}")
         self.input_name = inputs[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map or {}
-        self.input_size = _input_size(inputs[0].shape, input_size, meta)
-        outputs = [(o.name, tuple(o.shape)) for o in self.session.get_outputs()]
+        recorded = detector_record(self.graph.sidecar)  # a plan's: what `vitpose-trt build` decided and verified
+        meta = self.graph.metadata
+        self.input_size = _input_size(inputs[0].shape, input_size or recorded.get("input_size"), meta)
+        outputs = [(o.name, o.shape) for o in self.graph.outputs]
         self._output_names = [name for name, _ in outputs]
         if format == "auto":
             try:
-                format = detect_format(outputs)
+                format = recorded.get("format") or detect_format(outputs)
             except ValueError as e:
                 raise ValueError(f"detector {path}: {e}") from None
         if format not in FORMATS:
             raise ValueError(f"unknown detector format {format!r}: expected one of {FORMATS}")
         if family == "auto":
-            family = "yolox" if format == "dets_labels" else "yolo"
-            if "task" in meta and "imgsz" in meta:  # Ultralytics writes these into every export
-                family = "yolo"
+            family = recorded.get("family") or default_family(format, meta)
         if family not in FAMILIES:
             raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
         self.path, self.format, self.family = path, format, family
         self.score_thr, self.nms_thr, self.person_class, self.max_boxes = score_thr, nms_thr, person_class, max_boxes
-        self.providers = self.session.get_providers()
+        self.providers = self.graph.providers
         log.info("detector %s: format %s, %s pre-processing, input %dx%d, %s", path.name, format, family,
                  self.input_size[1], self.input_size[0], self.providers[0])
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Person boxes in one HxWx3 uint8 BGR frame: (M, 5) float64 x1, y1, x2, y2, score, best first."""
         x, ratio, (px, py) = letterbox(frame, self.input_size, self.family)
-        outs = self.session.run(None, {self.input_name: x})
+        outs = self.graph.run({self.input_name: x})
         boxes, scores = self._decode(outs)
         if len(boxes):
             boxes = (boxes - np.array([px, py, px, py])) / ratio
@@ -236,6 +238,10 @@ class Detector:
         boxes, scores = boxes[keep], scores[keep]
         order = np.argsort(-scores, kind="stable")[: self.max_boxes]
         return np.concatenate([boxes[order], scores[order, None]], axis=1).astype(np.float64)
+
+    def close(self) -> None:
+        """Release the runner (its session or plan). Idempotent."""
+        self.graph.close()
 
     def _decode(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes in detector-input pixels and their scores."""
@@ -270,6 +276,14 @@ class Detector:
         idx = np.asarray(kept, dtype=np.int64).reshape(-1)
         xyxy = np.concatenate([xywh[idx, :2], xywh[idx, :2] + xywh[idx, 2:]], axis=1).astype(np.float64)
         return xyxy, scores[idx].astype(np.float64)
+
+
+def default_family(format: str, meta: dict) -> str:
+    """The pre-processing of a detector whose family is not named: "yolox" for mmdeploy's dets + labels
+    (rtmlib's default person detector), "yolo" for the rest and for anything Ultralytics exported."""
+    if "task" in meta and "imgsz" in meta:  # Ultralytics writes these into every export
+        return "yolo"
+    return "yolox" if format == "dets_labels" else "yolo"
 
 
 def _input_size(shape, given, meta: dict) -> tuple[int, int]:
