@@ -284,10 +284,55 @@ WarpCoords parse_coords(const std::string& coords) {
   throw py::value_error("coords: expected 'auto', 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5), got '" + coords + "'");
 }
 
+Normalize parse_normalize(const std::string& normalize) {
+  if (normalize == "imagenet") return Normalize::kImageNet;
+  if (normalize == "yolo") return Normalize::kUnit;
+  if (normalize == "yolox") return Normalize::kRaw;
+  if (normalize == "rtmdet") return Normalize::kMeanStd;
+  throw py::value_error("normalize: expected 'imagenet' (the pose crop), 'yolo', 'yolox' or 'rtmdet', got '" +
+                        normalize + "'");
+}
+
+// letterbox: None, or (x0, y0, x1, y1, pad): the image region of the output and the pad level.
+Letterbox parse_letterbox(const py::object& letterbox, int64_t out_h, int64_t out_w, bool flip) {
+  Letterbox l{false, 0, 0, 0, 0, 0};
+  if (letterbox.is_none()) return l;
+  const std::string expected = "expected None or (x0, y0, x1, y1, pad) ints with 0 <= x0 <= x1 <= out width (" +
+                               std::to_string(out_w) + "), 0 <= y0 <= y1 <= out height (" + std::to_string(out_h) +
+                               ") and 0 <= pad <= 255";
+  if (!py::isinstance<py::tuple>(letterbox) || py::len(letterbox) != 5) {
+    throw py::value_error("letterbox: " + expected + ", got " + std::string(py::repr(letterbox)));
+  }
+  int64_t v[5];
+  const py::tuple t = letterbox.cast<py::tuple>();
+  for (int i = 0; i < 5; ++i) {
+    const py::handle item = t[i];
+    if (!PyLong_Check(item.ptr()) || PyBool_Check(item.ptr())) {
+      throw py::value_error("letterbox: " + expected + ", got " + std::string(py::repr(letterbox)));
+    }
+    int overflow = 0;
+    v[i] = PyLong_AsLongLongAndOverflow(item.ptr(), &overflow);
+    if (overflow != 0) throw py::value_error("letterbox: " + expected + ", got " + std::string(py::repr(letterbox)));
+  }
+  if (!(0 <= v[0] && v[0] <= v[2] && v[2] <= out_w && 0 <= v[1] && v[1] <= v[3] && v[3] <= out_h && 0 <= v[4] &&
+        v[4] <= 255)) {
+    throw py::value_error("letterbox: " + expected + ", got " + std::string(py::repr(letterbox)));
+  }
+  if (flip) throw py::value_error("letterbox: a letterbox has no flipped copy (flip must be False)");
+  l.on = true;
+  l.x0 = static_cast<int>(v[0]);
+  l.y0 = static_cast<int>(v[1]);
+  l.x1 = static_cast<int>(v[2]);
+  l.y1 = static_cast<int>(v[3]);
+  l.pad = static_cast<int>(v[4]);
+  return l;
+}
+
 // Any strides are accepted for the frame (mirrored, flipped, transposed, BGR->RGB, Fortran-order
 // and broadcast views): the kernels read element (y, x, ch) through them, see warp.h.
 WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool flip, const std::string& coords,
-                    int threads) {
+                    int threads, const std::string& normalize = "imagenet",
+                    const py::object& letterbox = py::none()) {
   check_dtype(frame, {DType::kUInt8});
   check_ndim(frame, 3, "(H, W, 3)");
   if (frame.shape[2] != 3) {
@@ -328,6 +373,8 @@ WarpArgs check_warp(const Array& frame, const Array& inv, const Array& out, bool
   a.out_w = static_cast<int>(out.shape[3]);
   a.flip = flip;
   a.coords = parse_coords(coords);
+  a.normalize = parse_normalize(normalize);
+  a.letterbox = parse_letterbox(letterbox, out.shape[2], out.shape[3], flip);
   a.threads = threads;
   return a;
 }
@@ -502,22 +549,24 @@ int parse_threads(const py::object& threads) {
 // ---- entry points -------------------------------------------------------------------------------
 
 void py_warp_cpu(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
-                 const std::string& coords, const py::object& threads) {
+                 const std::string& coords, const py::object& threads, const std::string& normalize,
+                 const py::object& letterbox) {
   const Array f = from_numpy(frame, "frame", false);
   const Array m = from_numpy(inv, "inv_matrices", false);
   const Array o = from_numpy(out, "out", true);
-  const WarpArgs a = check_warp(f, m, o, flip, coords, parse_threads(threads));
+  const WarpArgs a = check_warp(f, m, o, flip, coords, parse_threads(threads), normalize, letterbox);
   check_no_overlap(o, {&f, &m});
   py::gil_scoped_release release;
   warp_cpu(a);
 }
 
 void py_warp_cuda(const py::object& frame, const py::object& inv, const py::object& out, bool flip,
-                  std::uintptr_t stream, const std::string& coords) {
+                  std::uintptr_t stream, const std::string& coords, const std::string& normalize,
+                  const py::object& letterbox) {
   const Array f = from_cuda_array_interface(frame, "frame", false);
   const Array m = from_cuda_array_interface(inv, "inv_matrices", false);
   const Array o = from_cuda_array_interface(out, "out", true);
-  const WarpArgs a = check_warp(f, m, o, flip, coords, 1);
+  const WarpArgs a = check_warp(f, m, o, flip, coords, 1, normalize, letterbox);
   require_cuda_build("warp_cuda");
   const int device = check_device_arrays({&f, &m, &o});
   py::gil_scoped_release release;
@@ -582,7 +631,8 @@ PYBIND11_MODULE(_C, m) {
         "The thread count the *_cpu entry points use when threads=None: the CPUs this process may run on.");
 
   m.def("warp_cpu", &py_warp_cpu, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip") = false,
-        py::kw_only(), py::arg("coords") = "auto", py::arg("threads") = py::none(),
+        py::kw_only(), py::arg("coords") = "auto", py::arg("threads") = py::none(), py::arg("normalize") = "imagenet",
+        py::arg("letterbox") = py::none(),
         "Crop every box: out[i] = normalized RGB of cv2.warpAffine(frame, M_i) (bilinear, zero border), "
         "out[N + i] = its horizontal flip when flip; bit-identical to vitpose_trt.crop.preprocess(impl='numpy') "
         "with OpenCV 4.x.\n\n"
@@ -590,9 +640,13 @@ PYBIND11_MODULE(_C, m) {
         "crop -> frame (cv2.invertAffineTransform); out: (N or 2N, 3, h, w) float32 or float16, C-contiguous. "
         "coords: 'auto' (match the installed cv2), 'fixed' (OpenCV 4.x) or 'float' (OpenCV 5). "
         "threads: None (default_threads()) or a positive int; 1 = the calling thread only. Helper threads "
-        "that do not get a core in time are not waited for.");
+        "that do not get a core in time are not waited for. normalize: 'imagenet' (the pose crop: RGB, /255, "
+        "ImageNet mean/std), or a detector family's: 'yolo' (RGB, /255), 'yolox' (BGR, raw levels), 'rtmdet' "
+        "(BGR, mmdet's mean/std). letterbox: None, or (x0, y0, x1, y1, pad): outside that output region the "
+        "level pad, inside it the frame's edge repeated (BORDER_REPLICATE), as a detector's letterbox; no flip.");
   m.def("warp_cuda", &py_warp_cuda, py::arg("frame"), py::arg("inv_matrices"), py::arg("out"), py::arg("flip"),
-        py::arg("stream"), py::kw_only(), py::arg("coords") = "auto",
+        py::arg("stream"), py::kw_only(), py::arg("coords") = "auto", py::arg("normalize") = "imagenet",
+        py::arg("letterbox") = py::none(),
         "warp_cpu on CUDA arrays (__cuda_array_interface__, any frame strides), one kernel enqueued on "
         "`stream` (the caller's cudaStream_t as int, required: 0 means the legacy default stream); never "
         "synchronizes the host. An argument whose interface (v3) names its producer's stream is waited for "

@@ -26,22 +26,27 @@ namespace {
 constexpr int64_t kRowsPerChunk = 4;
 constexpr int64_t kMinPixelsPerThread = 16384;
 
-// normalize_level() of every level, per RGB channel: the same bits, without 2 divisions a value.
+// normalize_level() of every level, per output channel, for one Normalize mode: the same bits,
+// without 2 divisions a value.
 struct NormalizeTable {
   float v[3][256];
-  NormalizeTable() {
+  explicit NormalizeTable(Normalize mode) {
     for (int c = 0; c < 3; ++c) {
-      for (int l = 0; l < 256; ++l) v[c][l] = normalize_level(static_cast<float>(l), c);
+      for (int l = 0; l < 256; ++l) v[c][l] = normalize_level(static_cast<float>(l), c, mode);
     }
   }
 };
-const NormalizeTable kNormalize;
+const NormalizeTable kNormalize[4] = {NormalizeTable(Normalize::kImageNet), NormalizeTable(Normalize::kUnit),
+                                      NormalizeTable(Normalize::kRaw), NormalizeTable(Normalize::kMeanStd)};
 
-// Scalar path for one pixel: normalized R, G, B.
-inline void pixel_rgb(const WarpArgs& a, const SourcePoint& p, float rgb[3]) {
+inline const NormalizeTable& table(const WarpArgs& a) { return kNormalize[static_cast<int>(a.normalize)]; }
+
+// Scalar path for output pixel (x, y): the values of output channels 0, 1, 2.
+inline void pixel_values(const WarpArgs& a, int x, int y, const SourcePoint& p, float out[3]) {
   int bgr[3];
-  bilinear_levels(a.frame, p, a.coords, bgr);
-  for (int c = 0; c < 3; ++c) rgb[c] = kNormalize.v[c][bgr[2 - c]];  // c = 0 is R = frame channel 2
+  output_levels(a, x, y, p, bgr);
+  const NormalizeTable& t = table(a);
+  for (int c = 0; c < 3; ++c) out[c] = t.v[c][bgr[source_channel(c, a.normalize)]];
 }
 
 template <typename Storage>
@@ -225,11 +230,11 @@ void warp_row(const WarpArgs& a, int64_t box, int y) {
     if (!fast) {
       for (int i = 0; i < 4; ++i) p[i] = source_point(m, x + i, y, a.coords);
     }
-    for (int i = 0; i < 4; ++i) fast = fast && sse_safe(a, layout, p[i]);
+    for (int i = 0; i < 4; ++i) fast = fast && sse_safe(a, layout, p[i]) && !in_padding(a.letterbox, x + i, y);
     if (!fast) {
       for (int i = 0; i < 4; ++i) {
         float rgb[3];
-        pixel_rgb(a, p[i], rgb);
+        pixel_values(a, x + i, y, p[i], rgb);
         store_pixel(a, out, row, flipped_row, plane, x + i, rgb);
       }
       continue;
@@ -237,8 +242,8 @@ void warp_row(const WarpArgs& a, int64_t box, int y) {
     alignas(16) int32_t lv[4][4];  // pixel, channel (B, G, R, -)
     for (int i = 0; i < 4; ++i) _mm_store_si128(reinterpret_cast<__m128i*>(lv[i]), levels_bgr(a, layout, p[i]));
     for (int c = 0; c < 3; ++c) {
-      const float* t = kNormalize.v[c];
-      const int ch_in = 2 - c;  // c = 0 is R = frame channel 2
+      const float* t = table(a).v[c];
+      const int ch_in = source_channel(c, a.normalize);  // RGB output: c = 0 is R = frame channel 2
       const __m128 ch = _mm_setr_ps(t[lv[0][ch_in]], t[lv[1][ch_in]], t[lv[2][ch_in]], t[lv[3][ch_in]]);
       store4(out + row + c * plane + x, ch);
       if (a.flip) {
@@ -250,7 +255,7 @@ void warp_row(const WarpArgs& a, int64_t box, int y) {
 #endif
   for (; x < a.out_w; ++x) {
     float rgb[3];
-    pixel_rgb(a, source_point(m, x, y, a.coords), rgb);
+    pixel_values(a, x, y, source_point(m, x, y, a.coords), rgb);
     store_pixel(a, out, row, flipped_row, plane, x, rgb);
   }
 }

@@ -10,8 +10,8 @@ namespace {
 constexpr int kThreads = 256;
 
 // One thread computes one output pixel of one box (all 3 channels, and its mirror in the flipped
-// copy); same per-pixel helpers as warp_cpu() (bilinear_levels, normalize_level), so the crops are
-// bit-identical to the CPU kernel's. Threads run over (box, y, x) with x fastest, so a warp
+// copy); same per-pixel helpers as warp_cpu() (output_levels, normalize_level, source_channel), so
+// the crops and letterboxes are bit-identical to the CPU kernel's. Threads run over (box, y, x) with x fastest, so a warp
 // writes 32 consecutive floats of each plane (coalesced; the mirrored writes are consecutive too,
 // in descending order). The 12 frame bytes a pixel reads (through any strides) are gathers that
 // L1/L2 serve, since neighbouring crop pixels map to neighbouring frame pixels. A grid-stride
@@ -29,12 +29,12 @@ __global__ void warp_kernel(WarpArgs a) {
     const int x = static_cast<int>(in_plane - static_cast<int64_t>(y) * a.out_w);
     const SourcePoint p = source_point(a.inv + box * 6, x, y, a.coords);
     int bgr[3];
-    bilinear_levels(a.frame, p, a.coords, bgr);
+    output_levels(a, x, y, p, bgr);
     const int64_t base = box * 3 * plane + in_plane;
     const int64_t mirror = (a.n + box) * 3 * plane + static_cast<int64_t>(y) * a.out_w + (a.out_w - 1 - x);
 #pragma unroll
     for (int c = 0; c < 3; ++c) {
-      const float v = normalize_level(static_cast<float>(bgr[2 - c]), c);  // c = 0 is R = frame channel 2
+      const float v = normalize_level(static_cast<float>(bgr[source_channel(c, a.normalize)]), c, a.normalize);
       store_from_float(out, base + c * plane, v);
       if (a.flip) store_from_float(out, mirror + c * plane, v);
     }

@@ -4,6 +4,21 @@
 //   out[i, c, y, x]     = (float(v_i(x, y, 2 - c)) / 255 - mean[c]) / std[c]   i < N, c = R, G, B
 //   out[N + i, c, y, x] = out[i, c, y, w - 1 - x]                               only when flip
 //
+// The same warp makes a person detector's input (a letterbox is an affine warp: a scale and a
+// shift), with two options (WarpArgs::normalize, WarpArgs::letterbox):
+//   normalize   how a level becomes an output value, each detector family's (vitpose_trt/detect.py):
+//                 kImageNet  RGB, (level / 255 - mean[c]) / std[c]   the pose crop (above)
+//                 kUnit      RGB, level / 255                        Ultralytics YOLO
+//                 kRaw       BGR, level                              YOLOX (mmdet, rtmlib)
+//                 kMeanStd   BGR, (level - mean[c]) / std[c]          RTMDet (mmdet's BGR mean/std)
+//               each in float32 with one IEEE rounding per operation, as numpy computes it;
+//   letterbox   output pixels outside the image region [x0, x1) x [y0, y1) are the level `pad`
+//               (114), and inside it a bilinear neighbour outside the frame repeats the frame's edge
+//               (BORDER_REPLICATE, as cv2.resize reads it) instead of reading 0. With OpenCV 4.x,
+//               the region equals cv2.warpAffine(..., BORDER_REPLICATE) bit for bit; against the
+//               families' own cv2.resize it differs by its sub-pixel arithmetic (1/32 px here, 11-bit
+//               weights there), a few levels at sharp edges (tests/test_letterbox.py states the bounds).
+//
 // v_i(x, y, ch) is the uint8 that cv2.warpAffine(frame, M_i, (w, h), INTER_LINEAR,
 // BORDER_CONSTANT, 0) writes at crop pixel (x, y), frame channel ch (BGR), and the normalization
 // is float32 with one IEEE rounding per operation, as vitpose_trt.crop.normalize() in numpy: with
@@ -56,6 +71,17 @@ struct FrameView {
   VT_HD const uint8_t* pixel(int64_t x, int64_t y) const { return data + y * row_stride + x * pixel_stride; }
 };
 
+// How a level becomes an output value (see the top of this file).
+enum class Normalize { kImageNet = 0, kUnit = 1, kRaw = 2, kMeanStd = 3 };
+
+// A letterbox's image region in output pixels and the level everything else gets; off: the crop
+// (no region, neighbours outside the frame read 0).
+struct Letterbox {
+  bool on;
+  int x0, y0, x1, y1;  // 0 <= x0 <= x1 <= out_w, 0 <= y0 <= y1 <= out_h
+  int pad;             // 0..255
+};
+
 // Everything a warp needs; pointers are host or device memory depending on the entry point.
 struct WarpArgs {
   FrameView frame;    // (h, w, 3) BGR
@@ -66,6 +92,8 @@ struct WarpArgs {
   int out_h, out_w;
   bool flip;
   WarpCoords coords;
+  Normalize normalize;  // kImageNet for the pose crop
+  Letterbox letterbox;  // off for the pose crop; never with flip
   int threads;        // warp_cpu only: the calling thread plus up to threads - 1 helpers (parallel.h)
 };
 
@@ -176,16 +204,23 @@ VT_HD int float_level(float v) {
 }
 
 // The crop's uint8 value of frame channel ch (BGR) at source point p: warpAffine's bilinear
-// interpolation with neighbours outside the frame reading 0 (BORDER_CONSTANT, value 0). This is
-// the one definition of a crop pixel; warp_cpu()'s SSE2 path computes the same integers.
-VT_HD void bilinear_levels(const FrameView& f, const SourcePoint& p, WarpCoords coords, int bgr[3]) {
+// interpolation with neighbours outside the frame reading 0 (BORDER_CONSTANT, value 0), or, with
+// `replicate`, the nearest edge pixel (BORDER_REPLICATE: each neighbour's coordinates clamped into
+// the frame). This is the one definition of a crop pixel; warp_cpu()'s SSE2 path computes the same
+// integers where all four neighbours are inside.
+VT_HD void bilinear_levels(const FrameView& f, const SourcePoint& p, WarpCoords coords, int bgr[3],
+                           bool replicate = false) {
   bgr[0] = bgr[1] = bgr[2] = 0;
   if (!p.valid) return;
   const bool inside = p.x0 >= 0 && p.y0 >= 0 && p.x0 + 1 < f.w && p.y0 + 1 < f.h;
   const uint8_t* px[4] = {nullptr, nullptr, nullptr, nullptr};  // 00, 01, 10, 11; nullptr = outside
   bool any = false;
   for (int j = 0; j < 4; ++j) {
-    const int64_t xx = p.x0 + (j & 1), yy = p.y0 + (j >> 1);
+    int64_t xx = p.x0 + (j & 1), yy = p.y0 + (j >> 1);
+    if (replicate) {
+      xx = xx < 0 ? 0 : (xx >= f.w ? f.w - 1 : xx);
+      yy = yy < 0 ? 0 : (yy >= f.h ? f.h - 1 : yy);
+    }
     if (inside || (xx >= 0 && yy >= 0 && xx < f.w && yy < f.h)) {
       px[j] = f.pixel(xx, yy);
       any = true;
@@ -209,12 +244,46 @@ VT_HD void bilinear_levels(const FrameView& f, const SourcePoint& p, WarpCoords 
   }
 }
 
-// Level (0..255, as float: exact) -> normalized value of RGB channel c, as numpy computes it in
-// float32: (level / 255 - mean) / std, one IEEE rounding per operation (no reciprocal, no FMA).
-VT_HD float normalize_level(float level, int c) {
-  const float mean = c == 0 ? 0.485f : (c == 1 ? 0.456f : 0.406f);
-  const float sd = c == 0 ? 0.229f : (c == 1 ? 0.224f : 0.225f);
-  return fdiv(fsub(fdiv(level, 255.0f), mean), sd);
+// Level (0..255, as float: exact) -> the value of output channel c, as numpy computes it in
+// float32, one IEEE rounding per operation (no reciprocal, no FMA): see Normalize above.
+VT_HD float normalize_level(float level, int c, Normalize mode = Normalize::kImageNet) {
+  switch (mode) {
+    case Normalize::kUnit:
+      return fdiv(level, 255.0f);
+    case Normalize::kRaw:
+      return level;
+    case Normalize::kMeanStd: {  // BGR order: mmdet RTMDet's mean (103.53, 116.28, 123.675), std (57.375, 57.12, 58.395)
+      const float mean = c == 0 ? 103.53f : (c == 1 ? 116.28f : 123.675f);
+      const float sd = c == 0 ? 57.375f : (c == 1 ? 57.12f : 58.395f);
+      return fdiv(fsub(level, mean), sd);
+    }
+    default: {  // ImageNet, RGB
+      const float mean = c == 0 ? 0.485f : (c == 1 ? 0.456f : 0.406f);
+      const float sd = c == 0 ? 0.229f : (c == 1 ? 0.224f : 0.225f);
+      return fdiv(fsub(fdiv(level, 255.0f), mean), sd);
+    }
+  }
+}
+
+// The frame channel (BGR) that output channel c shows: RGB output for kImageNet / kUnit, BGR else.
+VT_HD int source_channel(int c, Normalize mode) {
+  return mode == Normalize::kRaw || mode == Normalize::kMeanStd ? c : 2 - c;
+}
+
+// True when output pixel (x, y) lies outside a letterbox's image region (it shows the pad level).
+VT_HD bool in_padding(const Letterbox& l, int x, int y) {
+  return l.on && (x < l.x0 || x >= l.x1 || y < l.y0 || y >= l.y1);
+}
+
+// The BGR levels of output pixel (x, y) of a box: the pad level in a letterbox's padding, else the
+// bilinear sample at p (replicating the frame's edge in a letterbox). warp_cpu()'s scalar path and
+// warp_kernel both call this.
+VT_HD void output_levels(const WarpArgs& a, int x, int y, const SourcePoint& p, int bgr[3]) {
+  if (in_padding(a.letterbox, x, y)) {
+    bgr[0] = bgr[1] = bgr[2] = a.letterbox.pad;
+    return;
+  }
+  bilinear_levels(a.frame, p, a.coords, bgr, a.letterbox.on);
 }
 
 }  // namespace vitpose_trt

@@ -87,16 +87,16 @@ def test_end_to_end_n6_output_and_format_override(tmp_path):
 def test_letterbox_colour_order_scaling_and_padding_per_family():
     img = np.zeros((100, 200, 3), np.uint8)
     img[..., 0] = 255  # pure blue in BGR
-    x, ratio, pad = letterbox(img, (64, 64), "yolo")
-    assert ratio == pytest.approx(0.32) and pad == (0.0, 16.0)  # 64x32 image centered: 16 px above and below
+    x, geometry = letterbox(img, (64, 64), "yolo")
+    assert geometry.ratio == pytest.approx(0.32) and (geometry.left, geometry.top) == (0, 16)  # 64x32 image centered: 16 px above and below
     assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32
     np.testing.assert_allclose(x[0, :, 32, 32], [0.0, 0.0, 1.0])  # RGB, /255
     np.testing.assert_allclose(x[0, :, 2, 32], [114 / 255] * 3, atol=1e-6)  # padding above
-    x, _, pad = letterbox(img, (64, 64), "yolox")
-    assert pad == (0.0, 0.0)
+    x, geometry = letterbox(img, (64, 64), "yolox")
+    assert (geometry.left, geometry.top) == (0, 0)
     np.testing.assert_allclose(x[0, :, 10, 32], [255, 0, 0])  # BGR, raw values, image at the top
     np.testing.assert_allclose(x[0, :, 60, 32], [114] * 3)  # padding below
-    x, _, _ = letterbox(img, (64, 64), "rtmdet")
+    x, _ = letterbox(img, (64, 64), "rtmdet")
     np.testing.assert_allclose(x[0, :, 10, 32], [(255 - 103.53) / 57.375, -116.28 / 57.12, -123.675 / 58.395],
                                rtol=1e-5)
 

@@ -268,7 +268,7 @@ def test_ultralytics_exports_build_and_run_on_the_engine(standins, ultralytics_e
         on_engine, on_onnx = Detector(engine, score_thr=0.0), Detector(source, score_thr=0.0)
         assert on_engine.input_size == on_onnx.input_size == (640, 640), name  # dynamic: Ultralytics' imgsz
         for _, frame, _ in coco_sample[:2]:
-            x, _, _ = letterbox(frame, on_engine.input_size, on_engine.family)
+            x, _ = letterbox(frame, on_engine.input_size, on_engine.family)
             (got,), (want,) = on_engine.graph.run({"images": x}), on_onnx.graph.run({"images": x})
             assert got.shape == want.shape and got.dtype == np.float32, name
             if what["format"] == "yolo":
@@ -278,6 +278,32 @@ def test_ultralytics_exports_build_and_run_on_the_engine(standins, ultralytics_e
                 np.testing.assert_allclose(got, want, atol=0.25)
         boxes = on_engine(frame)
         assert boxes.shape[1] == 5 and np.isfinite(boxes).all() and (np.diff(boxes[:, 4]) <= 0).all(), name
+
+
+def test_the_gpu_letterbox_feeds_the_engine_what_the_cpu_letterbox_does(standins, ultralytics_engines, coco_sample):
+    """Detector("X.engine") letterboxes on the plan's device (the warp kernel, queued on the plan's
+    stream ahead of the engine: the frame goes up once, only the outputs come back). On the stand-ins
+    its boxes equal those of the host letterbox through the C++ kernel bit for bit; the graphs'
+    outputs depend on every input value, so a different input would show."""
+    for name, (_, engine, _) in ultralytics_engines.items():
+        on_gpu, on_host = Detector(engine, score_thr=0.0), Detector(engine, score_thr=0.0, impl="cpp")
+        assert on_gpu.impl == "cuda" and on_host.impl == "cpp"
+        for _, frame, _ in coco_sample[:2]:
+            first = len(standins.ops)
+            got = on_gpu(frame)
+            ops = [op.name for op in standins.ops[first:]]
+            assert ops.count("warp") == 1 and ops.count("tensorrt") == 1, (name, ops)
+            assert ops.index("warp") < ops.index("tensorrt")
+            want = on_host(frame)
+            np.testing.assert_array_equal(got, want)
+            x_dev, geometry = on_gpu._letterbox_cuda(frame)
+            x_host, same = letterbox(frame, on_gpu.input_size, on_gpu.family, impl="cpp")
+            assert geometry == same
+            (raw_dev,), (raw_host,) = on_gpu.graph.run({"images": x_dev}), on_gpu.graph.run({"images": x_host})
+            np.testing.assert_array_equal(raw_dev, raw_host)  # the nms=True export keeps no untrained box
+            np.testing.assert_array_equal(on_gpu(standins.to_device(frame)), want)  # a frame already there
+    with pytest.raises(ValueError, match="impl"):
+        Detector(ultralytics_engines["yolov8n_raw.onnx"][0], impl="cuda")  # ONNX Runtime: the host letterbox
 
 
 # --------------------------------------------------------------------------------------------

@@ -209,6 +209,29 @@ def test_cuda_crops_on_all_real_boxes(coco_sample, mode, flip):
 
 
 @requires_cuda
+@pytest.mark.parametrize("family", ["yolo", "yolox", "rtmdet"])
+def test_cuda_letterbox_equals_the_cpu_kernel(coco_sample, family):
+    """A detector's letterbox (normalize=, letterbox=) on the GPU: the CPU kernel's bits, every photo,
+    a size that needs resizing; float16 output rounds the float32 values."""
+    import torch
+
+    from vitpose_trt import kernels
+    from vitpose_trt.detect import letterbox
+
+    for _, frame, _ in coco_sample:
+        want, geometry = letterbox(frame, (384, 640), family, impl="cpp")
+        inv = torch.from_numpy(geometry.inverse_matrix()).cuda()
+        for dtype in (torch.float32, torch.float16):
+            out = torch.empty((1, 3, 384, 640), dtype=dtype, device="cuda")
+            kernels.warp(torch.from_numpy(frame).cuda(), inv, out, normalize=family, letterbox=geometry.region())
+            got = out.cpu().numpy()
+            if dtype == torch.float32:
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_array_equal(got, want.astype(np.float16))
+
+
+@requires_cuda
 @pytest.mark.parametrize("case", ODD, ids=[c[0] for c in ODD])
 def test_cuda_crops_odd_inputs(case):
     import torch

@@ -169,10 +169,11 @@ class CudaRuntime:
 
     # ---- kernels (on the current stream) -------------------------------------------------------
 
-    def warp(self, frame: torch.Tensor, inv: torch.Tensor, out: torch.Tensor, flip: bool) -> None:
+    def warp(self, frame: torch.Tensor, inv: torch.Tensor, out: torch.Tensor, flip: bool, *,
+             normalize: str = "imagenet", letterbox: tuple[int, int, int, int, int] | None = None) -> None:
         from vitpose_trt import kernels
 
-        kernels.warp(frame, inv, out, flip)
+        kernels.warp(frame, inv, out, flip, normalize=normalize, letterbox=letterbox)
 
     def decode(self, heatmaps: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor, mode: str,
                flipped: torch.Tensor | None = None, flip_index: torch.Tensor | None = None) -> None:

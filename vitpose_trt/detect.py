@@ -21,6 +21,8 @@ Pre-processing (`family=`), each family's own (from the training configs of each
     "rtmdet" mmdet RTMDet: as yolox, then BGR mean (103.53, 116.28, 123.675) / std (57.375, 57.12, 58.395)
              (its `DetDataPreprocessor`, bgr_to_rgb=False; mmdeploy leaves this normalization out of the
              graph). rtmlib feeds RTMDet raw values; pass family="yolox" to reproduce that.
+`letterbox(..., impl="numpy")` is that reference (cv2.resize onto a 114 canvas); the detectors run it
+as the crop's warp kernel (`impl="cpp"`, or on the GPU for a TensorRT plan: see `Detector`).
 The family defaults from the format: "yolo" for raw and (1, N, 6) outputs, "yolox" for dets + labels
 (rtmlib's default person detector); Ultralytics' metadata (`task`, `imgsz`) confirms "yolo". A
 TensorRT plan is read as `vitpose-trt build` read its graph: the format, family and input size it
@@ -32,10 +34,17 @@ from __future__ import annotations
 import ast
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from vitpose_trt.geometry import check_frame
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -89,32 +98,88 @@ def detector_file(spec: str | os.PathLike[str], cache: str | os.PathLike[str] | 
     return target
 
 
-def letterbox(frame: np.ndarray, size: tuple[int, int], family: str) -> tuple[np.ndarray, float, tuple[float, float]]:
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """Where a frame lands in a detector's input: resized to (width, height) pixels at (left, top)
+    of a (size[0], size[1]) canvas padded with PAD_VALUE; `ratio` maps boxes back to the frame."""
+
+    frame_shape: tuple[int, int]  # (height, width) of the frame
+    size: tuple[int, int]  # (height, width) of the detector input
+    ratio: float
+    left: int
+    top: int
+    width: int
+    height: int
+
+    def region(self) -> tuple[int, int, int, int, int]:
+        """(x0, y0, x1, y1, pad): the image region of the canvas (clipped to it) and the pad level,
+        as the warp kernel's `letterbox` option takes them."""
+        th, tw = self.size
+        return self.left, self.top, min(self.left + self.width, tw), min(self.top + self.height, th), PAD_VALUE
+
+    def inverse_matrix(self) -> np.ndarray:
+        """(1, 2, 3) float64 canvas -> frame matrix of cv2.resize's INTER_LINEAR sampling: canvas
+        pixel x reads frame x' = (x - left + 0.5) * w / width - 0.5 (and likewise in y)."""
+        h, w = self.frame_shape
+        sx, sy = w / self.width, h / self.height
+        return np.array([[[sx, 0.0, sx * (0.5 - self.left) - 0.5],
+                          [0.0, sy, sy * (0.5 - self.top) - 0.5]]], dtype=np.float64)
+
+    def to_frame(self, boxes: np.ndarray) -> np.ndarray:
+        """(M, 4) x1, y1, x2, y2 in detector-input pixels -> frame pixels, clipped to the frame."""
+        h, w = self.frame_shape
+        out = (np.asarray(boxes, np.float64) - np.array([self.left, self.top] * 2)) / self.ratio
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+        return out
+
+
+def letterbox_geometry(frame_shape: tuple[int, ...], size: tuple[int, int], family: str) -> LetterboxGeometry:
+    """The letterbox of a frame of `frame_shape` into `size` (height, width), as `family` makes it."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
+    h, w = int(frame_shape[0]), int(frame_shape[1])
+    th, tw = size
+    ratio = min(th / h, tw / w)
+    if family == "yolo":
+        # Ultralytics rounds the new size, then splits the padding around it (round(d -/+ 0.1)).
+        nw, nh = int(round(w * ratio)), int(round(h * ratio))
+        left, top = int(round((tw - nw) / 2 - 0.1)), int(round((th - nh) / 2 - 0.1))
+    else:
+        # mmdet's keep-ratio Resize + Pad (rtmlib truncates the same way): image at the top-left.
+        nw, nh = int(w * ratio), int(h * ratio)
+        left = top = 0
+    return LetterboxGeometry((h, w), (th, tw), ratio, left, top, max(nw, 1), max(nh, 1))
+
+
+def letterbox(frame: np.ndarray, size: tuple[int, int], family: str,
+              impl: str = "numpy") -> tuple[np.ndarray, LetterboxGeometry]:
     """A frame resized into `size` with its aspect ratio kept, as the detector family was trained.
 
     Args:
         frame: HxWx3 uint8 BGR.
         size: (height, width) of the detector input.
         family: one of FAMILIES.
+        impl: "numpy": the families' own reference (cv2.resize, a 114 canvas, the family's
+            normalization in numpy); "cpp": the C++ warp kernel in one pass (a letterbox is an affine
+            warp; see csrc/warp.h), within a few levels of the reference at sharp edges
+            (tests/test_letterbox.py states the bound).
 
     Returns:
-        (1, 3, H, W) float32 input, the scale ratio and the (x, y) padding before the image;
-        a detector box maps back to frame pixels as (box - pad) / ratio.
+        (1, 3, H, W) float32 input and its geometry (`geometry.to_frame(boxes)` maps boxes back).
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
-    h, w = frame.shape[:2]
+    geometry = letterbox_geometry(frame.shape, size, family)
     th, tw = size
-    ratio = min(th / h, tw / w)
-    if family == "yolo":
-        # Ultralytics rounds the new size, then splits the padding around it (round(d -/+ 0.1)).
-        nw, nh = int(round(w * ratio)), int(round(h * ratio))
-        dw, dh = (tw - nw) / 2, (th - nh) / 2
-        left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
-    else:
-        # mmdet's keep-ratio Resize + Pad (rtmlib truncates the same way): image at the top-left.
-        nw, nh = int(w * ratio), int(h * ratio)
-        left = top = 0
+    if impl == "cpp":
+        from vitpose_trt import kernels
+
+        x = np.empty((1, 3, th, tw), np.float32)
+        kernels.warp(frame, geometry.inverse_matrix(), x, normalize=family, letterbox=geometry.region())
+        return x, geometry
+    if impl != "numpy":
+        raise ValueError(f"letterbox impl must be 'numpy' or 'cpp', got {impl!r}")
+    nw, nh, left, top = geometry.width, geometry.height, geometry.left, geometry.top
+    h, w = frame.shape[:2]
     resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else frame
     canvas = np.full((th, tw, 3), PAD_VALUE, dtype=np.uint8)
     canvas[top:top + nh, left:left + nw] = resized[:th - top, :tw - left]
@@ -124,7 +189,7 @@ def letterbox(frame: np.ndarray, size: tuple[int, int], family: str) -> tuple[np
         x = (canvas.astype(np.float32) - RTMDET_MEAN) / RTMDET_STD
     else:
         x = canvas.astype(np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), ratio, (float(left), float(top))
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), geometry
 
 
 def detect_format(outputs: list[tuple[str, tuple]]) -> str:
@@ -179,6 +244,8 @@ class Detector:
         max_boxes: most boxes returned per frame (best first).
         threads: CPU threads of ONNX Runtime's CPU provider (default: one per core).
         device: the CUDA device of a TensorRT plan (default: the current one).
+        impl: the letterbox: "auto" ("cuda" for a TensorRT plan: on its device and stream; else "cpp",
+            the C++ warp kernel, where built), "cpp", or "numpy" (the families' reference).
 
     Attributes:
         graph: the runner (`vitpose_trt.engines.Graph`): ONNX Runtime, or TensorRT for a plan.
@@ -191,7 +258,8 @@ class Detector:
     def __init__(self, path, *, format: str = "auto", family: str = "auto", score_thr: float = 0.3,
                  nms_thr: float = 0.45, person_class: int = 0, input_size: tuple[int, int] | None = None,
                  providers: list[str] | None = None, max_boxes: int = 300, threads: int | None = None,
-                 device: str | int | None = None) -> None:
+                 device: str | int | None = None, impl: str = "auto") -> None:
+        from vitpose_trt import kernels
         from vitpose_trt.engines import open_graph
         from vitpose_trt.engines.sidecar import KIND_DETECTOR, detector_record
 
@@ -221,19 +289,28 @@ class Detector:
         self.path, self.format, self.family = path, format, family
         self.score_thr, self.nms_thr, self.person_class, self.max_boxes = score_thr, nms_thr, person_class, max_boxes
         self.providers = self.graph.providers
-        log.info("detector %s: format %s, %s pre-processing, input %dx%d, %s", path.name, format, family,
+        on_gpu = self.graph.name == "tensorrt"
+        if impl == "auto":
+            impl = "cuda" if on_gpu else kernels.default_cpu_impl()
+        if impl not in kernels.IMPLS or (impl == "cuda" and not on_gpu):
+            raise ValueError(f"impl (the letterbox) must be 'auto', 'numpy', 'cpp' or, for a TensorRT plan, 'cuda'; "
+                             f"got {impl!r} for {path.name}")
+        self.impl = impl
+        log.info("detector %s: format %s, %s pre-processing (%s), input %dx%d, %s", path.name, format, family, impl,
                  self.input_size[1], self.input_size[0], self.providers[0])
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """Person boxes in one HxWx3 uint8 BGR frame: (M, 5) float64 x1, y1, x2, y2, score, best first."""
-        x, ratio, (px, py) = letterbox(frame, self.input_size, self.family)
+    def __call__(self, frame) -> np.ndarray:
+        """Person boxes in one HxWx3 uint8 BGR frame: (M, 5) float64 x1, y1, x2, y2, score, best first.
+
+        The frame is a numpy array, or for a TensorRT plan also a CUDA array (letterboxed in place).
+        """
+        if self.impl == "cuda":
+            x, geometry = self._letterbox_cuda(frame)
+        else:
+            x, geometry = letterbox(check_frame(frame), self.input_size, self.family, impl=self.impl)
         outs = self.graph.run({self.input_name: x})
         boxes, scores = self._decode(outs)
-        if len(boxes):
-            boxes = (boxes - np.array([px, py, px, py])) / ratio
-            h, w = frame.shape[:2]
-            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        boxes = geometry.to_frame(np.asarray(boxes, np.float64).reshape(-1, 4))
         keep = (scores >= self.score_thr) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores = boxes[keep], scores[keep]
         order = np.argsort(-scores, kind="stable")[: self.max_boxes]
@@ -242,6 +319,29 @@ class Detector:
     def close(self) -> None:
         """Release the runner (its session or plan). Idempotent."""
         self.graph.close()
+
+    def _letterbox_cuda(self, frame) -> tuple[torch.Tensor, LetterboxGeometry]:
+        """The letterbox on the plan's device, by the warp kernel, queued on the plan's stream (which
+        its `run` then uses): the frame goes up once (or not at all, when it is already there) and
+        only the detector's outputs come back."""
+        import torch
+
+        from vitpose_trt.cuda_memory import as_cuda_frame
+        from vitpose_trt.cuda_runtime import runtime
+
+        rt, plan = runtime(), self.graph
+        caller = rt.current_stream(plan.device)
+        with rt.use(plan.stream), torch.inference_mode():
+            frame_dev = as_cuda_frame(frame, plan.device)
+            if not isinstance(frame, np.ndarray):  # the caller's: written on its stream, read on the plan's
+                plan.stream.wait_stream(caller)
+                rt.record_stream(frame_dev, plan.stream)
+            geometry = letterbox_geometry(tuple(frame_dev.shape), self.input_size, self.family)
+            x = rt.empty((1, 3, *self.input_size), plan.torch_dtype(self.input_name), plan.device)
+            inv = rt.empty((1, 2, 3), torch.float64, plan.device)
+            rt.copy(inv, torch.from_numpy(geometry.inverse_matrix()))
+            rt.warp(frame_dev, inv, x, False, normalize=self.family, letterbox=geometry.region())
+        return x, geometry
 
     def _decode(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes in detector-input pixels and their scores."""

@@ -1,6 +1,7 @@
 """The `vitpose_trt._C` kernels, one Python function per op (pytorch/extension-cpp's dispatch).
 
-    warp(frame, inv, out, flip)                       -> the batched crop (preprocess)
+    warp(frame, inv, out, flip)                       -> the batched crop (preprocess), or a detector's
+                                                         letterbox (normalize=, letterbox=: detect)
     decode(heatmaps, transforms, out, mode, ...)      -> argmax + refinement + flip merge (postprocess)
 
 Each picks the CPU or the CUDA kernel from where `out` lives (a numpy array or a CUDA tensor) and,
@@ -76,7 +77,8 @@ def _threads_kw(threads: int | None) -> dict:
     return {} if threads is None else {"threads": int(threads)}
 
 
-def warp(frame, inv, out, flip: bool = False, *, threads: int | None = None) -> None:
+def warp(frame, inv, out, flip: bool = False, *, threads: int | None = None, normalize: str = "imagenet",
+         letterbox: tuple[int, int, int, int, int] | None = None) -> None:
     """Crop every box: out[i] = normalized RGB crop of `frame` through inv[i] (see csrc/warp.h).
 
     Args:
@@ -85,12 +87,15 @@ def warp(frame, inv, out, flip: bool = False, *, threads: int | None = None) -> 
         out: (N or 2N, 3, h, w) float32 (or float16 on CUDA), written in place.
         flip: also write the mirrored crops at out[N:].
         threads: CPU threads (None: the extension's default); ignored on CUDA.
+        normalize: "imagenet" (the pose crop), or a detector family's: "yolo", "yolox", "rtmdet".
+        letterbox: None (a crop), or (x0, y0, x1, y1, pad): the image region of the output, the
+            level everywhere else, and the frame's edge repeated inside it (a detector's letterbox).
     """
     stream = _stream_of(out)
     if stream is None:
-        extension().warp_cpu(frame, inv, out, flip, **_threads_kw(threads))
+        extension().warp_cpu(frame, inv, out, flip, normalize=normalize, letterbox=letterbox, **_threads_kw(threads))
     else:
-        extension().warp_cuda(frame, inv, out, flip, stream)
+        extension().warp_cuda(frame, inv, out, flip, stream, normalize=normalize, letterbox=letterbox)
 
 
 def decode(heatmaps, transforms, out, mode: str, flipped=None, flip_index=None, *,

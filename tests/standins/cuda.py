@@ -266,10 +266,11 @@ class CudaStandIn(CudaRuntime):
 
     # ---- kernels: the C++ CPU twins ------------------------------------------------------------
 
-    def warp(self, frame: torch.Tensor, inv: torch.Tensor, out: torch.Tensor, flip: bool) -> None:
+    def warp(self, frame: torch.Tensor, inv: torch.Tensor, out: torch.Tensor, flip: bool, *,
+             normalize: str = "imagenet", letterbox: tuple[int, int, int, int, int] | None = None) -> None:
         self._check_device("warp_cuda", frame=frame, inv_matrices=inv, out=out)
         self.enqueue("warp", reads=[frame, inv], writes=[out])
-        kernels.warp(frame.numpy(), inv.numpy(), out.numpy(), flip)
+        kernels.warp(frame.numpy(), inv.numpy(), out.numpy(), flip, normalize=normalize, letterbox=letterbox)
 
     def decode(self, heatmaps: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor, mode: str,
                flipped: torch.Tensor | None = None, flip_index: torch.Tensor | None = None) -> None:

@@ -287,7 +287,9 @@ class TensorRTPlan:
         """Host path: upload `feeds`, run, download every output (in the plan's order), synchronized.
 
         An input the plan takes in float16 may be given in float32: it is converted on the GPU (an
-        explicit, documented conversion: FP16 engines take FP16 input); other dtypes must match.
+        explicit, documented conversion: FP16 engines take FP16 input); other dtypes must match. An
+        input may also be a tensor already on the plan's device, written on `self.stream` (or
+        before it): it is read in place (the detector's GPU letterbox).
         """
         import torch
 
@@ -299,8 +301,12 @@ class TensorRTPlan:
             device_inputs = {}
             for spec in self.inputs:
                 host = feeds[spec.name]
+                if isinstance(host, torch.Tensor) and rt.owns(host):
+                    device_inputs[spec.name] = host  # enqueue checks its device, dtype and shape
+                    continue
                 if not isinstance(host, np.ndarray):
-                    raise TypeError(f"input {spec.name!r}: expected a numpy array, got {type(host).__name__}")
+                    raise TypeError(f"input {spec.name!r}: expected a numpy array or a tensor on {self.device}, "
+                                    f"got {type(host).__name__}")
                 want = self._dtypes[spec.name]
                 staged = torch.from_numpy(np.ascontiguousarray(host))
                 if staged.dtype == torch.float32 and want == torch.float16:
