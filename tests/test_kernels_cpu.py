@@ -695,3 +695,24 @@ def test_argument_errors_found_by_fuzzing():
     with pytest.raises(ValueError, match=r"^threads: expected None or a positive int, got -12676506"):
         _C.warp_cpu(frame, inv, out, threads=-2**100)
     np.testing.assert_array_equal(_C.warp_cpu(frame, inv[:0], out[:0]), None)  # and empty arrays need no alignment
+
+
+@pytest.mark.parametrize("normalize", ["imagenet", "yolo", "yolox", "rtmdet"])
+def test_the_kernels_normalization_constants_are_the_python_ones(normalize):
+    """csrc/warp.h keeps its own copy of the ImageNet statistics (and RTMDet's, x 255): every level of
+    every channel, through an identity warp, equals numpy's float32 arithmetic on the Python constants
+    (preprocess.IMAGENET_MEAN/STD, detect.RTMDET_MEAN/STD) bit for bit."""
+    from vitpose_trt.detect import RTMDET_MEAN, RTMDET_STD
+
+    levels = np.arange(256, dtype=np.uint8)
+    frame = np.stack([levels, levels[::-1], np.roll(levels, 77)], axis=-1)[None]  # (1, 256, 3) BGR
+    out = np.empty((1, 3, 1, 256), np.float32)
+    _C.warp_cpu(frame, np.array([[[1.0, 0, 0], [0, 1.0, 0]]]), out, normalize=normalize)
+    bgr = frame[0].astype(np.float32)  # (256, 3)
+    want = {
+        "imagenet": (bgr[:, ::-1] / np.float32(255) - MEAN_RGB) / STD_RGB,
+        "yolo": bgr[:, ::-1] / np.float32(255),
+        "yolox": bgr,
+        "rtmdet": (bgr - RTMDET_MEAN) / RTMDET_STD,
+    }[normalize]
+    np.testing.assert_array_equal(out[0, :, 0].T, want)

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from vitpose_trt.geometry import check_frame
+from vitpose_trt.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     import torch
@@ -51,8 +52,9 @@ log = logging.getLogger(__name__)
 FORMATS = ("yolo", "dets_labels", "xyxy_score_class")
 FAMILIES = ("yolo", "yolox", "rtmdet")
 PAD_VALUE = 114  # all three families pad with 114 grey
-RTMDET_MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # BGR order
-RTMDET_STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
+# mmdet RTMDet's BGR mean (103.53, 116.28, 123.675) and std (57.375, 57.12, 58.395) of raw levels: ImageNet's x 255
+RTMDET_MEAN = (np.array(IMAGENET_MEAN[::-1]) * 255).astype(np.float32)
+RTMDET_STD = (np.array(IMAGENET_STD[::-1]) * 255).astype(np.float32)
 DEFAULT_INPUT_SIZE = (640, 640)  # (height, width), when the graph's input is dynamic and says nothing else
 # Detectors known by name (`--detector yolo11n`): exported with Ultralytics on the user's machine when
 # the .onnx is not there (its weights download there; Ultralytics is AGPL-3.0 and never a dependency).

@@ -20,9 +20,13 @@ from vitpose_trt.geometry import (
     warp_matrix,
 )
 
-# ImageNet statistics (the official NormalizeTensor); csrc/warp.h folds the same numbers into its kernels.
-MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# ImageNet statistics of levels / 255, RGB (the official NormalizeTensor): their one home. csrc/warp.h
+# folds the same numbers into its kernels (tests/test_kernels_cpu.py ties them to these bit for bit), and
+# RTMDet's BGR mean/std of raw levels are these x 255 (detect.py; tests/test_letterbox.py ties those).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MEAN_RGB = np.array(IMAGENET_MEAN, dtype=np.float32)
+STD_RGB = np.array(IMAGENET_STD, dtype=np.float32)
 
 
 def normalize(crop_bgr: np.ndarray) -> np.ndarray:
