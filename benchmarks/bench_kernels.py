@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vitpose_trt import _C  # noqa: E402
+from vitpose_trt.coco import sample_dir  # noqa: E402
 from vitpose_trt.preprocess import normalize, warp_crop  # noqa: E402
 from vitpose_trt.postprocess import postprocess  # noqa: E402
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices  # noqa: E402
@@ -52,12 +53,6 @@ INPUT = (256, 192)
 HEATMAP = (64, 48)
 K = 17
 SIZES = (1, 4, 16, 64)
-
-
-def sample_dir() -> Path | None:
-    env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "coco-sample"
-    return path if (path / "person_detections.json").is_file() else None
 
 
 def frame_and_boxes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
