@@ -725,7 +725,7 @@ def _serve(args) -> int:
 
 def _bench_video(args) -> int:
     from vitpose_trt.bench import int_list
-    from vitpose_trt.bench.video import format_video_table, run_video_benchmark
+    from vitpose_trt.bench.video import VideoBenchConfig, format_video_table, run_video_benchmark
 
     people, det_every = int_list(args.people, "--people"), int_list(args.det_every, "--det-every")
     if not people or not det_every:
@@ -738,11 +738,11 @@ def _bench_video(args) -> int:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     if args.known_boxes and not args.detector:
         raise ValueError("--known-boxes runs --detector for its cost: give --detector too")
-    result = run_video_benchmark(args.engine, variant=args.variant, people=people, det_every=det_every,
-                                 frames=args.frames, warmup=args.warmup, size=(w, h), detector=args.detector,
-                                 render=not args.no_render, mode=args.mode, flip_test=args.flip_test,
-                                 device=args.device, precision=args.precision, threads=args.threads,
-                                 known_boxes=args.known_boxes)
+    result = run_video_benchmark(VideoBenchConfig(
+        engine=args.engine, variant=args.variant, people=people, det_every=det_every, frames=args.frames,
+        warmup=args.warmup, size=(w, h), detector=args.detector, render=not args.no_render, mode=args.mode,
+        flip_test=args.flip_test, device=args.device, precision=args.precision, threads=args.threads,
+        known_boxes=args.known_boxes))
     print(format_video_table(result))
     if args.json:
         from vitpose_trt.atomic import write_json
