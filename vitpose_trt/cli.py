@@ -657,7 +657,7 @@ def _eval(args) -> int:
 
 
 def _run_eval(args) -> int:
-    from vitpose_trt.evaluate import evaluate, format_table, score_results
+    from vitpose_trt.evaluate import EvalConfig, evaluate, format_table, score_results
 
     if args.results:
         if args.engine or args.dets or args.compare:
@@ -666,11 +666,11 @@ def _run_eval(args) -> int:
     else:
         if not args.images or not args.engine:
             raise ValueError("--images and --engine are required (or --results to score a file)")
-        report = evaluate(args.images, args.ann, args.engine, dets=args.dets, mode=args.mode,
-                          flip_test=args.flip_test, backend=args.backend, device=args.device,
-                          precision=args.precision, limit=args.limit, out=args.out, compare=args.compare,
-                          det_bbox_thr=args.det_thr, progress=not args.no_progress, dataset=args.dataset,
-                          expert=args.expert)
+        report = evaluate(config=EvalConfig(
+            args.images, args.ann, args.engine, dets=args.dets, mode=args.mode, flip_test=args.flip_test,
+            backend=args.backend, device=args.device, precision=args.precision, limit=args.limit, out=args.out,
+            compare=args.compare, det_bbox_thr=args.det_thr, progress=not args.no_progress, dataset=args.dataset,
+            expert=args.expert))
     print(format_table(report))
     settings, timing = report["settings"], report.get("timing")
     if timing:
