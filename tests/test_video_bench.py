@@ -29,7 +29,7 @@ def test_synthetic_video_places_every_person_inside_the_frame(tmp_path):
 
 
 def test_benchmark_rows_stages_and_detector_period(tiny_onnx):
-    result = run_video_benchmark(str(tiny_onnx), people=(1, 3), det_every=(1, 2), frames=3, warmup=1,
+    result = run_video_benchmark(engine=str(tiny_onnx), people=(1, 3), det_every=(1, 2), frames=3, warmup=1,
                                  size=(192, 128))
     rows = result["rows"]
     assert [(r["people"], r["det_every"]) for r in rows] == [(1, 1), (1, 2), (3, 1), (3, 2)]
@@ -72,8 +72,8 @@ def test_rows_give_the_sequential_and_overlapped_speeds(tiny_onnx):
     import torch
 
     before = torch.get_num_threads()
-    result = run_video_benchmark(str(tiny_onnx), people=(2,), det_every=(1,), frames=3, warmup=1, size=(192, 128),
-                                 threads=1)
+    result = run_video_benchmark(engine=str(tiny_onnx), people=(2,), det_every=(1,), frames=3, warmup=1,
+                                 size=(192, 128), threads=1)
     assert result["environment"]["torch_threads"] == 1 and torch.get_num_threads() == before  # restored
     (row,) = result["rows"]
     assert row["fps"] > 0 and row["fps_sequential"] > 0

@@ -84,25 +84,34 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
     """
     ds = datasets.get(dataset) if dataset is not None else None
     if path is None:
-        if expert is not None:
-            raise ValueError("expert= only applies to ViTPose++ checkpoints; no checkpoint path was given")
-        k = num_keypoints if num_keypoints is not None else (ds.num_keypoints if ds is not None else 17)
-        model = build_random_model(variant if variant is not None else "b", decoder or "classic", k)
-        model.dataset = _recorded_name(datasets.resolve(ds, k, what="the random model"), ds, None, k)
-        return model.to(device).eval()
+        model = _random_model(variant, num_keypoints, decoder, expert, ds)
+    else:
+        model = _checkpoint_model(Path(os.fspath(path)), variant, num_keypoints, decoder, expert, ds)
+    return model.to(device).eval()
 
-    path = Path(os.fspath(path))
+
+def _random_model(variant: str | ViTPoseConfig | None, num_keypoints: int | None, decoder: str | None,
+                  expert: int | None, ds: datasets.Dataset | None) -> ViTPose:
+    """`load_model(None, ...)`: the fixed-seed random model, K from `num_keypoints`, else `ds`, else 17."""
+    if expert is not None:
+        raise ValueError("expert= only applies to ViTPose++ checkpoints; no checkpoint path was given")
+    k = num_keypoints if num_keypoints is not None else (ds.num_keypoints if ds is not None else 17)
+    model = build_random_model(variant if variant is not None else "b", decoder or "classic", k)
+    model.dataset = _recorded_name(datasets.resolve(ds, k, what="the random model"), ds, None, k)
+    return model
+
+
+def _checkpoint_model(path: Path, variant: str | ViTPoseConfig | None, num_keypoints: int | None,
+                      decoder: str | None, expert: int | None, ds: datasets.Dataset | None) -> ViTPose:
+    """`load_model(path, ...)`: the checkpoint's weights in a model of its shapes, recording its dataset.
+    Errors of the checkpoint's contents name the path."""
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state_dict, hf_config = read_checkpoint(path)  # its errors name the path already
     hints = _hf_config_hints(hf_config, path) if hf_config is not None else {}
     try:
         experts, heads = moe_layout(state_dict)
-        if expert is None and ds is not None and experts:
-            if ds.expert_index is None:
-                raise ValueError(f"dataset {ds.name!r} is not one of ViTPose++'s; this checkpoint's experts are "
-                                 + ", ".join(f"{i} ({datasets.by_expert(i).name})" for i in experts))
-            expert = ds.expert_index
+        expert = _chosen_expert(expert, ds, experts)
         state_dict = convert_state_dict(state_dict, expert=expert)
         config = infer_config(state_dict, variant, decoder, num_keypoints, **hints)
         # the head's own dataset: a ViTPose++ head j is dataset j's; an HF config may name its labels
@@ -121,7 +130,18 @@ def load_model(path: str | os.PathLike[str] | None = None, variant: str | ViTPos
     model.dataset = _recorded_name(found, ds, recorded, config.num_keypoints)
     log.info("loaded %s: %s, %s decoder, %d keypoints (%s)", path, config.variant, config.decoder,
              config.num_keypoints, found.title if found is not None else "no known dataset")
-    return model.to(device).eval()
+    return model
+
+
+def _chosen_expert(expert: int | None, ds: datasets.Dataset | None, experts: list[int]) -> int | None:
+    """The ViTPose++ expert to fold in: the one asked for, else the named dataset's (None: a plain checkpoint,
+    or neither named)."""
+    if expert is None and ds is not None and experts:
+        if ds.expert_index is None:
+            raise ValueError(f"dataset {ds.name!r} is not one of ViTPose++'s; this checkpoint's experts are "
+                             + ", ".join(f"{i} ({datasets.by_expert(i).name})" for i in experts))
+        expert = ds.expert_index
+    return expert
 
 
 def _recorded_name(found: datasets.Dataset | None, named, recorded: str | None, k: int) -> str | None:
@@ -229,36 +249,13 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], variant: str | ViTPoseC
         ValueError: the shapes contradict a given argument, or fit no model we can build.
     """
     facts = _shape_facts(state_dict)
-    if decoder is not None and decoder != facts["decoder"]:
-        raise ValueError(f"decoder={decoder!r} was asked for, but the checkpoint has a {facts['decoder']!r} decoder")
-    if num_keypoints is not None and num_keypoints != facts["num_keypoints"]:
-        raise ValueError(f"num_keypoints={num_keypoints} was asked for, but the checkpoint's head has "
-                         f"{facts['num_keypoints']} keypoints")
-
+    _check_asked(facts, decoder, num_keypoints)
     if isinstance(variant, ViTPoseConfig):
-        checked = [k for k in facts if not (k == "deconv_channels" and facts["decoder"] == "simple")]
-        diff = [f"{k}: config {getattr(variant, k)!r} vs checkpoint {facts[k]!r}"
-                for k in checked if getattr(variant, k) != facts[k]]
-        if diff:
-            raise ValueError("the given ViTPoseConfig does not match the checkpoint: " + "; ".join(diff))
-        return variant
-
+        return _checked_config(variant, facts)
     embed_dim, depth = facts["embed_dim"], facts["depth"]
-    name: str | None = None
-    if variant is not None:
-        name = canonical_variant(variant)
-        v_embed, v_depth, _ = VARIANTS[name]
-        if (v_embed, v_depth) != (embed_dim, depth):
-            raise ValueError(f"variant {name!r} has embed_dim {v_embed} and depth {v_depth}, but the checkpoint "
-                             f"has embed_dim {embed_dim} and depth {depth}")
-    else:
-        name = next((n for n, (e, d, _) in VARIANTS.items() if (e, d) == (embed_dim, depth)), None)
+    name = _variant_name(variant, embed_dim, depth)
     if num_heads is None:
-        if name is None:
-            sizes = ", ".join(f"{n} ({e}x{d})" for n, (e, d, _) in VARIANTS.items())
-            raise ValueError(f"embed_dim {embed_dim} x depth {depth} matches no standard ViTPose size ({sizes}); "
-                             "pass variant=ViTPoseConfig(...) to load a custom size")
-        num_heads = VARIANTS[name][2]
+        num_heads = _standard_num_heads(name, embed_dim, depth)
     h, w = input_size if input_size is not None else ViTPoseConfig().input_size
     config = ViTPoseConfig(
         variant=name or f"vitpose-custom-{embed_dim}x{depth}", embed_dim=embed_dim, depth=depth,
@@ -271,6 +268,48 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], variant: str | ViTPoseC
         raise ValueError(f"the position embedding holds {facts['num_patches']} tokens, but a {h}x{w} input gives "
                          f"{config.num_patches}; pass variant=ViTPoseConfig(input_size=...)")
     return config
+
+
+def _check_asked(facts: dict, decoder: str | None, num_keypoints: int | None) -> None:
+    """The decoder and K asked for (None: anything) must be the checkpoint's."""
+    if decoder is not None and decoder != facts["decoder"]:
+        raise ValueError(f"decoder={decoder!r} was asked for, but the checkpoint has a {facts['decoder']!r} decoder")
+    if num_keypoints is not None and num_keypoints != facts["num_keypoints"]:
+        raise ValueError(f"num_keypoints={num_keypoints} was asked for, but the checkpoint's head has "
+                         f"{facts['num_keypoints']} keypoints")
+
+
+def _checked_config(config: ViTPoseConfig, facts: dict) -> ViTPoseConfig:
+    """A given ViTPoseConfig, if every fact the shapes tell agrees with it (a simple decoder has no
+    deconv channels to compare)."""
+    checked = [k for k in facts if not (k == "deconv_channels" and facts["decoder"] == "simple")]
+    diff = [f"{k}: config {getattr(config, k)!r} vs checkpoint {facts[k]!r}"
+            for k in checked if getattr(config, k) != facts[k]]
+    if diff:
+        raise ValueError("the given ViTPoseConfig does not match the checkpoint: " + "; ".join(diff))
+    return config
+
+
+def _variant_name(variant: str | None, embed_dim: int, depth: int) -> str | None:
+    """The standard size name: the one asked for, checked against the shapes; else the one of this
+    embed_dim x depth (None: no standard size has it)."""
+    if variant is None:
+        return next((n for n, (e, d, _) in VARIANTS.items() if (e, d) == (embed_dim, depth)), None)
+    name = canonical_variant(variant)
+    v_embed, v_depth, _ = VARIANTS[name]
+    if (v_embed, v_depth) != (embed_dim, depth):
+        raise ValueError(f"variant {name!r} has embed_dim {v_embed} and depth {v_depth}, but the checkpoint "
+                         f"has embed_dim {embed_dim} and depth {depth}")
+    return name
+
+
+def _standard_num_heads(name: str | None, embed_dim: int, depth: int) -> int:
+    """The head count of a standard size (the shapes do not tell it); a custom size must name it."""
+    if name is None:
+        sizes = ", ".join(f"{n} ({e}x{d})" for n, (e, d, _) in VARIANTS.items())
+        raise ValueError(f"embed_dim {embed_dim} x depth {depth} matches no standard ViTPose size ({sizes}); "
+                         "pass variant=ViTPoseConfig(...) to load a custom size")
+    return VARIANTS[name][2]
 
 
 # --------------------------------------------------------------------------------------------

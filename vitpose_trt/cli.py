@@ -62,7 +62,16 @@ def _dataset_args(p: argparse.ArgumentParser, expert: bool = True) -> None:
                             "checkpoints hold only the COCO head)")
 
 
+def _no_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="use a non-empty --out, replacing an earlier run's results")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `vitpose-trt` parser: global options, then one subparser per command (`_add_<command>_arguments`)."""
     from vitpose_trt import __version__
 
     parser = argparse.ArgumentParser(prog="vitpose-trt", description=__doc__,
@@ -70,7 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add_arguments in (_add_export_arguments, _add_quantize_arguments, _add_build_arguments, _add_infer_arguments,
+                          _add_bench_arguments, _add_eval_arguments, _add_triton_repo_arguments, _add_serve_arguments,
+                          _add_bench_video_arguments):
+        add_arguments(sub)
+    for sp in sub.choices.values():  # every subcommand: defaults in --help, -v after the subcommand too
+        sp.formatter_class = _HelpFormatter
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    return parser
 
+
+def _add_export_arguments(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (opset >= 17, dynamic batch) and verify it")
     p.add_argument("checkpoint", nargs="?", default=None,
                    help="official .pth, Hugging Face folder/.safetensors, or easy_ViTPose .pth "
@@ -82,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(p)
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
 
+
+def _add_quantize_arguments(sub) -> None:
     p = sub.add_parser("quantize", help="a Q/DQ .onnx for an INT8 or FP8 TensorRT engine, calibrated on your photos",
                        description="Quantizes the inputs of every MatMul (INT8: weights per channel, activations at "
                                    "the 99.99th percentile; FP8 E4M3: max calibration), calibrated on person crops "
@@ -99,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=MODES, default="udp", help="crop pipeline: udp (official ViTPose) or classic")
     p.add_argument("--no-verify", action="store_true", help="write the graph even if it fails the check against FP32")
 
+
+def _add_build_arguments(sub) -> None:
     p = sub.add_parser("build", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)",
                        description="Builds the pose model's engine, or a person detector's: an .onnx without "
                                    "ViTPose metadata whose outputs --detector reads (raw YOLOv8/YOLO11, Ultralytics "
@@ -127,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a detector's pre-processing, recorded in the engine (auto: yolo for YOLO outputs, yolox "
                         "for dets+labels; RTMDet needs rtmdet)")
 
+
+def _add_infer_arguments(sub) -> None:
     p = sub.add_parser("infer", help="pose estimation on images, videos, cameras or streams",
                        description="Images: keypoints.json (COCO results) + overlays. Videos, cameras, "
                                    "streams: OUT/<name>.jsonl (one line per frame, tracked ids) + OUT/<name>.mp4. "
@@ -140,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: new or empty (created), see --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="use a non-empty --out, replacing the results of an earlier run there (nothing else)")
+    _infer_box_args(p)
+    _infer_drawing_and_video_args(p)
+    _no_progress_arg(p)
+    _dataset_args(p)
+    _common_model_args(p)
+
+
+def _infer_box_args(p: argparse.ArgumentParser) -> None:
+    """infer: where the person boxes come from (a detector, a file, the whole image) and which count."""
     p.add_argument("--detector", default=None,
                    help="person detector: an .onnx (raw YOLOv8/YOLO11, Ultralytics nms=True, mmdeploy YOLOX/RTMDet "
                         "dets+labels, or (1,N,6) x1,y1,x2,y2,score,class exports), or a known name (yolo11n, "
@@ -162,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box-thr", type=_fraction, default=0.0,
                    help="ignore --boxes detections scoring below this (keypoints.json keeps every box above it, "
                         "as COCO evaluation wants)")
+
+
+def _infer_drawing_and_video_args(p: argparse.ArgumentParser) -> None:
+    """infer: what the overlays draw, and how videos are tracked, smoothed, rendered and shown."""
     p.add_argument("--draw-thr", type=_fraction, default=0.3,
                    help="image overlays: draw only boxes scoring at least this (a detector file holds many weak boxes)")
     p.add_argument("--kpt-thr", type=_fraction, default=0.3, help="draw keypoints scoring above this, 0..1")
@@ -176,10 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-render", action="store_true", help="videos: skip the annotated .mp4")
     p.add_argument("--show", action="store_true", help="videos: show the annotated frames in a window (q/Esc stops)")
     p.add_argument("--max-frames", type=int, default=None, help="videos: stop after this many frames (cameras)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _dataset_args(p)
-    _common_model_args(p)
 
+
+def _add_bench_arguments(sub) -> None:
     p = sub.add_parser("bench", help="latency per frame and per stage (random weights by default)")
     p.add_argument("--engine", default=None,
                    help="TensorRT .engine (tensorrt row), .onnx (onnxruntime row) or checkpoint "
@@ -190,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--people", default="1,4,16", help="people per frame, comma-separated (64 works)")
     p.add_argument("--batches", default=None,
                    help="also measure model throughput at these batch sizes, e.g. 1,2,4,8,16,32,64,128")
+    _bench_run_args(p)
+    p.add_argument("--coco-sample", default=None,
+                   help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
+                        "../shared/data/coco-sample; synthetic where absent)")
+    p.add_argument("--synthetic", action="store_true", help="synthetic frame and boxes even where coco-sample exists")
+    _no_progress_arg(p)
+    p.add_argument("--out", default=None,
+                   help="results folder for table.txt, bench.json and bench.png, new or empty (default: "
+                        "bench_out/<date-time>/)")
+    _overwrite_arg(p)
+    p.add_argument("--json", default=None, help="also write the raw numbers here")
+    p.add_argument("--plot", default=None, help="also write the PNG plot here (needs matplotlib)")
+    _common_model_args(p)
+
+
+def _bench_run_args(p: argparse.ArgumentParser) -> None:
+    """bench: how long each row is measured, which rows run and must pass, on how many threads."""
     p.add_argument("--iters", type=int, default=50, help="timed iterations per row (see --max-seconds-per-row)")
     p.add_argument("--warmup", type=int, default=5,
                    help="untimed iterations first on GPU rows (CPU rows: the correctness run)")
@@ -204,19 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated alternatives that must run with every row ok, else exit status 1 "
                         "(e.g. pytorch-cuda on a GPU machine: a failing GPU row fails the command; default: none)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch and ONNX Runtime (default: all)")
-    p.add_argument("--coco-sample", default=None,
-                   help="coco-sample folder for real frames/boxes (default: $VITPOSE_TRT_COCO_SAMPLE or "
-                        "../shared/data/coco-sample; synthetic where absent)")
-    p.add_argument("--synthetic", action="store_true", help="synthetic frame and boxes even where coco-sample exists")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--out", default=None,
-                   help="results folder for table.txt, bench.json and bench.png, new or empty (default: "
-                        "bench_out/<date-time>/)")
-    p.add_argument("--overwrite", action="store_true", help="use a non-empty --out, replacing an earlier run's results")
-    p.add_argument("--json", default=None, help="also write the raw numbers here")
-    p.add_argument("--plot", default=None, help="also write the PNG plot here (needs matplotlib)")
-    _common_model_args(p)
 
+
+def _add_eval_arguments(sub) -> None:
     p = sub.add_parser("eval", help="COCO keypoint AP by the official protocol (rescoring, OKS-NMS, COCOeval)")
     p.add_argument("--images", default=None, help="COCO image folder (val2017/)")
     p.add_argument("--ann", required=True, help="keypoint annotations (person_keypoints_val2017.json)")
@@ -232,13 +276,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det-thr", type=_fraction, default=0.0,
                    help="drop detections scoring below this (0.0 is the official setting)")
     p.add_argument("--out", default=None, help="write OUT/metrics.json and OUT/keypoints.json here (new or empty folder)")
-    p.add_argument("--overwrite", action="store_true", help="use a non-empty --out, replacing an earlier run's results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _overwrite_arg(p)
+    _no_progress_arg(p)
     _dataset_args(p)
     _common_model_args(p)
 
-    _triton_parsers(sub)
 
+def _triton_model_args(p: argparse.ArgumentParser) -> None:
+    """`triton-repo` and `serve` (vitpose_trt.triton): the engine served and how Triton batches and places it."""
+    p.add_argument("--engine", required=True, help="TensorRT .engine (with its .json sidecar), .onnx or checkpoint")
+    p.add_argument("--max-batch-crops", type=int, default=64,
+                   help="most people (crops) in one engine call, and most requests batched together")
+    p.add_argument("--instances", type=int, default=1,
+                   help="model instances, each with its own engine: per GPU with --kind gpu")
+    p.add_argument("--max-queue-delay-us", type=int, default=500,
+                   help="how long Triton may hold a request to batch it with others")
+    p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="instance placement: gpu (per GPU), cpu, or auto: gpu for a TensorRT engine")
+    p.add_argument("--gpus", default=None, help="with --kind gpu: GPU indices, e.g. 0,1 (default: all)")
+    _dataset_args(p)
+    _common_model_args(p)
+
+
+def _add_triton_repo_arguments(sub) -> None:
+    p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository serving an engine")
+    p.add_argument("out", help="repository folder to create (must not exist, or be empty)")
+    _triton_model_args(p)
+
+
+def _add_serve_arguments(sub) -> None:
+    p = sub.add_parser("serve", help="serve an engine over HTTP and gRPC with Triton Inference Server (until Ctrl-C)")
+    _triton_model_args(p)
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
+    p.add_argument("--ready-timeout", type=float, default=300.0, help="longest wait for the model to load, in s")
+
+
+def _add_bench_video_arguments(sub) -> None:
     p = sub.add_parser("bench-video", help="end-to-end video fps and per-stage times (decode, detect, pose, "
                                            "track, render/encode) on a synthetic 1280x720 video")
     p.add_argument("--engine", default=None, help="pose model (default: random weights of --variant)")
@@ -260,40 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads for PyTorch and the detector's ONNX Runtime, each (default: all)")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     _common_model_args(p)
-
-    for sp in sub.choices.values():  # every subcommand: defaults in --help, -v after the subcommand too
-        sp.formatter_class = _HelpFormatter
-        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
-    return parser
-
-
-def _triton_parsers(sub) -> None:
-    """`triton-repo` and `serve`: serving on NVIDIA Triton Inference Server (vitpose_trt.triton)."""
-    def repo_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--engine", required=True, help="TensorRT .engine (with its .json sidecar), .onnx or checkpoint")
-        p.add_argument("--max-batch-crops", type=int, default=64,
-                       help="most people (crops) in one engine call, and most requests batched together")
-        p.add_argument("--instances", type=int, default=1,
-                       help="model instances, each with its own engine: per GPU with --kind gpu")
-        p.add_argument("--max-queue-delay-us", type=int, default=500,
-                       help="how long Triton may hold a request to batch it with others")
-        p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto",
-                       help="instance placement: gpu (per GPU), cpu, or auto: gpu for a TensorRT engine")
-        p.add_argument("--gpus", default=None, help="with --kind gpu: GPU indices, e.g. 0,1 (default: all)")
-        _dataset_args(p)
-        _common_model_args(p)
-
-    p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository serving an engine")
-    p.add_argument("out", help="repository folder to create (must not exist, or be empty)")
-    repo_args(p)
-
-    p = sub.add_parser("serve", help="serve an engine over HTTP and gRPC with Triton Inference Server (until Ctrl-C)")
-    repo_args(p)
-    p.add_argument("--http-port", type=int, default=8000, help="HTTP port")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every interface")
-    p.add_argument("--ready-timeout", type=float, default=300.0, help="longest wait for the model to load, in s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -615,7 +657,7 @@ def _eval(args) -> int:
 
 
 def _run_eval(args) -> int:
-    from vitpose_trt.evaluate import evaluate, format_table, score_results
+    from vitpose_trt.evaluate import EvalConfig, evaluate, format_table, score_results
 
     if args.results:
         if args.engine or args.dets or args.compare:
@@ -624,11 +666,11 @@ def _run_eval(args) -> int:
     else:
         if not args.images or not args.engine:
             raise ValueError("--images and --engine are required (or --results to score a file)")
-        report = evaluate(args.images, args.ann, args.engine, dets=args.dets, mode=args.mode,
-                          flip_test=args.flip_test, backend=args.backend, device=args.device,
-                          precision=args.precision, limit=args.limit, out=args.out, compare=args.compare,
-                          det_bbox_thr=args.det_thr, progress=not args.no_progress, dataset=args.dataset,
-                          expert=args.expert)
+        report = evaluate(config=EvalConfig(
+            args.images, args.ann, args.engine, dets=args.dets, mode=args.mode, flip_test=args.flip_test,
+            backend=args.backend, device=args.device, precision=args.precision, limit=args.limit, out=args.out,
+            compare=args.compare, det_bbox_thr=args.det_thr, progress=not args.no_progress, dataset=args.dataset,
+            expert=args.expert))
     print(format_table(report))
     settings, timing = report["settings"], report.get("timing")
     if timing:
@@ -683,7 +725,7 @@ def _serve(args) -> int:
 
 def _bench_video(args) -> int:
     from vitpose_trt.bench import int_list
-    from vitpose_trt.bench.video import format_video_table, run_video_benchmark
+    from vitpose_trt.bench.video import VideoBenchConfig, format_video_table, run_video_benchmark
 
     people, det_every = int_list(args.people, "--people"), int_list(args.det_every, "--det-every")
     if not people or not det_every:
@@ -696,11 +738,11 @@ def _bench_video(args) -> int:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     if args.known_boxes and not args.detector:
         raise ValueError("--known-boxes runs --detector for its cost: give --detector too")
-    result = run_video_benchmark(args.engine, variant=args.variant, people=people, det_every=det_every,
-                                 frames=args.frames, warmup=args.warmup, size=(w, h), detector=args.detector,
-                                 render=not args.no_render, mode=args.mode, flip_test=args.flip_test,
-                                 device=args.device, precision=args.precision, threads=args.threads,
-                                 known_boxes=args.known_boxes)
+    result = run_video_benchmark(VideoBenchConfig(
+        engine=args.engine, variant=args.variant, people=people, det_every=det_every, frames=args.frames,
+        warmup=args.warmup, size=(w, h), detector=args.detector, render=not args.no_render, mode=args.mode,
+        flip_test=args.flip_test, device=args.device, precision=args.precision, threads=args.threads,
+        known_boxes=args.known_boxes))
     print(format_video_table(result))
     if args.json:
         from vitpose_trt.atomic import write_json

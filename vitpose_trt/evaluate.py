@@ -35,7 +35,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -389,14 +392,11 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
 
 # --- the runs ---------------------------------------------------------------------------------------
 
-def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_test: bool = False,
-             backend: str = "auto", device: str | None = None, precision: str | None = None,
-             limit: int | None = None, out=None, compare=(), det_bbox_thr: float = DET_BBOX_THR,
-             progress: bool = True, prefetch: int = 4, dataset: Dataset | str | None = None,
-             expert: int | None = None) -> dict:
-    """Keypoint AP of an engine by the official top-down protocol of its dataset.
+@dataclass(frozen=True)
+class EvalConfig:
+    """What `evaluate` runs: the model, the images and annotations, the boxes, and where the report goes.
 
-    Args:
+    Attributes:
         images: the image folder (val2017/); files are found by the annotations' file_name.
         ann: the keypoint annotations (person_keypoints_val2017.json).
         engine: a checkpoint, .onnx, .engine, an `Engine`, or a `VitPoseTRT` (used as is).
@@ -411,6 +411,36 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
         prefetch: images read ahead by the reader thread.
         dataset / expert: as `VitPoseTRT`'s (default: the model's own dataset); the annotations must
             be in its layout, and it must have OKS sigmas.
+    """
+
+    images: str | os.PathLike
+    ann: str | os.PathLike
+    engine: Any = None
+    dets: str | os.PathLike | None = None
+    mode: str = "udp"
+    flip_test: bool = False
+    backend: str = "auto"
+    device: str | None = None
+    precision: str | None = None
+    limit: int | None = None
+    out: str | os.PathLike | None = None
+    compare: Sequence[Any] = ()
+    det_bbox_thr: float = DET_BBOX_THR
+    progress: bool = True
+    prefetch: int = 4
+    dataset: Dataset | str | None = None
+    expert: int | None = None
+
+
+def evaluate(images=None, ann=None, engine=None, *, config: EvalConfig | None = None, **options: Any) -> dict:
+    """Keypoint AP of an engine by the official top-down protocol of its dataset.
+
+    load (models, annotations, boxes, files) -> run (every image through every engine) -> score
+    (COCOeval, the report) -> write (keypoints.json, metrics.json).
+
+    Args:
+        images, ann, engine, options: the `EvalConfig` fields (`options`: dets, mode, ..., expert, by name).
+        config: an `EvalConfig`, instead of its fields.
 
     Returns:
         {"AP", ..., "ARl", "settings": {...}, "timing": {...}, "compare": [...]} (what metrics.json holds).
@@ -419,112 +449,185 @@ def evaluate(images, ann, engine=None, *, dets=None, mode: str = "udp", flip_tes
         FileNotFoundError: the folder, annotation or detection file is missing, or no image is found.
         ValueError: bad annotations or detections, `limit` < 1, nothing to score, a model of no
             known dataset or of one without sigmas.
+        TypeError: both a config and fields, or neither images nor ann.
     """
-    from tqdm import tqdm
+    if config is None:
+        if images is None or ann is None:
+            raise TypeError("evaluate() needs images and ann (or config=EvalConfig(...))")
+        config = EvalConfig(images, ann, engine, **options)
+    elif images is not None or ann is not None or engine is not None or options:
+        raise TypeError("evaluate() takes an EvalConfig or its fields, not both")
+    inputs = _load(config)
+    run = _run(config, inputs)
+    report = _score(config, inputs, run)
+    if config.out is not None:
+        out = Path(config.out)
+        write_json(out / "keypoints.json", run.results[0])
+        write_json(out / "metrics.json", report)
+    return report
 
-    from vitpose_trt.pipeline import VitPoseTRT
 
-    images = Path(images)
+@dataclass
+class _Inputs:
+    """What an evaluation runs on (`_load`)."""
+
+    poses: list  # the VitPoseTRTs: the evaluated one, then the `compare` ones
+    dataset: Dataset
+    coco: Any  # the annotations (`load_keypoint_annotations`)
+    image_ids: list[int]  # the images asked for (`limit` applied), by id
+    boxes: dict[int, np.ndarray]  # image id -> (M, 5) person boxes
+    paths: dict[int, Path]  # image id -> its file
+    present: list[int]  # the image ids whose file exists
+    missing: list[int]  # the others
+    counts: dict  # the detections' counts (`load_person_detections`); {} for ground-truth boxes
+
+
+@dataclass
+class _Run:
+    """What the images gave (`_run`)."""
+
+    results: list[list[dict]]  # per engine, its COCO results after rescoring and OKS-NMS
+    distances: list[list[np.ndarray]]  # per compare engine, per image: (2, N, K, 3) main and its keypoints
+    evaluated: list[int] = field(default_factory=list)  # image ids read (with or without boxes)
+    unreadable: list[int] = field(default_factory=list)
+    boxes: int = 0
+    inference_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def _load(cfg: EvalConfig) -> _Inputs:
+    """The models, the annotations in their dataset's layout, and each image's boxes and file; every
+    check that can fail is made here, before the minutes of inference."""
+    images = Path(cfg.images)
     if not images.is_dir():
         raise FileNotFoundError(f"image folder not found: {images}")
-    _check_limit(limit)
-    poses = [_open_pose(engine, VitPoseTRT, mode, flip_test, backend, device, precision, dataset, expert)]
+    _check_limit(cfg.limit)
+    poses = _open_poses(cfg)
     ds = poses[0].dataset
-    if ds is None:
-        raise ValueError(f"cannot tell the dataset of a {poses[0].num_keypoints}-keypoint model: name it "
-                         "(dataset=... / --dataset)")
-    ds.oks_sigmas()  # a dataset without sigmas cannot be scored: say so before any work
-    poses += [_open_pose(e, VitPoseTRT, mode, flip_test, "auto", None, None, ds, None) for e in compare]
-    coco = load_keypoint_annotations(ann, ds)
-    image_ids = sorted(coco.getImgIds())[:limit]
+    coco = load_keypoint_annotations(cfg.ann, ds)
+    image_ids = sorted(coco.getImgIds())[:cfg.limit]
     counts: dict = {}
-    if dets is not None:
-        by_id, counts = load_person_detections(dets, coco, det_bbox_thr)
-        boxes_of = {i: by_id.get(i, np.zeros((0, 5))) for i in image_ids}
+    if cfg.dets is not None:
+        by_id, counts = load_person_detections(cfg.dets, coco, cfg.det_bbox_thr)
+        boxes = {i: by_id.get(i, np.zeros((0, 5))) for i in image_ids}
     else:
-        boxes_of = {i: ground_truth_boxes(coco, i) for i in image_ids}
-
+        boxes = {i: ground_truth_boxes(coco, i) for i in image_ids}
     paths = {i: images / coco.imgs[i]["file_name"] for i in image_ids}
     missing = [i for i in image_ids if not paths[i].is_file()]
     present = [i for i in image_ids if paths[i].is_file()]
     if not present:
         raise FileNotFoundError(f"none of the {len(image_ids)} annotated images is in {images} "
                                 f"(e.g. {paths[image_ids[0]].name})")
-
     for p in poses:
         if p.dataset is not ds:
             raise ValueError(f"{ds.title} AP needs {ds.title} models; {p.engine.describe()} is "
                              f"{p.dataset.title if p.dataset else 'of no known dataset'}")
-    results: list[list[dict]] = [[] for _ in poses]
-    distances: list[list[np.ndarray]] = [[] for _ in poses[1:]]
-    evaluated, unreadable, n_boxes = [], [], 0
-    seconds, wall, cpu = 0.0, time.perf_counter(), time.process_time()
-    total = sum(len(boxes_of[i]) for i in present)
-    bar = tqdm(total=total, unit="box", desc="eval", disable=not progress, dynamic_ncols=True)
+    return _Inputs(poses, ds, coco, image_ids, boxes, paths, present, missing, counts)
+
+
+def _open_poses(cfg: EvalConfig) -> list:
+    """The evaluated model, then the `compare` ones in its dataset; the dataset must be known and
+    have OKS sigmas (said before any work)."""
+    main = _open_pose(cfg.engine, cfg.dataset, mode=cfg.mode, flip_test=cfg.flip_test, backend=cfg.backend,
+                      device=cfg.device, precision=cfg.precision, expert=cfg.expert)
+    ds = main.dataset
+    if ds is None:
+        raise ValueError(f"cannot tell the dataset of a {main.num_keypoints}-keypoint model: name it "
+                         "(dataset=... / --dataset)")
+    ds.oks_sigmas()  # a dataset without sigmas cannot be scored: say so before any work
+    return [main] + [_open_pose(e, ds, mode=cfg.mode, flip_test=cfg.flip_test, backend="auto", device=None,
+                                precision=None, expert=None) for e in cfg.compare]
+
+
+def _run(cfg: EvalConfig, inputs: _Inputs) -> _Run:
+    """Every present image through every engine (all its boxes in one call), images read ahead in a
+    thread; an unreadable image is logged and left out."""
+    from tqdm import tqdm
+
+    poses, present = inputs.poses, inputs.present
+    run = _Run(results=[[] for _ in poses], distances=[[] for _ in poses[1:]])
+    wall, cpu = time.perf_counter(), time.process_time()
+    bar = tqdm(total=sum(len(inputs.boxes[i]) for i in present), unit="box", desc="eval",
+               disable=not cfg.progress, dynamic_ncols=True)
     try:
-        for k, frame in read_images_ahead([paths[i] for i in present], prefetch):
+        for k, frame in read_images_ahead([inputs.paths[i] for i in present], cfg.prefetch):
             image_id = present[k]
             if frame is None:
-                unreadable.append(image_id)
-                log.warning("cannot read image %s: skipped", paths[image_id])
+                run.unreadable.append(image_id)
+                log.warning("cannot read image %s: skipped", inputs.paths[image_id])
                 continue
-            boxes = boxes_of[image_id]
-            evaluated.append(image_id)
+            boxes = inputs.boxes[image_id]
+            run.evaluated.append(image_id)
             if not len(boxes):
                 continue
             start = time.perf_counter()
             outputs = [p.infer(frame, boxes) for p in poses]  # all boxes of the image in one call
-            seconds += time.perf_counter() - start
+            run.inference_seconds += time.perf_counter() - start
             for j, (p, kpts) in enumerate(zip(poses, outputs)):
-                results[j] += image_results(image_id, kpts, boxes, tuple(p.engine.input_size), dataset=ds)
+                run.results[j] += image_results(image_id, kpts, boxes, tuple(p.engine.input_size),
+                                                dataset=inputs.dataset)
                 if j:
-                    distances[j - 1].append(np.stack([outputs[0], kpts]))
-            n_boxes += len(boxes)
+                    run.distances[j - 1].append(np.stack([outputs[0], kpts]))
+            run.boxes += len(boxes)
             bar.update(len(boxes))
     finally:
         bar.close()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    missing += unreadable
-    if missing:
-        names = [paths[i].name for i in missing]
-        log.warning("%d of %d images are missing or unreadable and were left out of the score (the AP is "
-                    "then not comparable with the official one): %s%s", len(missing), len(image_ids),
-                    ", ".join(names[:10]), " ..." if len(names) > 10 else "")
-    if not results[0]:
-        raise ValueError(f"no person box on the {len(evaluated)} evaluated images: nothing to score")
+    run.wall_seconds, run.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+    return run
 
-    metrics = coco_keypoint_eval(coco, results[0], evaluated, ds)
-    report: dict = dict(metrics)
-    report["settings"] = {
-        "engine": _describe(engine, poses[0]), "dataset": ds.name, "mode": poses[0].mode,
-        "flip_test": poses[0].flip_test,
+
+def _score(cfg: EvalConfig, inputs: _Inputs, run: _Run) -> dict:
+    """COCOeval of the results, and the report: the ten numbers, the settings, the timing and, with
+    `compare`, each other engine's numbers and keypoint distances."""
+    missing = inputs.missing + run.unreadable
+    if missing:
+        names = [inputs.paths[i].name for i in missing]
+        log.warning("%d of %d images are missing or unreadable and were left out of the score (the AP is "
+                    "then not comparable with the official one): %s%s", len(missing), len(inputs.image_ids),
+                    ", ".join(names[:10]), " ..." if len(names) > 10 else "")
+    if not run.results[0]:
+        raise ValueError(f"no person box on the {len(run.evaluated)} evaluated images: nothing to score")
+    report: dict = dict(coco_keypoint_eval(inputs.coco, run.results[0], run.evaluated, inputs.dataset))
+    report["settings"] = _settings(cfg, inputs, run, [inputs.paths[i].name for i in missing])
+    report["timing"] = {  # boxes_per_s: the whole loop (reading, every engine, post-processing)
+        "boxes": run.boxes, "engines_per_box": len(inputs.poses), "wall_seconds": run.wall_seconds,
+        "inference_seconds": run.inference_seconds,
+        "process_cpu_seconds": run.cpu_seconds,  # all threads: with other load on the machine, wall time alone misleads
+        "boxes_per_s": run.boxes / run.wall_seconds if run.wall_seconds > 0 else None,
+        "inference_boxes_per_s": run.boxes / run.inference_seconds if run.inference_seconds > 0 else None}
+    if cfg.compare:
+        report["compare"] = _compared(cfg, inputs, run)
+    return report
+
+
+def _settings(cfg: EvalConfig, inputs: _Inputs, run: _Run, missing: list[str]) -> dict:
+    """The report's "settings": what was evaluated, how, and what was left out."""
+    main, dets = inputs.poses[0], cfg.dets
+    return {
+        "engine": _describe(cfg.engine, main), "dataset": inputs.dataset.name, "mode": main.mode,
+        "flip_test": main.flip_test,
         "boxes": "detections" if dets is not None else "ground truth",
         "detections": os.fspath(dets) if dets is not None else None,
-        "det_bbox_thr": det_bbox_thr if dets is not None else None,
-        "vis_thr": VIS_THR, "oks_thr": OKS_THR, "annotations": os.fspath(ann), "images": os.fspath(images),
-        "limit": limit, "images_evaluated": len(evaluated), "boxes_evaluated": n_boxes,
-        "results_after_nms": len(results[0]),
-        "missing_images": [paths[i].name for i in missing],
-        "detections_on_unknown_images": counts.get("unknown_image", 0),
-        "detections_below_thr": counts.get("below_thr", 0),
-        "random_weights": bool(poses[0].random_weights),
+        "det_bbox_thr": cfg.det_bbox_thr if dets is not None else None,
+        "vis_thr": VIS_THR, "oks_thr": OKS_THR, "annotations": os.fspath(cfg.ann),
+        "images": os.fspath(Path(cfg.images)),
+        "limit": cfg.limit, "images_evaluated": len(run.evaluated), "boxes_evaluated": run.boxes,
+        "results_after_nms": len(run.results[0]),
+        "missing_images": missing,
+        "detections_on_unknown_images": inputs.counts.get("unknown_image", 0),
+        "detections_below_thr": inputs.counts.get("below_thr", 0),
+        "random_weights": bool(main.random_weights),
     }
-    report["timing"] = {  # boxes_per_s: the whole loop (reading, every engine, post-processing)
-        "boxes": n_boxes, "engines_per_box": len(poses), "wall_seconds": wall, "inference_seconds": seconds,
-        "process_cpu_seconds": cpu,  # all threads: with other load on the machine, wall time alone misleads
-        "boxes_per_s": n_boxes / wall if wall > 0 else None,
-        "inference_boxes_per_s": n_boxes / seconds if seconds > 0 else None}
-    if compare:
-        report["compare"] = [
-            {"engine": _describe(e, p), "metrics": coco_keypoint_eval(coco, res, evaluated, ds),
-             "distance_px": keypoint_distances(*np.concatenate(d, axis=1)) if d else keypoint_distances(
-                 np.zeros((0, ds.num_keypoints, 3)), np.zeros((0, ds.num_keypoints, 3)))}
-            for e, p, res, d in zip(compare, poses[1:], results[1:], distances)]
-    if out is not None:
-        out = Path(out)
-        write_json(out / "keypoints.json", results[0])
-        write_json(out / "metrics.json", report)
-    return report
+
+
+def _compared(cfg: EvalConfig, inputs: _Inputs, run: _Run) -> list[dict]:
+    """Per `compare` engine: its AP on the same boxes and its keypoints' distances to the main engine's."""
+    k = inputs.dataset.num_keypoints
+    none = (np.zeros((0, k, 3)), np.zeros((0, k, 3)))
+    return [{"engine": _describe(e, p), "metrics": coco_keypoint_eval(inputs.coco, res, run.evaluated, inputs.dataset),
+             "distance_px": keypoint_distances(*(np.concatenate(d, axis=1) if d else none))}
+            for e, p, res, d in zip(cfg.compare, inputs.poses[1:], run.results[1:], run.distances)]
 
 
 def score_results(ann, results, *, limit: int | None = None, out=None, dataset: Dataset | str | None = None) -> dict:
@@ -612,14 +715,17 @@ def _check_limit(limit) -> None:
         raise ValueError(f"limit must be a positive number of images, got {limit!r}")
 
 
-def _open_pose(engine, cls, mode, flip_test, backend, device, precision, dataset=None, expert=None):
-    if isinstance(engine, cls):
+def _open_pose(engine, dataset=None, **options):
+    """`engine` as a `VitPoseTRT`: one given is used as is (it must run `dataset` where one is named),
+    anything else is opened with `dataset` and `options` (VitPoseTRT's keywords)."""
+    from vitpose_trt.pipeline import VitPoseTRT
+
+    if isinstance(engine, VitPoseTRT):
         if dataset is not None and engine.dataset is not get(dataset):
             raise ValueError(f"dataset={get(dataset).name!r} was asked for, but the VitPoseTRT given runs "
                              f"{engine.dataset.name if engine.dataset else 'no known dataset'}")
         return engine
-    return cls(engine, mode=mode, flip_test=flip_test, backend=backend, device=device, precision=precision,
-               dataset=dataset, expert=expert)
+    return VitPoseTRT(engine, dataset=dataset, **options)
 
 
 def _describe(source, pose) -> str:

@@ -47,56 +47,57 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def format_table(result: dict) -> str:
-    """The human-readable report of a `run_benchmark` result."""
+    """The human-readable report of a `run_benchmark` result: the model and machine, the latency
+    table, the throughput table (when --batches asked for it), what was skipped and the notes."""
+    warning = load_warning(result["environment"])
+    out = _heading(result, warning)
+    out += _latency_section(result, warning)
+    if result["throughput"]:
+        out += _throughput_section(result["throughput"])
+    out += _skipped_and_notes(result)
+    return "\n".join(out)
+
+
+def _heading(result: dict, warning: str | None) -> list[str]:
+    """The model, its weights, the settings, the machine and the measured matmul rates."""
     env, m, st = result["environment"], result["model"], result["settings"]
-    out = []
     weights = ("RANDOM WEIGHTS (fixed seed): speed does not depend on the weights; keypoints are meaningless"
                if m["random_weights"] else f"weights: {m['weights']}")
     gmac = m["macs_per_crop"]["total"] / 1e9
-    out.append(f"vitpose-trt bench: {m['variant']} (D={m['embed_dim']}, depth {m['depth']}, {m['decoder']} decoder, "
-               f"K={m['num_keypoints']}, {m['input_size'][0]}x{m['input_size'][1]}): {gmac:.2f} GMAC = "
-               f"{2 * gmac:.1f} GFLOP per crop")
-    out.append(weights)
     src = result["scenarios"][0]["source"] if result["scenarios"] else "-"
-    out.append(f"mode {st['mode']}, flip test {'on' if st['flip_test'] else 'off'}; frame "
-               f"{st['frame_size'][1]}x{st['frame_size'][0]} in host memory, boxes: {src}")
     gpu = f"{env['gpu']} (driver {env['driver']}, CUDA {env['torch_cuda']})" if env["gpu"] else "none"
-    out.append(f"CPU: {env['cpu']}, {env['cpu_cores']} cores; GPU: {gpu}")
-    out.append(f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, transformers {env['transformers']}, "
-               f"tensorrt {env['tensorrt'] or 'not installed'}; C++ ext {'yes' if env['extension_cpp'] else 'no'}, "
-               f"CUDA kernels {'yes' if env['extension_cuda'] else 'no'}")
+    out = [f"vitpose-trt bench: {m['variant']} (D={m['embed_dim']}, depth {m['depth']}, {m['decoder']} decoder, "
+           f"K={m['num_keypoints']}, {m['input_size'][0]}x{m['input_size'][1]}): {gmac:.2f} GMAC = "
+           f"{2 * gmac:.1f} GFLOP per crop",
+           weights,
+           f"mode {st['mode']}, flip test {'on' if st['flip_test'] else 'off'}; frame "
+           f"{st['frame_size'][1]}x{st['frame_size'][0]} in host memory, boxes: {src}",
+           f"CPU: {env['cpu']}, {env['cpu_cores']} cores; GPU: {gpu}",
+           f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, transformers {env['transformers']}, "
+           f"tensorrt {env['tensorrt'] or 'not installed'}; C++ ext {'yes' if env['extension_cpp'] else 'no'}, "
+           f"CUDA kernels {'yes' if env['extension_cuda'] else 'no'}"]
     for key, peak in result["matmul"].items():
         out.append(f"measured dense matmul rate ({key}, {peak['dtype']} {peak['n']}^3): {peak['tflops']:.3g} TFLOP/s")
     acc = result.get("accuracy") or {}
     if acc.get("weights"):
         out.append(f"accuracy columns: {acc['weights']}")
-    warning = load_warning(env)
     if warning:
         out.append(warning)
+    return out
 
-    out.append("")
-    out.append("Latency per frame (ms; stage columns are medians; n = timed iterations, "
-               "p99 means little when n is small)")
+
+def _latency_section(result: dict, warning: str | None) -> list[str]:
+    """The latency-per-frame table, the rows that failed, what each row is, and how to read the columns."""
+    out = ["", "Latency per frame (ms; stage columns are medians; n = timed iterations, p99 means little when n "
+           "is small)"]
     header = ["alternative", "people", "dev", *STAGES, "e2e med", "p90", "p99", "n", "pre+post", "x base",
               "kp counted", "max err px", "ties", "excl ties"]
-    rows, failed = [], []
-    for r in result["rows"]:
-        if r.get("status") != "ok":
-            failed.append(f"  {r['alternative']}, {r['people']} people: {r.get('reason', 'failed')}")
-            continue
-        stages = [_fmt_ms(r["stages"][s]["median"]) if s in r["stages"] else "-" for s in STAGES]
-        e = r["e2e"]
-        pp = f"{100 * r['pre_post_fraction']:.1f}%" if r.get("pre_post_fraction") is not None else "-"
-        sp = f"{r['speedup_vs_baseline']:.2f}" if r.get("speedup_vs_baseline") is not None else "-"
-        metric = r.get("accuracy")
-        counted = f"{metric['counted']}/{metric['keypoints']}" if metric else "-"
-        rows.append([r["alternative"], str(r["people"]), f"{r['device']} {r['precision']}", *stages,
-                     _fmt_ms(e["median"]), _fmt_ms(e["p90"]), _fmt_ms(e["p99"]), str(e["n"]), pp, sp, counted,
-                     _fmt_px(r.get("max_px")), str(r.get("ties", "-")), _fmt_px(r.get("max_px_excl_ties"))])
-    out.append(_table(header, rows) if rows else "(no row ran)")
+    ran = [r for r in result["rows"] if r.get("status") == "ok"]
+    out.append(_table(header, [_latency_cells(r) for r in ran]) if ran else "(no row ran)")
+    failed = [f"  {r['alternative']}, {r['people']} people: {r.get('reason', 'failed')}"
+              for r in result["rows"] if r.get("status") != "ok"]
     if failed:
-        out.append("Failed:")
-        out += failed
+        out += ["Failed:", *failed]
     out.append("Rows:")
     described = {r["alternative"]: r.get("description", "") for r in result["rows"]}
     for name in dict.fromkeys([*described, *result["skipped"]]):
@@ -107,43 +108,60 @@ def format_table(result: dict) -> str:
                f"(its maximum beats every value more than 1.5 heatmap px away by >= {100 * TIE_FRACTION:g}% of the "
                "peak's prominence, peak - median); excl ties: max err px over those. ties: the other keypoints "
                "whose argmax moved more than 1.5 heatmap px (a near-equal maximum won).")
-    if acc.get("random_weights"):
+    if (result.get("accuracy") or {}).get("random_weights"):
         out.append("  Random weights give flat heatmaps with many near-equal maxima, so any rounding difference "
                    "(C++ vs OpenCV crops, FP16) moves some keypoints far: read 'excl ties', or measure with real "
                    "peaks (the fixture model, or --checkpoint).")
     if warning:
         out.append(warning)
+    return out
 
-    if result["throughput"]:
-        out.append("")
-        out.append("Model throughput (the model alone, crops already in place)")
-        header = ["alternative", "batch", "dev", "model ms", "n", "crops/s", "TFLOP/s", "of matmul"]
-        rows = []
-        skipped: dict[tuple[str, str], list[str]] = {}
-        for r in result["throughput"]:
-            if r.get("status") != "ok":
-                skipped.setdefault((r["alternative"], r.get("reason", "skipped")), []).append(str(r["batch"]))
-                continue
-            frac = f"{100 * r['fraction_of_matmul']:.1f}%" if r.get("fraction_of_matmul") is not None else "-"
-            rows.append([r["alternative"], str(r["batch"]), f"{r['device']} {r['precision']}",
-                         _fmt_ms(r["model_ms"]["median"]), str(r["model_ms"]["n"]), f"{r['crops_per_s']:.3g}",
-                         f"{r['tflops']:.3g}", frac])
-        out.append(_table(header, rows) if rows else "(no batch ran)")
-        for (name, reason), bs in skipped.items():
-            out.append(f"  {name}, batch {','.join(bs)}: skipped ({reason})")
-        out.append("of matmul: achieved model TFLOP/s over the dense matmul rate measured above on the same device.")
 
+def _latency_cells(r: dict) -> list[str]:
+    """One latency row that ran, as the table's cells."""
+    stages = [_fmt_ms(r["stages"][s]["median"]) if s in r["stages"] else "-" for s in STAGES]
+    e = r["e2e"]
+    pp = f"{100 * r['pre_post_fraction']:.1f}%" if r.get("pre_post_fraction") is not None else "-"
+    sp = f"{r['speedup_vs_baseline']:.2f}" if r.get("speedup_vs_baseline") is not None else "-"
+    metric = r.get("accuracy")
+    counted = f"{metric['counted']}/{metric['keypoints']}" if metric else "-"
+    return [r["alternative"], str(r["people"]), f"{r['device']} {r['precision']}", *stages,
+            _fmt_ms(e["median"]), _fmt_ms(e["p90"]), _fmt_ms(e["p99"]), str(e["n"]), pp, sp, counted,
+            _fmt_px(r.get("max_px")), str(r.get("ties", "-")), _fmt_px(r.get("max_px_excl_ties"))]
+
+
+def _throughput_section(throughput: list[dict]) -> list[str]:
+    """The model-throughput table, and the batch sizes each alternative skipped (and why)."""
+    out = ["", "Model throughput (the model alone, crops already in place)"]
+    header = ["alternative", "batch", "dev", "model ms", "n", "crops/s", "TFLOP/s", "of matmul"]
+    rows = []
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for r in throughput:
+        if r.get("status") != "ok":
+            skipped.setdefault((r["alternative"], r.get("reason", "skipped")), []).append(str(r["batch"]))
+            continue
+        frac = f"{100 * r['fraction_of_matmul']:.1f}%" if r.get("fraction_of_matmul") is not None else "-"
+        rows.append([r["alternative"], str(r["batch"]), f"{r['device']} {r['precision']}",
+                     _fmt_ms(r["model_ms"]["median"]), str(r["model_ms"]["n"]), f"{r['crops_per_s']:.3g}",
+                     f"{r['tflops']:.3g}", frac])
+    out.append(_table(header, rows) if rows else "(no batch ran)")
+    for (name, reason), bs in skipped.items():
+        out.append(f"  {name}, batch {','.join(bs)}: skipped ({reason})")
+    out.append("of matmul: achieved model TFLOP/s over the dense matmul rate measured above on the same device.")
+    return out
+
+
+def _skipped_and_notes(result: dict) -> list[str]:
+    """The alternatives that did not run (and why), and the rows' notes."""
+    out = []
     if result["skipped"]:
-        out.append("")
-        out.append("Skipped:")
-        for name, reason in result["skipped"].items():
-            out.append(f"  {name}: {reason}")
+        out += ["", "Skipped:"]
+        out += [f"  {name}: {reason}" for name, reason in result["skipped"].items()]
     notes = {(r["alternative"], n) for r in result["rows"] for n in r.get("notes", [])}
     if notes:
         out.append("Notes:")
-        for name, note in sorted(notes):
-            out.append(f"  {name}: {note}")
-    return "\n".join(out)
+        out += [f"  {name}: {note}" for name, note in sorted(notes)]
+    return out
 
 
 def _int_ticks(ax, values) -> None:

@@ -201,35 +201,17 @@ def _accuracy_weights(cfg: BenchConfig):
 
 
 def _run(cfg: BenchConfig) -> dict:
-    from tqdm import tqdm
-
+    """Every alternative on every scenario (and batch size): the result dict `run_benchmark` returns."""
     names = resolve_alternatives(cfg.alternatives) if cfg.alternatives else []
     factories = {n: FACTORIES[n] for n in names}
     factories.update(cfg.extra or {})
     model, plan, onnx_path, checkpoint = _load_weights(cfg)
-    config = model.config
     random_weights = bool(getattr(model, "random_weights", False))
     no_cuda = "--device cpu was given" if cfg.device == "cpu" else cuda_reason()
-
-    macs = count_macs(config)
-    result: dict[str, Any] = {
-        "environment": environment(),
-        "model": {
-            "variant": config.variant, "embed_dim": config.embed_dim, "depth": config.depth,
-            "num_heads": config.num_heads, "decoder": config.decoder, "num_keypoints": config.num_keypoints,
-            "input_size": list(config.input_size), "random_weights": random_weights,
-            "weights": "random (fixed seed)" if random_weights else str(checkpoint or "given model"),
-            "macs_per_crop": macs, "flops_per_crop": 2 * macs["total"],
-        },
-        "settings": {
-            "people": list(cfg.people), "batches": list(cfg.batches), "alternatives": list(factories),
-            "iters": cfg.iters, "warmup": cfg.warmup, "max_seconds_per_row": cfg.max_seconds_per_row,
-            "mode": cfg.mode, "flip_test": cfg.flip_test,
-            "engine": str(cfg.engine) if cfg.engine is not None else None, "frame_size": list(cfg.frame_size),
-            "threads": cfg.threads,
-        },
-        "rows": [], "throughput": [], "skipped": {}, "matmul": {},
-    }
+    result: dict[str, Any] = {"environment": environment(),
+                              "model": _model_summary(model.config, random_weights, checkpoint),
+                              "settings": _settings(cfg, factories),
+                              "rows": [], "throughput": [], "skipped": {}, "matmul": {}}
     if random_weights:
         from vitpose_trt.model import warn_random_weights
 
@@ -253,37 +235,75 @@ def _run(cfg: BenchConfig) -> dict:
             if ctx.cuda:
                 result["matmul"]["cuda"] = measure_matmul_rate("cuda")
             result["matmul"]["cpu"] = measure_matmul_rate("cpu")
-        per_row = len(scenarios) + len(cfg.batches)
-        bar = tqdm(total=len(factories) * per_row, desc="bench", unit="row", disable=not cfg.progress,
-                   file=sys.stderr, dynamic_ncols=True)
-        try:
-            for name, factory in factories.items():
-                bar.set_description(f"bench {name}")
-                try:
-                    runner = factory(ctx)
-                except Skip as e:
-                    result["skipped"][name] = str(e)
-                    log.info("%s: skipped (%s)", name, e)
-                    bar.update(per_row)
-                    continue
-                except Exception as e:  # an alternative that breaks must not take the others down
-                    log.warning("%s: cannot set up: %s", name, e, exc_info=log.isEnabledFor(logging.DEBUG))
-                    result["skipped"][name] = f"setup failed: {type(e).__name__}: {e}"
-                    bar.update(per_row)
-                    continue
-                accuracy = _accuracy_runs(name, factory, acc, scenarios, runner)
-                result["rows"] += _run_scenarios(runner, scenarios, references, accuracy, cfg, bar)
-                if cfg.batches:
-                    result["throughput"] += _throughput(runner, cfg, bar)
-                del runner
-                release_cuda()
-        finally:
-            bar.close()
+        _run_alternatives(factories, ctx, acc, scenarios, references, cfg, result)
 
     _matmul_fractions(result, cfg)
     _add_speedups(result["rows"])
     result["environment"]["load_average_end"] = loadavg()
     return result
+
+
+def _model_summary(config, random_weights: bool, checkpoint) -> dict[str, Any]:
+    """The result's "model": its architecture, FLOPs per crop and where the weights came from."""
+    macs = count_macs(config)
+    return {
+        "variant": config.variant, "embed_dim": config.embed_dim, "depth": config.depth,
+        "num_heads": config.num_heads, "decoder": config.decoder, "num_keypoints": config.num_keypoints,
+        "input_size": list(config.input_size), "random_weights": random_weights,
+        "weights": "random (fixed seed)" if random_weights else str(checkpoint or "given model"),
+        "macs_per_crop": macs, "flops_per_crop": 2 * macs["total"],
+    }
+
+
+def _settings(cfg: BenchConfig, factories: dict) -> dict[str, Any]:
+    """The result's "settings": what was asked for (the alternatives after resolving names and aliases)."""
+    return {
+        "people": list(cfg.people), "batches": list(cfg.batches), "alternatives": list(factories),
+        "iters": cfg.iters, "warmup": cfg.warmup, "max_seconds_per_row": cfg.max_seconds_per_row,
+        "mode": cfg.mode, "flip_test": cfg.flip_test,
+        "engine": str(cfg.engine) if cfg.engine is not None else None, "frame_size": list(cfg.frame_size),
+        "threads": cfg.threads,
+    }
+
+
+def _run_alternatives(factories: dict, ctx: BenchContext, acc: _Accuracy, scenarios, references,
+                      cfg: BenchConfig, result: dict) -> None:
+    """Each alternative in turn, set up, measured on every scenario and batch size, then released: its
+    rows go into result["rows"] and ["throughput"], or it goes into result["skipped"] with the reason."""
+    from tqdm import tqdm
+
+    per_row = len(scenarios) + len(cfg.batches)
+    bar = tqdm(total=len(factories) * per_row, desc="bench", unit="row", disable=not cfg.progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for name, factory in factories.items():
+            bar.set_description(f"bench {name}")
+            runner = _set_up(name, factory, ctx, result["skipped"])
+            if runner is None:
+                bar.update(per_row)
+                continue
+            accuracy = _accuracy_runs(name, factory, acc, scenarios, runner)
+            result["rows"] += _run_scenarios(runner, scenarios, references, accuracy, cfg, bar)
+            if cfg.batches:
+                result["throughput"] += _throughput(runner, cfg, bar)
+            del runner
+            release_cuda()
+    finally:
+        bar.close()
+
+
+def _set_up(name: str, factory, ctx: BenchContext, skipped: dict[str, str]) -> Runner | None:
+    """The alternative's runner; None, with the reason in `skipped`, when it cannot run here or its
+    setup fails (an alternative that breaks must not take the others down)."""
+    try:
+        return factory(ctx)
+    except Skip as e:
+        skipped[name] = str(e)
+        log.info("%s: skipped (%s)", name, e)
+    except Exception as e:
+        log.warning("%s: cannot set up: %s", name, e, exc_info=log.isEnabledFor(logging.DEBUG))
+        skipped[name] = f"setup failed: {type(e).__name__}: {e}"
+    return None
 
 
 def _references(model, scenarios: list[Scenario], cfg: BenchConfig, what: str) -> list[Reference]:

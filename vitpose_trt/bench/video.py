@@ -23,7 +23,10 @@ import math
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,48 +151,93 @@ class _Counted:
         return self.detector(image)
 
 
-def run_video_benchmark(engine=None, *, variant: str = "s", people=(1, 4, 16), det_every=(1, 5), frames: int = 20,
-                        warmup: int = 2, size: tuple[int, int] = (1280, 720), detector=None, render: bool = True,
-                        mode: str = "udp", flip_test: bool = False, device: str | None = None,
-                        precision: str | None = None, threads: int | None = None, known_boxes: bool = False) -> dict:
+@dataclass(frozen=True)
+class VideoBenchConfig:
+    """What `run_video_benchmark` measures: one row per (people, det_every) scenario.
+
+    Attributes:
+        engine: the pose model (path or `Engine`); None: a fixed-seed random ViTPose of `variant`
+            (speed does not depend on the weights).
+        variant: the random model's size when no engine is given.
+        people: people per frame, one synthetic video each.
+        det_every: detector periods, one row each per video.
+        frames / warmup: timed frames per scenario, after `warmup` untimed pose calls.
+        size: (W, H) of the synthetic video.
+        detector: an .onnx person detector (or a known name), or None for the synthetic people's known boxes.
+        render: draw and encode the annotated video.
+        mode / flip_test / device / precision: as `VitPoseTRT`'s.
+        threads: CPU threads for PyTorch and the detector's ONNX Runtime, each (None: their defaults).
+        known_boxes: with `detector`, run it for its cost but pose the synthetic people's true boxes
+            (a detector without trained weights finds nobody, and nobody would be posed).
+    """
+
+    engine: Any = None
+    variant: str = "s"
+    people: Sequence[int] = (1, 4, 16)
+    det_every: Sequence[int] = (1, 5)
+    frames: int = 20
+    warmup: int = 2
+    size: tuple[int, int] = (1280, 720)
+    detector: Any = None
+    render: bool = True
+    mode: str = "udp"
+    flip_test: bool = False
+    device: str | None = None
+    precision: str | None = None
+    threads: int | None = None
+    known_boxes: bool = False
+
+
+def run_video_benchmark(config: VideoBenchConfig | None = None, /, **options: Any) -> dict:
     """Measure `process_video` per (people, det_every) scenario.
 
     Args:
-        engine: the pose model (path or `Engine`); None: a fixed-seed random ViTPose of `variant`
-            (speed does not depend on the weights).
-        frames / warmup: timed frames per scenario, after `warmup` untimed pose calls.
-        detector: an .onnx person detector, or None for the synthetic people's known boxes.
-        known_boxes: with `detector`, run it for its cost but pose the synthetic people's true boxes
-            (a detector without trained weights finds nobody, and nobody would be posed).
-        render: draw and encode the annotated video.
+        config: a `VideoBenchConfig`; `options` (its field names) override it or, without it, make one.
 
     Returns:
         {"environment": {...}, "rows": [{"people", "det_every", "frames", "fps", "median_frame_ms",
         "detector_runs", "people_found" (mean people posed per frame), "stage_ms": {stage: mean ms per frame}, "detector"}]}.
     """
     from vitpose_trt.bench.environment import torch_threads
-    from vitpose_trt.tracker import make_detector
 
-    with torch_threads(threads):  # process-wide: restored after
-        pose = _pose_model(engine, variant, mode=mode, flip_test=flip_test, device=device, precision=precision)
-        det = make_detector(detector, threads=threads) if isinstance(detector, (str, Path)) else \
-            make_detector(detector) if detector is not None else None
-        name = (f"{Path(detector).name}{' (run, then the known boxes)' if known_boxes else ''}" if detector
-                else "known boxes (no model)")
+    cfg = replace(config, **options) if config is not None else VideoBenchConfig(**options)
+    with torch_threads(cfg.threads):  # process-wide: restored after
+        pose = _pose_model(cfg.engine, cfg.variant, mode=cfg.mode, flip_test=cfg.flip_test, device=cfg.device,
+                           precision=cfg.precision)
+        det = _detector(cfg)
         rows = []
         with tempfile.TemporaryDirectory(prefix="vitpose-bench-video-") as tmp:
-            for n in people:
-                video = Path(tmp) / f"people{n}.avi"
-                truth = synthetic_video(video, n, frames, size)
-                _warm_up(pose, det, video, truth, warmup)
-                for every in det_every:
-                    # without a detector: the true boxes, at no cost; an untrained one: its cost, the true boxes
-                    found = _KnownBoxes(truth) if det is None else _RunThenKnownBoxes(det, truth) if known_boxes else det
-                    row = _scenario(pose, found, video, Path(tmp) / f"out-{n}-{every}", every, render)
-                    rows.append({"people": n, "det_every": every, **row, "detector": name})
-                    log.info("%d people, detector every %d: %.2f fps (sequential %.2f)", n, every, row["fps"],
-                             row["fps_sequential"])
-        return {"environment": _environment(pose, size, render), "rows": rows}
+            for n in cfg.people:
+                rows += _people_rows(pose, det, n, Path(tmp), cfg)
+        return {"environment": _environment(pose, cfg.size, cfg.render), "rows": rows}
+
+
+def _detector(cfg: VideoBenchConfig):
+    """The detector measured: `cfg.detector` (a path or known name: its ONNX Runtime on `cfg.threads`),
+    or None for the synthetic people's known boxes."""
+    from vitpose_trt.tracker import make_detector
+
+    if isinstance(cfg.detector, (str, Path)):
+        return make_detector(cfg.detector, threads=cfg.threads)
+    return make_detector(cfg.detector) if cfg.detector is not None else None
+
+
+def _people_rows(pose, det, n: int, tmp: Path, cfg: VideoBenchConfig) -> list[dict]:
+    """The rows of one people count: its synthetic video written, warmed up on, then run per det_every."""
+    name = (f"{Path(cfg.detector).name}{' (run, then the known boxes)' if cfg.known_boxes else ''}" if cfg.detector
+            else "known boxes (no model)")
+    video = tmp / f"people{n}.avi"
+    truth = synthetic_video(video, n, cfg.frames, cfg.size)
+    _warm_up(pose, det, video, truth, cfg.warmup)
+    rows = []
+    for every in cfg.det_every:
+        # without a detector: the true boxes, at no cost; an untrained one: its cost, the true boxes
+        found = _KnownBoxes(truth) if det is None else _RunThenKnownBoxes(det, truth) if cfg.known_boxes else det
+        row = _scenario(pose, found, video, tmp / f"out-{n}-{every}", every, cfg.render)
+        rows.append({"people": n, "det_every": every, **row, "detector": name})
+        log.info("%d people, detector every %d: %.2f fps (sequential %.2f)", n, every, row["fps"],
+                 row["fps_sequential"])
+    return rows
 
 
 def _pose_model(engine, variant: str, **options):
