@@ -17,20 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from build_engine.fp16 import FP32_OPS, convert_detector_to_fp16
 from build_engine.tensorrt_build import (
+    BuildConfig,
     EngineVerificationError,
     ProfileShapes,
     build_plan,
-    default_timing_cache_path,
     onnx_sha256,
+    publish_plan,
+    strongly_typed_available,
 )
 from vitpose_trt.accuracy import BOX_TOLERANCE, BoxTolerance, compare_detections, sample_frames
-from vitpose_trt.atomic import atomic_write
-from vitpose_trt.engines.sidecar import make_detector_sidecar, sidecar_path, write_sidecar
+from vitpose_trt.atomic import atomic_write, writable_target
+from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
 from vitpose_trt.export import META_NUM_KEYPOINTS, META_VARIANT, save_onnx
 
@@ -85,87 +88,95 @@ def is_detector_source(source: str | os.PathLike[str] | torch.nn.Module | None, 
     return named or is_detector_graph(source)  # type: ignore[arg-type]
 
 
-def build_detector(source: str | os.PathLike[str], output: str | os.PathLike[str], *, fp16: bool = True,
-                   verify: bool = True, workspace_gb: float | None = None,
-                   timing_cache: str | os.PathLike[str] | None = None, format: str = "auto", family: str = "auto",
-                   input_size: tuple[int, int] | None = None, tolerance: BoxTolerance = BOX_TOLERANCE) -> Path:
+def build_detector(source: str | os.PathLike[str], output: str | os.PathLike[str], config: BuildConfig | None = None,
+                   *, input_size: tuple[int, int] | None = None, tolerance: BoxTolerance = BOX_TOLERANCE,
+                   **options: Any) -> Path:
     """Build a person detector's TensorRT engine and its sidecar (`build` calls this for a detector).
+
+    As `build`, both are written and verified in a temporary folder beside `output` and renamed
+    into place at the end: a failed build or verification writes nothing to `output`.
 
     Args:
         source: the detector's FP32 .onnx.
         output: the plan path, e.g. "det.engine"; the sidecar goes to "det.engine.json".
-        fp16: the FP16 graph (`convert_detector_to_fp16`), else FP32.
-        verify: compare the engine's boxes with ONNX Runtime's on the FP32 graph on the COCO sample
-            photos; past `tolerance` the engine and its sidecar are removed and an error raised.
-        workspace_gb / timing_cache: as in `tensorrt_build.build`.
-        format / family: `Detector`'s (default "auto": told from the graph); recorded in the sidecar.
+        config: the build's settings (`tensorrt_build.BuildConfig`); a detector reads `fp16` (the
+            FP16 graph, `convert_detector_to_fp16`, else FP32), `verify` (the engine's boxes against
+            ONNX Runtime's on the FP32 graph on the COCO sample photos, judged by `tolerance`),
+            `workspace_gb`, `timing_cache`, and `detector_format` / `detector_family` (`Detector`'s
+            format and family, default "auto": told from the graph; recorded in the sidecar).
         input_size: (height, width) for a graph with a dynamic input (default: its recorded
             `imgsz`, else 640x640); the plan is fixed to it.
         tolerance: the verification's bounds.
+        **options: `BuildConfig` fields by name, replacing `config`'s.
 
     Raises:
         TensorRTUnavailableError: TensorRT is not installed.
         ValueError: not a detector graph `Detector` can read (named).
         RuntimeError: TensorRT failed to parse or build.
-        EngineVerificationError: the engine's boxes disagree with ONNX Runtime's (files removed).
+        EngineVerificationError: the engine's boxes disagree with ONNX Runtime's (nothing written to `output`).
     """
+    config = replace(config or BuildConfig(), **options)
     require_tensorrt()
     from vitpose_trt.detect import Detector
 
     source, output = Path(os.fspath(source)), Path(os.fspath(output))
-    reference = Detector(source, format=format, family=family, input_size=input_size, score_thr=VERIFY_SCORE_THR,
-                         providers=["CPUExecutionProvider"])
+    reference = Detector(source, format=config.detector_format, family=config.detector_family, input_size=input_size,
+                         score_thr=VERIFY_SCORE_THR, providers=["CPUExecutionProvider"])
+    build_args = {"fp16": config.fp16, "format": config.detector_format, "family": config.detector_family,
+                  "input_size": list(input_size) if input_size else None, "workspace_gb": config.workspace_gb}
     try:
-        return _build(source, output, reference, fp16=fp16, verify=verify, workspace_gb=workspace_gb,
-                      timing_cache=timing_cache, build_args={"fp16": fp16, "format": format, "family": family,
-                                                             "input_size": list(input_size) if input_size else None,
-                                                             "workspace_gb": workspace_gb}, tolerance=tolerance)
+        return _build(source, output, reference, config, build_args, tolerance)
     finally:
         reference.close()
 
 
-def _build(source: Path, output: Path, reference: Detector, *, fp16: bool, verify: bool, workspace_gb: float | None,
-           timing_cache: str | os.PathLike[str] | None, build_args: dict[str, Any], tolerance: BoxTolerance) -> Path:
-    import tensorrt as trt
-
+def _build(source: Path, output: Path, reference: Detector, config: BuildConfig, build_args: dict[str, Any],
+           tolerance: BoxTolerance) -> Path:
     h, w = reference.input_size
     shape = (1, 3, h, w)
     profile = ProfileShapes(shape, shape, shape)
     output.parent.mkdir(parents=True, exist_ok=True)
-    cache_path = Path(os.fspath(timing_cache)) if timing_cache is not None else default_timing_cache_path(output)
-    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    writable_target(output)
+    strongly_typed = strongly_typed_available()
     with tempfile.TemporaryDirectory(prefix=".vitpose-trt-build-", dir=output.parent) as tmp:
-        network_onnx = source
-        fp32_ops: tuple[str, ...] = ()
-        if fp16:
-            fp32_ops = FP32_OPS
-            if strongly_typed:
-                network_onnx = save_onnx(convert_detector_to_fp16(source).model, Path(tmp) / "detector.fp16.onnx")
-        else:
-            log.warning("building an FP32 detector engine (pass --fp16 for the fast one)")
+        staged = Path(tmp) / "plan" / output.name  # a folder of its own: no clash with the graphs
+        staged.parent.mkdir()
+        network_onnx, fp32_ops = _network_graph(source, config.fp16, strongly_typed, Path(tmp))
         log.info("detector %s: format %s, %s pre-processing, input %dx%d", source.name, reference.format,
                  reference.family, w, h)
-        plan, io = build_plan(network_onnx, profile, fp16=fp16, strongly_typed=strongly_typed, fp32_ops=fp32_ops,
-                              workspace_gb=workspace_gb, timing_cache=cache_path, half_input=False)
-    atomic_write(output, plan)
-    log.info("wrote %s (%.1f MB)", output, len(plan) / 1e6)
-    platform = current_platform()
-    sidecar = make_detector_sidecar(
-        detector={"format": reference.format, "family": reference.family, "input_size": [h, w]}, profile=profile,
-        precision="fp16" if fp16 else "fp32", fp32_ops=fp32_ops, io=io, strongly_typed=strongly_typed,
-        tensorrt_version=platform.tensorrt_version, gpu_name=platform.gpu_name,
-        compute_capability=platform.compute_capability, source_path=os.fspath(source),
-        source_onnx_sha256=onnx_sha256(source), source_metadata=reference.graph.metadata, build_args=build_args)
-    write_sidecar(output, sidecar)
-    if verify:
-        sidecar["verification"] = _verify(output, reference, tolerance)
-        write_sidecar(output, sidecar)
+        plan, io = build_plan(network_onnx, profile, fp16=config.fp16, strongly_typed=strongly_typed,
+                              fp32_ops=fp32_ops, workspace_gb=config.workspace_gb,
+                              timing_cache=config.timing_cache_path(output), half_input=False)
+        record = PlanRecord(profile, "fp16" if config.fp16 else "fp32", fp32_ops, strongly_typed, current_platform(),
+                            os.fspath(source), onnx_sha256(source), build_args)
+        sidecar = make_detector_sidecar(record, detector={"format": reference.format, "family": reference.family,
+                                                          "input_size": [h, w]},
+                                        io=io, source_metadata=reference.graph.metadata)
+        atomic_write(staged, plan)
+        write_sidecar(staged, sidecar)  # beside the plan: the `Detector` that verifies it reads it
+        if config.verify:
+            sidecar["verification"] = _verify(staged, reference, tolerance, name=str(output))
+            write_sidecar(staged, sidecar)
+        publish_plan(staged, output)
     return output
 
 
-def _verify(engine_path: Path, reference: Detector, tolerance: BoxTolerance) -> dict[str, Any]:
+def _network_graph(source: Path, fp16: bool, strongly_typed: bool, tmp: Path) -> tuple[Path, tuple[str, ...]]:
+    """The graph TensorRT parses and the op types kept in FP32: with FP16 on a strongly typed
+    TensorRT, the FP16 graph (`convert_detector_to_fp16`, saved into `tmp`); else `source` itself."""
+    if not fp16:
+        log.warning("building an FP32 detector engine (pass --fp16 for the fast one)")
+        return source, ()
+    if not strongly_typed:
+        return source, FP32_OPS
+    return save_onnx(convert_detector_to_fp16(source).model, tmp / "detector.fp16.onnx"), FP32_OPS
+
+
+def _verify(engine_path: Path, reference: Detector, tolerance: BoxTolerance, *,
+            name: str | None = None) -> dict[str, Any]:
     """The engine's boxes against `reference`'s (ONNX Runtime, FP32 graph) on the COCO sample photos;
-    raises EngineVerificationError past tolerance, after removing the engine and its sidecar."""
+    raises EngineVerificationError past tolerance, after removing the engine and its sidecar.
+    `name`: the engine in the messages (default its path)."""
     from vitpose_trt.detect import Detector
 
     frames, photos = sample_frames()
@@ -180,7 +191,7 @@ def _verify(engine_path: Path, reference: Detector, tolerance: BoxTolerance) -> 
         candidate.close()
     try:
         return judge_detections(want, got, photos=photos, reference_name=f"ONNX Runtime FP32 ({reference.path.name})",
-                                engine_name=str(engine_path), tolerance=tolerance)
+                                engine_name=name or str(engine_path), tolerance=tolerance)
     except EngineVerificationError as e:
         for path in (engine_path, sidecar_path(engine_path)):
             path.unlink(missing_ok=True)

@@ -51,6 +51,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
@@ -111,15 +112,10 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
     Raises:
         ValueError: the graph is not FP32 (already converted), or a dtype name is unknown.
     """
-    from onnxconverter_common import float16
-
     for what, name in (("input_dtype", input_dtype), ("output_dtype", output_dtype)):
         if name not in _DTYPES:
             raise ValueError(f"{what} must be one of {sorted(_DTYPES)}, got {name!r}")
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(os.fspath(model))
-    else:
-        model = _copy(model)
+    model = onnx.load(os.fspath(model)) if not isinstance(model, onnx.ModelProto) else _copy(model)
     io = list(model.graph.input) + list(model.graph.output)
     not_fp32 = [v.name for v in io if v.type.tensor_type.elem_type != TensorProto.FLOAT]
     if not_fp32:
@@ -134,21 +130,9 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
         # infer by path instead, and tell the converter the shapes are there (I/O dtypes are checked above).
         model = _infer_shapes_by_path(model)
         shape_kwargs = {"disable_shape_infer": True, "check_fp16_ready": False}
-    with warnings.catch_warnings(record=True) as caught:
-        # The converter warns once per tensor whose values it clamps into FP16 range (values
-        # below 1e-7 in magnitude, typically exact-zero-ish weights): informative, not a problem.
-        warnings.simplefilter("always")
-        # keep_io_types=False: the converter then makes input and output FP16; the output dtype
-        # is set afterwards (it only knows "both FP32" or "both FP16").
-        # op_block_list replaces the converter's default list (which keeps Resize, TopK, Range, ...
-        # in FP32, e.g. the simple decoder's bilinear Resize), so ours is added to it, not substituted.
-        block_list = list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *blocked]))
-        converted = float16.convert_float_to_float16(model, keep_io_types=False, op_block_list=block_list,
-                                                     **shape_kwargs)
-    clamped = sum(1 for w in caught if "truncated" in str(w.message))
-    for w in caught:
-        if "truncated" not in str(w.message):
-            log.warning("FP16 conversion: %s", w.message)
+    # keep_io_types=False: the converter then makes input and output FP16; the output dtype
+    # is set afterwards (it only knows "both FP32" or "both FP16").
+    converted, clamped = _run_converter(model, blocked, keep_io_types=False, **shape_kwargs)
     if clamped:
         log.info("FP16 conversion clamped values of %d weight tensors into the FP16 range", clamped)
 
@@ -183,8 +167,6 @@ def convert_detector_to_fp16(model: onnx.ModelProto | str | os.PathLike[str]) ->
     Raises:
         ValueError: 16-bit inputs, outputs or weights (the graph is converted already).
     """
-    from onnxconverter_common import float16
-
     model = onnx.load(os.fspath(model)) if not isinstance(model, onnx.ModelProto) else _copy(model)
     io = list(model.graph.input) + list(model.graph.output)
     half = [v.name for v in io if v.type.tensor_type.elem_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
@@ -198,15 +180,7 @@ def convert_detector_to_fp16(model: onnx.ModelProto | str | os.PathLike[str]) ->
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"]
     if len(set(casts)) != len(casts) or "" in casts:  # the block list goes by node name
         raise ValueError("the detector graph has unnamed or duplicate Cast node names; name its nodes uniquely")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        converted = float16.convert_float_to_float16(
-            model, keep_io_types=True, op_block_list=list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *blocked])),
-            node_block_list=casts)
-    clamped = sum(1 for w in caught if "truncated" in str(w.message))
-    for w in caught:
-        if "truncated" not in str(w.message):
-            log.warning("FP16 conversion: %s", w.message)
+    converted, clamped = _run_converter(model, blocked, keep_io_types=True, node_block_list=casts)
     _remove_unused_initializers(converted.graph)
     _set_metadata(converted, {"precision": "fp16", "fp32_ops": ",".join(blocked)})
     onnx.checker.check_model(converted, full_check=True)
@@ -222,6 +196,26 @@ def graph_io_dtypes(model: onnx.ModelProto) -> dict[str, dict[str, str]]:
         return {"name": values[0].name, "dtype": _DTYPE_NAMES.get(elem, TensorProto.DataType.Name(elem).lower())}
 
     return {"input": one(list(model.graph.input), "input"), "output": one(list(model.graph.output), "output")}
+
+
+def _run_converter(model: onnx.ModelProto, blocked: Sequence[str], **kwargs: Any) -> tuple[onnx.ModelProto, int]:
+    """onnxconverter-common's FP16 conversion with `blocked` op types kept in FP32; the converted graph
+    and how many weight tensors the converter clamped into FP16's range."""
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings(record=True) as caught:
+        # The converter warns once per tensor whose values it clamps into FP16 range (values
+        # below 1e-7 in magnitude, typically exact-zero-ish weights): informative, not a problem.
+        warnings.simplefilter("always")
+        # op_block_list replaces the converter's default list (which keeps Resize, TopK, Range, ...
+        # in FP32, e.g. the simple decoder's bilinear Resize), so ours is added to it, not substituted.
+        block_list = list(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *blocked]))
+        converted = float16.convert_float_to_float16(model, op_block_list=block_list, **kwargs)
+    clamped = sum(1 for w in caught if "truncated" in str(w.message))
+    for w in caught:
+        if "truncated" not in str(w.message):
+            log.warning("FP16 conversion: %s", w.message)
+    return converted, clamped
 
 
 def _infer_shapes_by_path(model: onnx.ModelProto) -> onnx.ModelProto:

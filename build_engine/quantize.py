@@ -41,8 +41,9 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -388,14 +389,11 @@ def calibration_crops(images: Sequence[str | os.PathLike[str]], *, dets: str | o
     return np.concatenate(crops), where
 
 
-def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], *, calib: Sequence[str],
-             dets: str | os.PathLike[str] | None = None, detector=None, mode: str = "int8",
-             calib_crops: int = 256, pipeline: str = "udp", verify: bool = True) -> QuantizeResult:
-    """`vitpose-trt quantize`: a checkpoint or FP32 .onnx -> a checked Q/DQ .onnx for TensorRT.
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """The settings of `quantize`: `vitpose-trt quantize`'s options, by the same names.
 
-    Args:
-        source: a checkpoint (exported to ONNX at opset 19 first) or an FP32 .onnx.
-        output: the Q/DQ .onnx to write.
+    Attributes:
         calib: image files, folders or globs with people in them.
         dets / detector: where the calibration boxes come from (see `calibration_crops`).
         mode: "int8" or "fp8" (the recipes in the module docstring).
@@ -403,13 +401,40 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], *, 
         pipeline: "udp" or "classic", how crops are cut and heatmaps decoded.
         verify: refuse (write nothing) when the graph disagrees with FP32 beyond `QDQ_TOLERANCE`.
     """
+
+    calib: Sequence[str]
+    dets: str | os.PathLike[str] | None = None
+    detector: Any = None
+    mode: str = "int8"
+    calib_crops: int = 256
+    pipeline: str = "udp"
+    verify: bool = True
+
+
+def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], config: QuantizeConfig | None = None,
+             **options: Any) -> QuantizeResult:
+    """`vitpose-trt quantize`: a checkpoint or FP32 .onnx -> a checked Q/DQ .onnx for TensorRT.
+
+    Args:
+        source: a checkpoint (exported to ONNX at opset 19 first) or an FP32 .onnx.
+        output: the Q/DQ .onnx to write.
+        config: the settings; without one, `options` make it (`calib` is then required).
+        **options: `QuantizeConfig` fields by name, replacing `config`'s
+            (`quantize(src, out, calib=["photos/"], mode="fp8")`).
+
+    Raises:
+        TypeError: an option that is no `QuantizeConfig` field, or no `calib`.
+        ValueError: an unknown mode, or no person box in the calibration images.
+        FileNotFoundError: `source` is missing.
+    """
     import tempfile
 
     from vitpose_trt.atomic import writable_target
     from vitpose_trt.export import export_onnx
 
-    if mode not in RECIPES:
-        raise ValueError(f"--mode must be one of {tuple(RECIPES)}, got {mode!r}")
+    config = replace(config, **options) if config is not None else QuantizeConfig(**options)
+    if config.mode not in RECIPES:
+        raise ValueError(f"--mode must be one of {tuple(RECIPES)}, got {config.mode!r}")
     writable_target(output)
     source = Path(os.fspath(source))
     if not source.exists():
@@ -419,10 +444,10 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], *, 
         if source.suffix.lower() != ".onnx":
             fp32 = export_onnx(source, Path(tmp) / "model.onnx", opset=QDQ_OPSET).path
         size = _input_size(onnx.load(os.fspath(fp32), load_external_data=False))
-        crops, where = calibration_crops(calib, dets=dets, detector=detector, max_crops=calib_crops, mode=pipeline,
-                                         input_size=size)
-        return quantize_onnx(fp32, output, crops, RECIPES[mode], crops_from=where, mode=pipeline, verify=verify,
-                             source=source)
+        crops, where = calibration_crops(config.calib, dets=config.dets, detector=config.detector,
+                                         max_crops=config.calib_crops, mode=config.pipeline, input_size=size)
+        return quantize_onnx(fp32, output, crops, RECIPES[config.mode], crops_from=where, mode=config.pipeline,
+                             verify=config.verify, source=source)
 
 
 def _input_size(model: onnx.ModelProto) -> tuple[int, int]:

@@ -12,8 +12,10 @@ FP32 graph, the FP16 builder flag, and normalization layers pinned to FP32 with
 typed networks (the flag is then accepted and ignored).
 
 The pure-Python parts (profile shapes, sidecar, the verification verdict) are separate functions,
-tested without TensorRT; the TensorRT calls are kept in `build_plan`. The verification's tie rule
-and metric are `vitpose_trt.accuracy`'s, the ones the tests and the benchmark use.
+tested without TensorRT; the TensorRT calls are kept in `build_plan` and its helpers. The
+verification's tie rule and metric are `vitpose_trt.accuracy`'s, the ones the tests and the
+benchmark use. The plan and its sidecar are written and verified in a temporary folder beside the
+output and renamed into place at the end (`publish_plan`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -33,9 +35,16 @@ from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_fo
 from build_engine.quantize import has_qdq, read_quantization
 from vitpose_trt.accuracy import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.accuracy import sample_crops as verification_crops  # the build check's real crops
-from vitpose_trt.atomic import atomic_write
+from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.engines.onnx_cache import update_digest
-from vitpose_trt.engines.sidecar import BUILD_DEFAULTS, EngineMismatchError, make_sidecar, sidecar_path, write_sidecar
+from vitpose_trt.engines.sidecar import (
+    BUILD_DEFAULTS,
+    EngineMismatchError,
+    PlanRecord,
+    make_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
 from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
 from vitpose_trt.export import save_onnx
 
@@ -47,9 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EngineVerificationError", "EngineMismatchError", "ModelInfo", "ProfileShapes", "TensorRTUnavailableError",
-    "VERIFY_TOLERANCE", "build", "build_plan", "default_timing_cache_path", "judge_verification", "make_sidecar", "onnx_sha256",
-    "profile_shapes", "verification_crops", "write_sidecar",
+    "BuildConfig", "EngineVerificationError", "EngineMismatchError", "ModelInfo", "ProfileShapes",
+    "TensorRTUnavailableError", "VERIFY_TOLERANCE", "build", "build_plan", "default_timing_cache_path",
+    "judge_verification", "make_sidecar", "onnx_sha256", "profile_shapes", "publish_plan", "strongly_typed_available",
+    "verification_crops", "write_sidecar",
 ]
 
 # The bounds and why they are that size: `vitpose_trt.accuracy.Tolerance`. They hold over the keypoints
@@ -145,6 +155,72 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
 # build
 
 
+@dataclass(frozen=True)
+class BuildConfig:
+    """The settings of a build: `vitpose-trt build`'s options, by the same names.
+
+    Attributes:
+        fp16: FP16 engine with LayerNorm in FP32 (else FP32, TF32 off). A Q/DQ graph (INT8/FP8)
+            always builds with it: what the graph does not quantize runs in FP16.
+        max_batch / opt_batch / min_batch: the profile's batch range in boxes (see `profile_shapes`).
+        flip_test: the engine will run crops and mirrored crops together (doubles opt and max).
+        verify: compare the engine with the FP32 model on real crops; raise beyond tolerance.
+        workspace_gb: builder workspace limit in GiB (None: TensorRT's default, the GPU's memory).
+        timing_cache: timing cache file (None: `model.engine.timing.cache`, see
+            `default_timing_cache_path`); loaded when present, saved after the build, so rebuilds
+            skip most kernel timing.
+        mode: "udp" or "classic": the pipeline the engine is for (sidecar, verification crops).
+        fp32_softmax: also keep Softmax in FP32 (see `build_engine.fp16`).
+        detector_format / detector_family: a detector's output format and pre-processing where its
+            graph does not tell (see `vitpose_trt.detect`); naming either builds the source as a detector.
+    """
+
+    fp16: bool = True
+    max_batch: int = BUILD_DEFAULTS["max_batch"]
+    opt_batch: int = BUILD_DEFAULTS["opt_batch"]
+    min_batch: int = 1
+    flip_test: bool = False
+    verify: bool = True
+    workspace_gb: float | None = None
+    timing_cache: str | os.PathLike[str] | None = None
+    mode: str = BUILD_DEFAULTS["mode"]
+    fp32_softmax: bool = DEFAULT_FP32_SOFTMAX
+    detector_format: str = "auto"
+    detector_family: str = "auto"
+
+    # The options of the pose model's engine only (a detector's takes one image, batch 1), and the
+    # ones its sidecar records for `rebuild_command`.
+    POSE_ONLY: ClassVar[tuple[str, ...]] = ("max_batch", "opt_batch", "min_batch", "flip_test", "mode", "fp32_softmax")
+    RECORDED: ClassVar[tuple[str, ...]] = ("fp16", "max_batch", "opt_batch", "min_batch", "flip_test", "mode",
+                                           "fp32_softmax", "workspace_gb")
+
+    def pose_options_given(self) -> list[str]:
+        """The pose-only options set away from their defaults, in `POSE_ONLY`'s order."""
+        default = BuildConfig()
+        return [k for k in self.POSE_ONLY if getattr(self, k) != getattr(default, k)]
+
+    def timing_cache_path(self, output: Path) -> Path:
+        """`timing_cache`, or the default one beside `output`."""
+        if self.timing_cache is None:
+            return default_timing_cache_path(output)
+        return Path(os.fspath(self.timing_cache))
+
+    def build_args(self) -> dict[str, Any]:
+        """What the pose model's sidecar records as "build_args"."""
+        return {k: getattr(self, k) for k in self.RECORDED}
+
+
+def publish_plan(staged: Path, output: Path) -> Path:
+    """Move a plan and its sidecar, written and verified in the build's temporary folder beside
+    `output` (so on the same file system), onto `output`: one rename each, the plan first. Until
+    then nothing of the build is at `output`, so a failed build or verification writes nothing there.
+    """
+    os.replace(staged, output)
+    os.replace(sidecar_path(staged), sidecar_path(output))
+    log.info("wrote %s (%.1f MB) and its sidecar", output, output.stat().st_size / 1e6)
+    return output
+
+
 @dataclass
 class _Source:
     onnx_path: Path
@@ -157,116 +233,118 @@ class _Source:
     tolerance: Tolerance = VERIFY_TOLERANCE  # what the built engine is judged by against `reference`
 
 
-def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str], *,
-          fp16: bool = True, max_batch: int = BUILD_DEFAULTS["max_batch"], opt_batch: int = BUILD_DEFAULTS["opt_batch"],
-          min_batch: int = 1, flip_test: bool = False,
-          verify: bool = True, workspace_gb: float | None = None,
-          timing_cache: str | os.PathLike[str] | None = None, mode: str = BUILD_DEFAULTS["mode"],
-          fp32_softmax: bool = DEFAULT_FP32_SOFTMAX, detector_format: str = "auto",
-          detector_family: str = "auto") -> Path:
+def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str],
+          config: BuildConfig | None = None, **options: Any) -> Path:
     """Build a TensorRT engine and its sidecar.
 
+    Both are written and verified in a temporary folder beside `output`, and renamed into place
+    at the end (`publish_plan`): a build that fails, verification included, writes nothing to
+    `output` (a plan already there stays as it was).
+
     Args:
-        source: a checkpoint (exported to ONNX first, into a temporary folder beside `output`),
-            an FP32 .onnx from `vitpose-trt export`, an nn.Module, or None (random-weight
-            ViTPose-B, for benchmarks). A person detector's .onnx (no ViTPose metadata, outputs
-            `vitpose_trt.detect.Detector` reads) is built as one: `build_engine.detector_build`.
-        detector_format / detector_family: a detector's output format and pre-processing where its
-            graph does not tell (see `vitpose_trt.detect`); naming either builds `source` as a detector.
+        source: a checkpoint (exported to ONNX first, into that temporary folder), an FP32 .onnx
+            from `vitpose-trt export`, a Q/DQ .onnx from `vitpose-trt quantize`, an nn.Module, or
+            None (random-weight ViTPose-B, for benchmarks). A person detector's .onnx (no ViTPose
+            metadata, outputs `vitpose_trt.detect.Detector` reads) is built as one:
+            `build_engine.detector_build`.
         output: the plan path, e.g. "model.engine"; the sidecar goes to "model.engine.json".
-        fp16: FP16 engine with LayerNorm in FP32 (else FP32, TF32 off).
-        max_batch / opt_batch / min_batch: the profile's batch range in boxes (see `profile_shapes`).
-        flip_test: the engine will run crops and mirrored crops together (doubles opt and max).
-        verify: compare the engine with the FP32 model on real crops; raise beyond tolerance.
-        workspace_gb: builder workspace limit in GiB (None: TensorRT's default, the GPU's memory).
-        timing_cache: timing cache file (default `model.engine.timing.cache`); loaded when present,
-            saved after the build, so rebuilds skip most kernel timing.
-        mode: "udp" or "classic": the pipeline the engine is for (sidecar, verification crops).
-        fp32_softmax: also keep Softmax in FP32 (see `build_engine.fp16`).
+        config: the settings (default `BuildConfig()`).
+        **options: `BuildConfig` fields by name, replacing `config`'s (`build(src, out, max_batch=4)`).
 
     Returns:
         The plan path.
 
     Raises:
         TensorRTUnavailableError: TensorRT is not installed (one line saying how to install it).
+        TypeError: an option that is no `BuildConfig` field.
         ValueError: bad batch sizes, or a source that is not an FP32 ViTPose ONNX/checkpoint.
         RuntimeError: TensorRT failed to parse or build (its errors are logged and quoted).
-        EngineVerificationError: the engine disagrees with the FP32 model (files removed).
+        EngineVerificationError: the engine disagrees with the FP32 model (nothing written to `output`).
     """
+    config = replace(config or BuildConfig(), **options)
     require_tensorrt()  # before the minutes of export, with the one-line install hint
-    import tensorrt as trt
-
     from build_engine.detector_build import build_detector, is_detector_source
     from vitpose_trt.geometry import check_mode
 
-    if is_detector_source(source, detector_format, detector_family):
-        pose_only = {"max_batch": max_batch != BUILD_DEFAULTS["max_batch"],
-                     "opt_batch": opt_batch != BUILD_DEFAULTS["opt_batch"], "min_batch": min_batch != 1,
-                     "flip_test": flip_test, "mode": mode != BUILD_DEFAULTS["mode"], "fp32_softmax": fp32_softmax}
-        given = [k for k, v in pose_only.items() if v]
+    if is_detector_source(source, config.detector_format, config.detector_family):
+        given = config.pose_options_given()
         if given:
             raise ValueError(f"{source} is a person detector: {', '.join(given)} are options of the pose model's "
                              "engine (a detector's engine takes one image, batch 1)")
         assert isinstance(source, (str, os.PathLike))  # is_detector_source: an .onnx path
-        return build_detector(source, output, fp16=fp16, verify=verify, workspace_gb=workspace_gb,
-                              timing_cache=timing_cache, format=detector_format, family=detector_family)
+        return build_detector(source, output, config)
 
-    check_mode(mode)
+    check_mode(config.mode)
     output = Path(os.fspath(output))
     output.parent.mkdir(parents=True, exist_ok=True)
-    cache_path = Path(os.fspath(timing_cache)) if timing_cache is not None else default_timing_cache_path(output)
+    writable_target(output)
     with tempfile.TemporaryDirectory(prefix=".vitpose-trt-build-", dir=output.parent) as tmp:
         src = _resolve_source(source, Path(tmp))
-        quantized = src.precision in ("int8", "fp8")
-        if quantized:  # what the graph does not quantize runs in FP16, as the recipe says
-            fp16 = True
-            _check_fp8_gpu(src.precision)
-        elif not fp16:
-            log.warning("building an FP32 engine (pass --fp16 for the fast one)")
-        profile = profile_shapes(src.info.input_size, min_batch=min_batch, opt_batch=opt_batch,
-                                 max_batch=max_batch, flip_test=flip_test)
-        strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-        fp32_ops: tuple[str, ...] = ()
-        network_onnx = src.onnx_path
-        if fp16:
-            fp32_ops = fp32_ops_for(fp32_softmax)
-            if strongly_typed:
-                graph = convert_to_fp16(src.onnx_path, fp32_softmax=fp32_softmax)
-                network_onnx = save_onnx(graph.model, Path(tmp) / "model.fp16.onnx")
-            else:
-                log.warning("TensorRT %s has no strongly typed networks: using the FP16 builder flag with "
-                            "normalization layers pinned to FP32 (upgrade to TensorRT >= 10 for the exact recipe)",
-                            trt.__version__)
-        plan, tensors = build_plan(network_onnx, profile, fp16=fp16, strongly_typed=strongly_typed,
-                                   fp32_ops=fp32_ops, workspace_gb=workspace_gb, timing_cache=cache_path,
-                                   half_input=True)
-        io = {"input": tensors["inputs"][0], "output": tensors["outputs"][0]}  # one each: `_resolve_source`
-        atomic_write(output, plan)
-        log.info("wrote %s (%.1f MB)", output, len(plan) / 1e6)
-
-        platform = current_platform()
-        sidecar = make_sidecar(
-            model=src.info, mode=mode, flip_test=flip_test, profile=profile,
-            precision=src.precision if quantized else ("fp16" if fp16 else "fp32"),
-            fp32_ops=fp32_ops, io=io, strongly_typed=strongly_typed, tensorrt_version=platform.tensorrt_version,
-            gpu_name=platform.gpu_name, compute_capability=platform.compute_capability, source_path=src.given,
-            source_onnx_sha256=onnx_sha256(src.onnx_path),
-            build_args={"fp16": fp16, "max_batch": max_batch, "opt_batch": opt_batch, "min_batch": min_batch,
-                        "flip_test": flip_test, "mode": mode, "fp32_softmax": fp32_softmax,
-                        "workspace_gb": workspace_gb},
-        )
-        if src.quantization is not None:
-            sidecar["quantization"] = src.quantization
-        write_sidecar(output, sidecar)
-        if verify:
-            result = _verify(output, src, mode=mode, flip_test=flip_test)
-            sidecar["verification"] = result
-            write_sidecar(output, sidecar)
+        staged = _build_pose(src, Path(tmp), config, output)
+        publish_plan(staged, output)
     if src.info.random_weights:
         from vitpose_trt.model import warn_random_weights
 
         warn_random_weights(f"{output} was built from RANDOM weights (not a trained model)")
     return output
+
+
+def _build_pose(src: _Source, tmp: Path, config: BuildConfig, output: Path) -> Path:
+    """Build `src` into a plan and its sidecar in the build's temporary folder `tmp`, verify it there
+    when `config.verify`, and return the plan's path there (`output`: the final path, for the messages
+    and the default timing cache)."""
+    staged = tmp / "plan" / output.name  # a folder of its own: no clash with the graphs in `tmp`
+    staged.parent.mkdir()
+    quantized = src.precision in ("int8", "fp8")
+    if quantized:  # what the graph does not quantize runs in FP16, as the recipe says
+        config = replace(config, fp16=True)
+        _check_fp8_gpu(src.precision)
+    elif not config.fp16:
+        log.warning("building an FP32 engine (pass --fp16 for the fast one)")
+    profile = profile_shapes(src.info.input_size, min_batch=config.min_batch, opt_batch=config.opt_batch,
+                             max_batch=config.max_batch, flip_test=config.flip_test)
+    strongly_typed = strongly_typed_available()
+    network_onnx, fp32_ops = _network_graph(src, config, strongly_typed, tmp)
+    plan, tensors = build_plan(network_onnx, profile, fp16=config.fp16, strongly_typed=strongly_typed,
+                               fp32_ops=fp32_ops, workspace_gb=config.workspace_gb,
+                               timing_cache=config.timing_cache_path(output), half_input=True)
+    record = PlanRecord(profile, src.precision if quantized else ("fp16" if config.fp16 else "fp32"), fp32_ops,
+                        strongly_typed, current_platform(), src.given, onnx_sha256(src.onnx_path), config.build_args())
+    io = {"input": tensors["inputs"][0], "output": tensors["outputs"][0]}  # one each: `_resolve_source`
+    sidecar = make_sidecar(record, model=src.info, mode=config.mode, flip_test=config.flip_test, io=io)
+    if src.quantization is not None:
+        sidecar["quantization"] = src.quantization
+    atomic_write(staged, plan)
+    write_sidecar(staged, sidecar)  # beside the plan: the engine opened for verification reads it
+    if config.verify:
+        sidecar["verification"] = _verify(staged, src, mode=config.mode, flip_test=config.flip_test,
+                                          name=str(output))
+        write_sidecar(staged, sidecar)
+    return staged
+
+
+def strongly_typed_available() -> bool:
+    """Whether this TensorRT builds strongly typed networks (10.x and later; 8.x does not)."""
+    import tensorrt as trt
+
+    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+
+def _network_graph(src: _Source, config: BuildConfig, strongly_typed: bool, tmp: Path) -> tuple[Path, tuple[str, ...]]:
+    """The graph TensorRT parses and the op types kept in FP32: with FP16 on a strongly typed
+    TensorRT, the FP16 graph (`convert_to_fp16`, saved into `tmp`); else the FP32 graph itself."""
+    import tensorrt as trt
+
+    if not config.fp16:
+        return src.onnx_path, ()
+    fp32_ops = fp32_ops_for(config.fp32_softmax)
+    if not strongly_typed:
+        log.warning("TensorRT %s has no strongly typed networks: using the FP16 builder flag with "
+                    "normalization layers pinned to FP32 (upgrade to TensorRT >= 10 for the exact recipe)",
+                    trt.__version__)
+        return src.onnx_path, fp32_ops
+    graph = convert_to_fp16(src.onnx_path, fp32_softmax=config.fp32_softmax)
+    return save_onnx(graph.model, tmp / "model.fp16.onnx"), fp32_ops
 
 
 def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp: Path) -> _Source:
@@ -396,9 +474,9 @@ def _onnxruntime_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool) -> dict[str, Any]:
+def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool, name: str | None = None) -> dict[str, Any]:
     """Engine vs the FP32 reference on real crops; raises EngineVerificationError past tolerance
-    (and removes the engine and its sidecar)."""
+    (and removes the engine and its sidecar). `name`: the engine in the messages (default its path)."""
     from vitpose_trt.engines.tensorrt import TensorRTEngine
 
     engine = TensorRTEngine(engine_path)
@@ -409,7 +487,7 @@ def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool) -> d
     reference = src.reference(crops)
     try:
         return judge_verification(reference, candidate, mode, crops=where, reference_name=src.reference_name,
-                                  random_weights=src.info.random_weights, engine_name=str(engine_path),
+                                  random_weights=src.info.random_weights, engine_name=name or str(engine_path),
                                   tolerance=src.tolerance)
     except EngineVerificationError as e:
         for path in (engine_path, sidecar_path(engine_path)):
@@ -473,8 +551,8 @@ def build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_
     Args:
         onnx_path: the graph (strongly typed TensorRT: the FP16 graph already made).
         profile: the optimization profile of the graph's one input.
-        fp16 / strongly_typed / fp32_ops: the precision recipe (see `build`).
-        workspace_gb / timing_cache: as in `build`.
+        fp16 / strongly_typed / fp32_ops: the precision recipe (see the module docstring).
+        workspace_gb / timing_cache: as in `BuildConfig` (`timing_cache` resolved to a file).
         half_input: TensorRT 8.x's weakly typed FP16 only: make the input FP16 as the pose model's
             strongly typed graph has it (a detector keeps its FP32 input).
 
@@ -487,35 +565,15 @@ def build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_
 
     logger = trt_logger()
     builder = trt.Builder(logger)
-    flags = 0
-    if strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # TensorRT 8.x needs it for ONNX
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(os.fspath(onnx_path)):  # from file: finds external weight data beside it
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path.name}: {errors}")
-    if network.num_inputs != 1 or network.num_outputs < 1:
-        raise ValueError(f"expected one input and at least one output, got {network.num_inputs} and "
-                         f"{network.num_outputs}")
+    network, parser = _parse_network(builder, logger, onnx_path, strongly_typed)  # the parser owns the weights
     inp = network.get_input(0)
     outs = [network.get_output(i) for i in range(network.num_outputs)]
 
     config = builder.create_builder_config()
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if fp16 and not strongly_typed:  # TensorRT 8.x ONLY: 10.x/11.x build strongly typed networks above
-        _pin_fp32_layers(network, config, fp32_ops)
-        if half_input:
-            inp.dtype = trt.DataType.HALF  # the same I/O as the strongly typed engine: FP16 crops in,
-        for out in outs:  # FP32 heatmaps / boxes out
-            if out.dtype == trt.DataType.HALF:
-                out.dtype = trt.DataType.FLOAT
-    if not fp16 and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # an "fp32" engine is the accuracy reference: real FP32
-
+    _set_precision(network, config, fp16=fp16, strongly_typed=strongly_typed, fp32_ops=fp32_ops,
+                   half_input=half_input)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(inp.name, trt.Dims(list(profile.min)), trt.Dims(list(profile.opt)),
                           trt.Dims(list(profile.max)))
@@ -534,6 +592,49 @@ def build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_
     io = {"inputs": [{"name": inp.name, "dtype": _dtype_name(inp.dtype)}],
           "outputs": [{"name": out.name, "dtype": _dtype_name(out.dtype)} for out in outs]}
     return plan, io
+
+
+def _parse_network(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
+                   strongly_typed: bool) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    """The network parsed from `onnx_path`, and its parser (keep it until the build: it owns the weights).
+
+    Raises:
+        RuntimeError: TensorRT could not parse the graph (its errors quoted).
+        ValueError: not one input and at least one output.
+    """
+    import tensorrt as trt
+
+    flags = 0
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # TensorRT 8.x needs it for ONNX
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(os.fspath(onnx_path)):  # from file: finds external weight data beside it
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+    if network.num_inputs != 1 or network.num_outputs < 1:
+        raise ValueError(f"expected one input and at least one output, got {network.num_inputs} and "
+                         f"{network.num_outputs}")
+    return network, parser
+
+
+def _set_precision(network: trt.INetworkDefinition, config: trt.IBuilderConfig, *, fp16: bool,
+                   strongly_typed: bool, fp32_ops: Sequence[str], half_input: bool) -> None:
+    """The precision recipe's builder side (see `build_plan`); a strongly typed network's FP16 is in its graph."""
+    import tensorrt as trt
+
+    if fp16 and not strongly_typed:  # TensorRT 8.x ONLY: 10.x/11.x build strongly typed networks
+        _pin_fp32_layers(network, config, fp32_ops)
+        # the same I/O as the strongly typed engine: FP16 crops in, FP32 heatmaps / boxes out
+        if half_input:
+            network.get_input(0).dtype = trt.DataType.HALF
+        for out in (network.get_output(i) for i in range(network.num_outputs)):
+            if out.dtype == trt.DataType.HALF:
+                out.dtype = trt.DataType.FLOAT
+    if not fp16 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # an "fp32" engine is the accuracy reference: real FP32
 
 
 def _pin_fp32_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig, fp32_ops: Sequence[str]) -> None:

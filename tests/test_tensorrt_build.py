@@ -38,6 +38,7 @@ from vitpose_trt.coco import sample_dir
 from vitpose_trt.engines.sidecar import (
     EngineMismatchError,
     Platform,
+    PlanRecord,
     check_compatibility,
     make_sidecar,
     read_sidecar,
@@ -319,18 +320,21 @@ def test_profile_shapes_clamps_opt_and_rejects_bad_ranges():
 
 
 def _sidecar(**overrides):
-    args = dict(
-        model=ModelInfo("vitpose-b", 17, "classic", (256, 192), False), mode="udp", flip_test=True,
+    plan = dict(
         profile=profile_shapes((256, 192), flip_test=True), precision="fp16", fp32_ops=("LayerNormalization",),
-        io={"input": {"name": "input", "dtype": "float16"}, "output": {"name": "heatmaps", "dtype": "float32"}},
-        strongly_typed=True, tensorrt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3",
-        compute_capability="9.0", source_path="vitpose-b.pth", source_onnx_sha256="ab" * 32,
+        strongly_typed=True, source_path="vitpose-b.pth", source_onnx_sha256="ab" * 32,
         build_args={"fp16": True, "max_batch": 64, "opt_batch": 8, "min_batch": 1, "flip_test": True,
                     "mode": "udp", "fp32_softmax": False, "workspace_gb": None},
         built_at="2025-01-01T00:00:00+00:00",
     )
-    args.update(overrides)
-    return make_sidecar(**args)
+    platform = dict(tensorrt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0")
+    model = dict(
+        model=ModelInfo("vitpose-b", 17, "classic", (256, 192), False), mode="udp", flip_test=True,
+        io={"input": {"name": "input", "dtype": "float16"}, "output": {"name": "heatmaps", "dtype": "float32"}},
+    )
+    for key, value in overrides.items():
+        next(d for d in (plan, platform, model) if key in d)[key] = value
+    return make_sidecar(PlanRecord(platform=Platform(**platform), **plan), **model)
 
 
 def test_sidecar_content_and_round_trip(tmp_path):

@@ -14,11 +14,15 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from vitpose_trt.atomic import writable_target
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -95,33 +99,11 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
 
         model = load_model(model)
     model = model.eval().float().cpu()
-    config = model.config
-    batch = 2 if dynamic_batch else 1
-    dummy = torch.zeros(1, 3, *config.input_size)
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     # Everything is written beside `path`, checked, then renamed into place: a failed export or check
     # leaves nothing behind and never replaces an existing file by half a one.
     with staged_onnx(path) as staged:
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            # The TorchScript exporter is "legacy" since torch 2.9 but gives the plain, well-trodden
-            # graph TensorRT parses best, and it needs no onnxscript. Its deprecation notice is noise here.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            raw = Path(tmp) / "model.onnx"  # over 2 GB torch writes one loose file per weight here
-            torch.onnx.export(model, (dummy,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
-            proto = onnx.load(str(raw))
-        random_weights = bool(getattr(model, "random_weights", False))
-        meta = {
-            META_VARIANT: config.variant,
-            "decoder": config.decoder,
-            META_NUM_KEYPOINTS: str(config.num_keypoints),
-            "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
-            META_RANDOM_WEIGHTS: "true" if random_weights else "false",
-            "producer": "vitpose_trt",
-        }
-        if getattr(model, "dataset", None):
-            meta[META_DATASET] = model.dataset
-        for key, value in meta.items():
+        proto = _torch_export(model, opset=opset, dynamic_batch=dynamic_batch)
+        for key, value in _metadata(model).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, str(value)
         save_onnx(proto, staged)
@@ -129,12 +111,46 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
 
         diff = float("nan")
         if check:
-            diff = check_onnx_against_torch(model, staged, batch=batch, atol=atol)
+            diff = check_onnx_against_torch(model, staged, batch=2 if dynamic_batch else 1, atol=atol)
+    random_weights = bool(getattr(model, "random_weights", False))
     if random_weights:
         from vitpose_trt.model import warn_random_weights
 
         warn_random_weights(f"{path} was exported from RANDOM weights (not a trained model)")
     return ExportResult(path=path, max_rel_diff=diff, random_weights=random_weights)
+
+
+def _torch_export(model: torch.nn.Module, *, opset: int, dynamic_batch: bool) -> onnx.ModelProto:
+    """The model's graph from torch's TorchScript exporter, loaded as an `onnx.ModelProto`."""
+    import onnx
+
+    config = model.config
+    dummy = torch.zeros(1, 3, *config.input_size)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The TorchScript exporter is "legacy" since torch 2.9 but gives the plain, well-trodden
+        # graph TensorRT parses best, and it needs no onnxscript. Its deprecation notice is noise here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        raw = Path(tmp) / "model.onnx"  # over 2 GB torch writes one loose file per weight here
+        torch.onnx.export(model, (dummy,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        return onnx.load(str(raw))
+
+
+def _metadata(model: torch.nn.Module) -> dict[str, str]:
+    """The metadata_props `export_onnx` writes for `model` (read back by `read_metadata`)."""
+    config = model.config
+    meta = {
+        META_VARIANT: config.variant,
+        "decoder": config.decoder,
+        META_NUM_KEYPOINTS: str(config.num_keypoints),
+        "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
+        META_RANDOM_WEIGHTS: "true" if getattr(model, "random_weights", False) else "false",
+        "producer": "vitpose_trt",
+    }
+    if getattr(model, "dataset", None):
+        meta[META_DATASET] = model.dataset
+    return meta
 
 
 def read_metadata(props: dict[str, str]) -> dict:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vitpose_trt.engines.base import Engine, Graph
 
@@ -94,6 +96,43 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
     """
     if isinstance(source, Engine):
         return source
+    req = _request(source, backend=backend, device=device, precision=precision, threads=threads, max_batch=max_batch,
+                   dataset=dataset, expert=expert)
+    if req.plan or backend == "tensorrt":
+        return _open_tensorrt(req)
+    if precision == "int8":
+        return _open_int8(req)
+    if req.suffix == ".onnx" or backend == "onnxruntime":
+        return _open_onnxruntime(req)
+    return _open_torch(req)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """`open_engine`'s arguments, checked, with the source resolved to a path or a module."""
+
+    path: Path | None  # a file (None: a module, or the random-weight model)
+    module: Any  # an nn.Module given as the source, else None
+    backend: str
+    device: str | None
+    precision: str | None
+    threads: int | None
+    max_batch: int | None
+    dataset: Any
+    expert: int | None
+
+    @property
+    def suffix(self) -> str:
+        return self.path.suffix.lower() if self.path is not None else ""
+
+    @property
+    def plan(self) -> bool:
+        return self.path is not None and is_plan(self.path)
+
+
+def _request(source, **options: Any) -> _Request:
+    """Check `open_engine`'s options and resolve its source (not an Engine) to a path or a module."""
+    backend, precision, device = options["backend"], options["precision"], options["device"]
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
     if precision is not None and precision not in PRECISIONS:
@@ -112,90 +151,95 @@ def open_engine(source=None, *, backend: str = "auto", device: str | None = None
         path = Path(os.fspath(source))
         if not path.exists():
             raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
-    suffix = path.suffix.lower() if path is not None else ""
-    plan = path is not None and is_plan(path)
-    if expert is not None and (module is not None or plan or suffix == ".onnx"):
-        raise ValueError(f"expert={expert} picks a ViTPose++ expert when a checkpoint is loaded; "
+    req = _Request(path, module, **options)
+    if req.expert is not None and (module is not None or req.plan or req.suffix == ".onnx"):
+        raise ValueError(f"expert={req.expert} picks a ViTPose++ expert when a checkpoint is loaded; "
                          f"{path or type(module).__name__} has one already (choose it at export / build time)")
-
-    if plan and backend not in ("auto", "tensorrt"):
+    if req.plan and backend not in ("auto", "tensorrt"):
         raise ValueError(f"{path} is a TensorRT engine: it runs only with backend='tensorrt' (or 'auto')")
-    if plan or backend == "tensorrt":
-        if not plan:
-            raise ValueError(
-                f"the TensorRT backend runs a built engine, not {path or 'a model'}; build one with "
-                f"`vitpose-trt build {path or 'CHECKPOINT'} -o model.engine --fp16`"
-            )
-        from vitpose_trt.engines.sidecar import read_sidecar
-        from vitpose_trt.engines.tensorrt import TensorRTEngine
+    return req
 
-        engine: Engine = TensorRTEngine(path, device=device, max_batch=max_batch)
-        engine.dataset = (read_sidecar(path) or {}).get("dataset")
-        if precision is not None and precision != engine.precision:
-            raise ValueError(f"{path} is a {engine.precision} TensorRT engine, not {precision}: a plan's precision "
-                             "is fixed when it is built")
-        return engine
-    if precision == "int8":
-        return _open_int8(path, backend, device, threads, max_batch, dataset, expert)
-    if suffix == ".onnx" or backend == "onnxruntime":
-        if suffix != ".onnx":
-            raise ValueError(f"the onnxruntime backend needs an .onnx file, got {path or 'a model'}; export one "
-                             "with `vitpose-trt export`")
-        _check_cpu_device(device, "ONNX Runtime")
-        from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(path, threads=threads, max_batch=max_batch)
+def _open_tensorrt(req: _Request) -> Engine:
+    """A built plan on TensorRT (backend "tensorrt" runs nothing else)."""
+    if not req.plan:
+        raise ValueError(
+            f"the TensorRT backend runs a built engine, not {req.path or 'a model'}; build one with "
+            f"`vitpose-trt build {req.path or 'CHECKPOINT'} -o model.engine --fp16`"
+        )
+    from vitpose_trt.engines.sidecar import read_sidecar
+    from vitpose_trt.engines.tensorrt import TensorRTEngine
 
+    engine: Engine = TensorRTEngine(req.path, device=req.device, max_batch=req.max_batch)
+    engine.dataset = (read_sidecar(req.path) or {}).get("dataset")
+    if req.precision is not None and req.precision != engine.precision:
+        raise ValueError(f"{req.path} is a {engine.precision} TensorRT engine, not {req.precision}: a plan's precision "
+                         "is fixed when it is built")
+    return engine
+
+
+def _open_onnxruntime(req: _Request) -> Engine:
+    """An .onnx file on ONNX Runtime (CPU)."""
+    if req.suffix != ".onnx":
+        raise ValueError(f"the onnxruntime backend needs an .onnx file, got {req.path or 'a model'}; export one "
+                         "with `vitpose-trt export`")
+    _check_cpu_device(req.device, "ONNX Runtime")
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(req.path, threads=req.threads, max_batch=req.max_batch)
+
+
+def _open_torch(req: _Request) -> Engine:
+    """A checkpoint, module or the random-weight model: PyTorch, or under "auto" on the CPU a cached
+    ONNX export on ONNX Runtime (see `open_engine`)."""
     import torch
 
     from vitpose_trt.cuda_runtime import default_device
     from vitpose_trt.engines.torch_engine import TorchEngine
 
-    if device is None:
-        device = default_device()
-    if (path is not None and backend == "auto" and device == "cpu" and precision in (None, "fp32")):
+    device = req.device if req.device is not None else default_device()
+    if req.path is not None and req.backend == "auto" and device == "cpu" and req.precision in (None, "fp32"):
         from vitpose_trt.engines.onnx_cache import cached_onnx
         from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
-        onnx_path = cached_onnx(path, dataset=dataset, expert=expert)
+        onnx_path = cached_onnx(req.path, dataset=req.dataset, expert=req.expert)
         log.info("running %s with ONNX Runtime on the CPU (cached export %s; backend='pytorch' runs PyTorch)",
-                 path, onnx_path)
-        return OnnxRuntimeEngine(onnx_path, threads=threads, max_batch=max_batch)
-    if precision is None:
-        precision = "fp16" if device.startswith("cuda") else "fp32"
+                 req.path, onnx_path)
+        return OnnxRuntimeEngine(onnx_path, threads=req.threads, max_batch=req.max_batch)
+    precision = req.precision or ("fp16" if device.startswith("cuda") else "fp32")
     if device.startswith("cuda"):
         log.info("TensorRT engine not given: running the PyTorch model on %s in %s", device, precision)
-    if threads is not None and not device.startswith("cuda"):
-        torch.set_num_threads(threads)  # process-wide: PyTorch has no per-module thread count
+    if req.threads is not None and not device.startswith("cuda"):
+        torch.set_num_threads(req.threads)  # process-wide: PyTorch has no per-module thread count
+    module = req.module
     if module is None:
         from vitpose_trt.checkpoint import load_model
 
-        module = load_model(path, dataset=dataset, expert=expert)
-    engine = TorchEngine(module, device=device, precision=precision, max_batch=max_batch)
+        module = load_model(req.path, dataset=req.dataset, expert=req.expert)
+    engine = TorchEngine(module, device=device, precision=precision, max_batch=req.max_batch)
     engine.dataset = getattr(module, "dataset", None)
     return engine
 
 
-def _open_int8(path: Path | None, backend: str, device: str | None, threads: int | None, max_batch: int | None,
-               dataset, expert: int | None) -> Engine:
+def _open_int8(req: _Request) -> Engine:
     """precision="int8": a checkpoint or FP32 .onnx, dynamically quantized, on ONNX Runtime (CPU)."""
     from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
     from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
     gpu_way = ("on a GPU, INT8 and FP8 are TensorRT engines: `vitpose-trt quantize MODEL -o model.int8.onnx "
                "--calib IMAGES` then `vitpose-trt build model.int8.onnx -o model.engine`")
-    if backend not in ("auto", "onnxruntime"):
-        raise ValueError(f"precision='int8' runs with ONNX Runtime on the CPU, not backend={backend!r}; {gpu_way}")
-    if device is not None and device != "cpu":
-        raise ValueError(f"precision='int8' runs on the CPU, not device={device!r}; {gpu_way}")
-    if path is None:
+    if req.backend not in ("auto", "onnxruntime"):
+        raise ValueError(f"precision='int8' runs with ONNX Runtime on the CPU, not backend={req.backend!r}; {gpu_way}")
+    if req.device is not None and req.device != "cpu":
+        raise ValueError(f"precision='int8' runs on the CPU, not device={req.device!r}; {gpu_way}")
+    if req.path is None:
         raise ValueError("precision='int8' needs a checkpoint or an .onnx file to quantize")
-    fp32 = path if path.suffix.lower() == ".onnx" else cached_onnx(path, dataset=dataset, expert=expert)
-    engine = OnnxRuntimeEngine(fp32, threads=threads, max_batch=max_batch)
+    fp32 = req.path if req.suffix == ".onnx" else cached_onnx(req.path, dataset=req.dataset, expert=req.expert)
+    engine = OnnxRuntimeEngine(fp32, threads=req.threads, max_batch=req.max_batch)
     if engine.precision == "int8":  # quantized already (a Q/DQ graph, or a cached INT8 file)
         return engine
     engine.close()
-    return OnnxRuntimeEngine(cached_int8_onnx(fp32), threads=threads, max_batch=max_batch)
+    return OnnxRuntimeEngine(cached_int8_onnx(fp32), threads=req.threads, max_batch=req.max_batch)
 
 
 def _check_cpu_device(device: str | None, runtime: str) -> None:

@@ -129,7 +129,7 @@ def check_compatibility(sidecar: Mapping[str, Any], current: Platform,
     mismatch alone is logged, not raised. Keys missing from the sidecar are not checked.
 
     Args:
-        sidecar: the engine's sidecar (see `build_engine.tensorrt_build.make_sidecar`).
+        sidecar: the engine's sidecar (see `make_sidecar`).
         current: this machine's TensorRT version and GPU (`current_platform()`).
         engine_path: used in the message and the rebuild command.
 
@@ -157,21 +157,73 @@ def check_compatibility(sidecar: Mapping[str, Any], current: Platform,
                     rebuild_command(sidecar, engine_path))
 
 
-def make_sidecar(*, model: Any, mode: str, flip_test: bool, profile: Any, precision: str,
-                 fp32_ops: Sequence[str], io: Mapping[str, Mapping[str, str]], strongly_typed: bool,
-                 tensorrt_version: str, gpu_name: str | None, compute_capability: str | None,
-                 source_path: str | None, source_onnx_sha256: str, build_args: Mapping[str, Any],
-                 built_at: str | None = None, package_version: str | None = None) -> dict[str, Any]:
-    """The sidecar dict written next to the plan as `model.engine.json`.
+@dataclass(frozen=True)
+class PlanRecord:
+    """What every plan's sidecar records, a pose model's and a detector's alike: how the plan was
+    built, from what, and the TensorRT version and GPU it is tied to (`check_compatibility` reads those).
 
-    Everything the runtime and a reader need without deserializing the plan: the model, the
-    pipeline options it was built for, the batch range, the precision recipe and I/O dtypes, and
-    the TensorRT version and GPU that the plan is tied to (`check_compatibility` reads those).
+    Attributes:
+        profile: the optimization profile (`build_engine.tensorrt_build.ProfileShapes`; its
+            `batch_range` is recorded).
+        precision: "fp32", "fp16", "int8" or "fp8".
+        fp32_ops: op types kept in FP32.
+        strongly_typed: whether the network was built strongly typed.
+        platform: the TensorRT version and GPU of the build (`current_platform()`).
+        source_path: the source as given (None: random weights or an in-memory model).
+        source_onnx_sha256: the sha256 of the ONNX the plan was built from.
+        build_args: the build's options, as `rebuild_command` reads them.
+        built_at: an ISO timestamp (None: now).
+        package_version: vitpose_trt's version (None: this one).
     """
+
+    profile: Any
+    precision: str
+    fp32_ops: Sequence[str]
+    strongly_typed: bool
+    platform: Platform
+    source_path: str | None
+    source_onnx_sha256: str
+    build_args: Mapping[str, Any]
+    built_at: str | None = None
+    package_version: str | None = None
+
+
+def _plan_entries(plan: PlanRecord, io: dict[str, Any], source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The sidecar entries every plan has, from "batch" to "vitpose_trt_version" (`io` as given)."""
+    package_version = plan.package_version
     if package_version is None:
         import vitpose_trt
 
         package_version = vitpose_trt.__version__
+    return {
+        "batch": plan.profile.batch_range,
+        "precision": plan.precision,
+        "fp32_ops": list(plan.fp32_ops),
+        "strongly_typed": bool(plan.strongly_typed),
+        "io": io,
+        "tensorrt_version": plan.platform.tensorrt_version,
+        "gpu": {"name": plan.platform.gpu_name, "compute_capability": plan.platform.compute_capability},
+        "source": {"path": plan.source_path, "onnx_sha256": plan.source_onnx_sha256, **(source or {})},
+        "build_args": dict(plan.build_args),
+        "built_at": plan.built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "vitpose_trt_version": package_version,
+    }
+
+
+def make_sidecar(plan: PlanRecord, *, model: Any, mode: str, flip_test: bool,
+                 io: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """The sidecar dict written next to a pose model's plan as `model.engine.json`.
+
+    Everything the runtime and a reader need without deserializing the plan: the model, the
+    pipeline options it was built for, the batch range, the precision recipe and I/O dtypes, and
+    the TensorRT version and GPU that the plan is tied to (`check_compatibility` reads those).
+
+    Args:
+        plan: how the plan was built (the entries every sidecar has).
+        model: what the plan computes (`build_engine.tensorrt_build.ModelInfo`).
+        mode / flip_test: the pipeline the plan was built for.
+        io: {"input": {"name", "dtype"}, "output": {"name", "dtype"}}.
+    """
     return {
         "format": SIDECAR_FORMAT,
         "kind": KIND_POSE,
@@ -183,57 +235,31 @@ def make_sidecar(*, model: Any, mode: str, flip_test: bool, profile: Any, precis
         "random_weights": bool(model.random_weights),
         "mode": mode,
         "flip_test": bool(flip_test),
-        "batch": profile.batch_range,
-        "precision": precision,
-        "fp32_ops": list(fp32_ops),
-        "strongly_typed": bool(strongly_typed),
-        "io": {k: dict(v) for k, v in io.items()},
-        "tensorrt_version": tensorrt_version,
-        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
-        "source": {"path": source_path, "onnx_sha256": source_onnx_sha256},
-        "build_args": dict(build_args),
-        "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "vitpose_trt_version": package_version,
+        **_plan_entries(plan, {k: dict(v) for k, v in io.items()}),
     }
 
 
-def make_detector_sidecar(*, detector: Mapping[str, Any], profile: Any, precision: str, fp32_ops: Sequence[str],
-                          io: Mapping[str, Any], strongly_typed: bool, tensorrt_version: str, gpu_name: str | None,
-                          compute_capability: str | None, source_path: str | None, source_onnx_sha256: str,
-                          source_metadata: Mapping[str, str], build_args: Mapping[str, Any],
-                          built_at: str | None = None, package_version: str | None = None) -> dict[str, Any]:
+def make_detector_sidecar(plan: PlanRecord, *, detector: Mapping[str, Any], io: Mapping[str, Any],
+                          source_metadata: Mapping[str, str]) -> dict[str, Any]:
     """The sidecar of a person detector's plan (kind "detector").
 
     Args:
+        plan: how the plan was built (the entries every sidecar has).
         detector: {"format", "family", "input_size": [h, w]}: how `Detector` reads the plan, decided
             at build time from the graph (or named on the command line) and verified with it.
+        io: {"inputs": [{"name", "dtype"}], "outputs": [{"name", "dtype"}, ...]}.
         source_metadata: the ONNX graph's metadata_props (Ultralytics' `task`, `imgsz`, ...), kept so
             that the plan is read like the graph it was built from.
-        The rest: as `make_sidecar`.
     """
     missing = [k for k in DETECTOR_KEYS if k not in detector]
     if missing:
         raise ValueError(f"detector sidecar: missing {missing}")
-    if package_version is None:
-        import vitpose_trt
-
-        package_version = vitpose_trt.__version__
     return {
         "format": SIDECAR_FORMAT,
         "kind": KIND_DETECTOR,
         "detector": {"format": str(detector["format"]), "family": str(detector["family"]),
                      "input_size": [int(s) for s in detector["input_size"]]},
-        "batch": profile.batch_range,
-        "precision": precision,
-        "fp32_ops": list(fp32_ops),
-        "strongly_typed": bool(strongly_typed),
-        "io": {k: [dict(t) for t in v] for k, v in io.items()},
-        "tensorrt_version": tensorrt_version,
-        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
-        "source": {"path": source_path, "onnx_sha256": source_onnx_sha256, "metadata": dict(source_metadata)},
-        "build_args": dict(build_args),
-        "built_at": built_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "vitpose_trt_version": package_version,
+        **_plan_entries(plan, {k: [dict(t) for t in v] for k, v in io.items()}, {"metadata": dict(source_metadata)}),
     }
 
 

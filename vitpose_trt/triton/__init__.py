@@ -20,6 +20,7 @@ _LAZY = {
     "Client": "vitpose_trt.triton.client",
     "write_repository": "vitpose_trt.triton.repository",
     "RepositoryInfo": "vitpose_trt.triton.repository",
+    "RepositoryConfig": "vitpose_trt.triton.repository",
     "MODEL_NAME": "vitpose_trt.triton.repository",
     "TritonServer": "vitpose_trt.triton.server",
     "find_tritonserver": "vitpose_trt.triton.server",

@@ -25,8 +25,9 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vitpose_trt.engines import PLAN_SUFFIXES
 from vitpose_trt.geometry import check_mode
@@ -155,19 +156,11 @@ instance_group [ {group} ]
 """
 
 
-def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model_name: str = MODEL_NAME,
-                     max_batch_crops: int = 64, instances: int = 1, max_queue_delay_us: int = 500,
-                     mode: str = "udp", flip_test: bool = False, backend: str = "auto",
-                     device: str | None = None, precision: str | None = None, kind: str = "auto",
-                     gpus: list[int] | None = None, copy_engine: bool = True, dataset=None,
-                     expert: int | None = None) -> RepositoryInfo:
-    """Write a Triton model repository serving `engine` as model `vitpose`.
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """The settings of `write_repository`: `vitpose-trt triton-repo`'s options, by the same names.
 
-    The folder appears whole or not at all (written beside `out`, then renamed).
-
-    Args:
-        out: the repository folder to create; it must not exist, or be an empty folder.
-        engine: a TensorRT plan (.engine/.plan, with its .json sidecar), an .onnx file or a checkpoint.
+    Attributes:
         model_name: the model's name in the repository (clients address it by this name).
         max_batch_crops: the most crops in one engine call, and the most requests one execute() gathers.
         instances: model instances (each holds its own `VitPoseTRT`): per GPU with kind "gpu", else in all.
@@ -181,76 +174,129 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, *, model
         dataset / expert: as `VitPoseTRT`'s: the keypoint dataset (recorded in the config, with its
             keypoint names) and a ViTPose++ checkpoint's expert.
 
+    Raises:
+        ValueError: a bad option (named).
+    """
+
+    model_name: str = MODEL_NAME
+    max_batch_crops: int = 64
+    instances: int = 1
+    max_queue_delay_us: int = 500
+    mode: str = "udp"
+    flip_test: bool = False
+    backend: str = "auto"
+    device: str | None = None
+    precision: str | None = None
+    kind: str = "auto"
+    gpus: list[int] | None = None
+    copy_engine: bool = True
+    dataset: Any = None
+    expert: int | None = None
+
+    def __post_init__(self) -> None:
+        from vitpose_trt.engines import BACKENDS
+
+        check_mode(self.mode)
+        for name, low in (("max_batch_crops", 1), ("instances", 1), ("max_queue_delay_us", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        name = self.model_name
+        if not name or any(c in name for c in "/\\ \"") or name.startswith("."):
+            raise ValueError(f"model_name must be a plain folder name, got {name!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}: expected one of {BACKENDS}")
+
+    def instance_kind(self, engine_path: Path) -> str:
+        """`kind`, with "auto" decided by the engine: "gpu" for a TensorRT plan, else "cpu"."""
+        if self.kind != "auto":
+            return self.kind
+        return "gpu" if engine_path.suffix.lower() in PLAN_SUFFIXES else "cpu"
+
+
+def write_repository(out: str | os.PathLike, engine: str | os.PathLike, config: RepositoryConfig | None = None,
+                     **options: Any) -> RepositoryInfo:
+    """Write a Triton model repository serving `engine` as model `vitpose`.
+
+    The folder appears whole or not at all (written beside `out`, then renamed).
+
+    Args:
+        out: the repository folder to create; it must not exist, or be an empty folder.
+        engine: a TensorRT plan (.engine/.plan, with its .json sidecar), an .onnx file or a checkpoint.
+        config: the settings (default `RepositoryConfig()`).
+        **options: `RepositoryConfig` fields by name, replacing `config`'s
+            (`write_repository(out, engine, instances=2)`).
+
     Returns:
         What was written.
 
     Raises:
         ValueError: a bad option, or `out` exists and is not empty.
         FileNotFoundError: the engine is missing.
+        TypeError: an option that is no `RepositoryConfig` field.
     """
-    check_mode(mode)
-    for name, value, low in (("max_batch_crops", max_batch_crops, 1), ("instances", instances, 1),
-                             ("max_queue_delay_us", max_queue_delay_us, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if not model_name or any(c in model_name for c in "/\\ \"") or model_name.startswith("."):
-        raise ValueError(f"model_name must be a plain folder name, got {model_name!r}")
-    from vitpose_trt.engines import BACKENDS
-
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    config = replace(config or RepositoryConfig(), **options)
     engine_path = Path(os.fspath(engine)).resolve()
-    meta = engine_metadata(engine_path, dataset, expert)
-    if kind == "auto":
-        kind = "gpu" if engine_path.suffix.lower() in PLAN_SUFFIXES else "cpu"
-    if gpus is not None and kind != "gpu":
+    meta = engine_metadata(engine_path, config.dataset, config.expert)
+    kind = config.instance_kind(engine_path)
+    if config.gpus is not None and kind != "gpu":
         raise ValueError("gpus is only meaningful with kind='gpu'")
     out = Path(os.fspath(out))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder: choose a new repository path")
 
-    params = {
-        "engine": engine_path.name if copy_engine else str(engine_path),
-        "mode": mode,
-        "flip_test": "true" if flip_test else "false",
-        "backend": backend,
-        "device": device or "",
-        "precision": precision or "",
-        "max_batch_crops": str(max_batch_crops),
+    params = _parameters(config, engine_path, meta)
+    text = make_config(model_name=config.model_name, num_keypoints=meta["num_keypoints"],
+                       max_batch_crops=config.max_batch_crops, instances=config.instances,
+                       max_queue_delay_us=config.max_queue_delay_us, kind=kind, gpus=config.gpus, parameters=params)
+    _write_folder(out, config.model_name, text, engine_path if config.copy_engine else None)
+    log.info("wrote Triton model repository %s (model %r, %s engine %s)", out, config.model_name, meta["variant"],
+             params["engine"])
+    return RepositoryInfo(path=out, model_name=config.model_name, config=text, variant=meta["variant"],
+                          num_keypoints=meta["num_keypoints"], dataset=meta["dataset"])
+
+
+def _parameters(config: RepositoryConfig, engine_path: Path, meta: dict) -> dict[str, str]:
+    """The config's `parameters`: what `backend.py` reads to open the engine, and the model's metadata."""
+    return {
+        "engine": engine_path.name if config.copy_engine else str(engine_path),
+        "mode": config.mode,
+        "flip_test": "true" if config.flip_test else "false",
+        "backend": config.backend,
+        "device": config.device or "",
+        "precision": config.precision or "",
+        "max_batch_crops": str(config.max_batch_crops),
         "variant": meta["variant"],
         "num_keypoints": str(meta["num_keypoints"]),
         "dataset": meta["dataset"] or "",
-        "expert": "" if expert is None else str(expert),
+        "expert": "" if config.expert is None else str(config.expert),
         "keypoint_names": json.dumps(meta["keypoint_names"]),
         "random_weights": "true" if meta["random_weights"] else "false",
     }
-    config = make_config(model_name=model_name, num_keypoints=meta["num_keypoints"], max_batch_crops=max_batch_crops,
-                         instances=instances, max_queue_delay_us=max_queue_delay_us, kind=kind, gpus=gpus,
-                         parameters=params)
 
+
+def _write_folder(out: Path, model_name: str, config_text: str, engine_path: Path | None) -> None:
+    """Write the repository into a temporary folder beside `out` and rename it onto `out` (an empty
+    folder or none): config.pbtxt, the backend's model.py, and the engine's files unless `engine_path`
+    is None."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         version = tmp / model_name / "1"
         version.mkdir(parents=True)
-        (tmp / model_name / "config.pbtxt").write_text(config)
+        (tmp / model_name / "config.pbtxt").write_text(config_text)
         shutil.copyfile(BACKEND_FILE, version / "model.py")
-        if copy_engine:
-            for f in _engine_files(engine_path):
-                if f.is_dir():  # a Hugging Face checkpoint folder
-                    shutil.copytree(f, version / f.name)
-                else:
-                    shutil.copyfile(f, version / f.name)
+        for f in _engine_files(engine_path) if engine_path is not None else []:
+            if f.is_dir():  # a Hugging Face checkpoint folder
+                shutil.copytree(f, version / f.name)
+            else:
+                shutil.copyfile(f, version / f.name)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a server in a container may run as another user
         if out.exists():
-            out.rmdir()  # empty (checked above)
+            out.rmdir()  # empty (checked by the caller)
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("wrote Triton model repository %s (model %r, %s engine %s)", out, model_name, meta["variant"],
-             params["engine"])
-    return RepositoryInfo(path=out, model_name=model_name, config=config, variant=meta["variant"],
-                          num_keypoints=meta["num_keypoints"], dataset=meta["dataset"])
