@@ -214,7 +214,7 @@ def count_video_frames(path: Path) -> int:
 def soak_video(args) -> dict:
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     scenes = letterboxed(sample_photos())
     with tempfile.TemporaryDirectory(prefix="vitpose_trt_soak_") as tmp:
@@ -229,7 +229,7 @@ def soak_video(args) -> dict:
         with Sampler(lambda: [os.getpid()], args.sample_every) as sampler:
             t0 = time.monotonic()
             deadline.start()
-            res = process_video(VideoSource(clip), tracker, tmp / "out", progress=False)
+            res = process_video(VideoSource(clip), tracker, tmp / "out", VideoConfig(progress=False))
             deadline.cancel()
             wall = time.monotonic() - t0
         errors = [f"the source ended early: {res.error}"] if res.error else []

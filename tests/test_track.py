@@ -171,6 +171,26 @@ def test_tracker_checks_its_arguments():
         PoseTracker(BoxPose())(np.zeros((10, 10, 3), np.uint8), boxes=[[5, 5, 1, 1]])
 
 
+def test_a_tracking_config_is_the_same_as_its_keywords():
+    """`PoseTracker(pose, config=TrackingConfig(...))` and `PoseTracker(pose, det_every=..., ...)` set the
+    same settings; keywords given beside a config win over its fields; a misspelt keyword is an error."""
+    from vitpose_trt.tracker import TrackingConfig
+
+    config = TrackingConfig(det_every=3, smooth=True, box_thr=0.5, fps=25.0)
+    by_config = PoseTracker(BoxPose(), config=config)
+    by_keywords = PoseTracker(BoxPose(), det_every=3, smooth=True, box_thr=0.5, fps=25.0)
+    settings = ("det_every", "smooth", "box_thr", "kpt_thr", "box_padding", "fps", "max_detector_failures",
+                "one_euro")
+    assert [getattr(by_config, a) for a in settings] == [getattr(by_keywords, a) for a in settings]
+    assert (by_config.det_every, by_config.smooth, by_config.box_thr, by_config.fps) == (3, True, 0.5, 25.0)
+    both = PoseTracker(BoxPose(), config=config, det_every=2)
+    assert (both.det_every, both.smooth) == (2, True)
+    with pytest.raises(ValueError, match="det_every"):
+        TrackingConfig(det_every=0)
+    with pytest.raises(TypeError, match="det_evry"):
+        PoseTracker(BoxPose(), det_evry=3)
+
+
 def test_smoothing_changes_only_coordinates_and_follows_the_track():
     rng = np.random.default_rng(1)
     frame = np.zeros((240, 320, 3), np.uint8)

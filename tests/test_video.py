@@ -180,11 +180,11 @@ class _InterruptingPose:
 def test_ctrl_c_ends_cleanly_with_files_valid_to_the_last_frame(scene, tmp_path):
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
     from vitpose_trt.video_io import load_frame_detections
 
     res = process_video(VideoSource(scene["video"]), PoseTracker(_InterruptingPose()), tmp_path,
-                        frame_boxes=load_frame_detections(scene["mot"]), progress=False)
+                        VideoConfig(progress=False), frame_boxes=load_frame_detections(scene["mot"]))
     assert res.interrupted and res.frames == 3
     lines = read_jsonl(tmp_path / "clip.jsonl")
     assert len(lines) == 3
@@ -196,11 +196,11 @@ def test_ctrl_c_ends_cleanly_with_files_valid_to_the_last_frame(scene, tmp_path)
 def test_a_failure_mid_video_leaves_no_half_written_files(scene, tmp_path):
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     with pytest.raises(RuntimeError):
         process_video(VideoSource(scene["video"]), PoseTracker(_InterruptingPose(RuntimeError)), tmp_path,
-                      frame_boxes={f: scene["boxes"] for f in range(FRAMES)}, progress=False)
+                      VideoConfig(progress=False), frame_boxes={f: scene["boxes"] for f in range(FRAMES)})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -252,10 +252,10 @@ def test_the_progress_bar_shows_one_speed(scene, tmp_path, capsys):
     """fps end to end, the same figure live and in the last line; not tqdm's own rate besides."""
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     res = process_video(VideoSource(scene["video"]), PoseTracker(_InterruptingPose(RuntimeError), detector=lambda f:
-                        np.zeros((0, 5))), tmp_path, render=False, progress=True, max_frames=3)
+                        np.zeros((0, 5))), tmp_path, VideoConfig(render=False, progress=True, max_frames=3))
     err = capsys.readouterr().err
     assert res.frames == 3 and " fps]" in err
     assert "frame/s" not in err and "s/frame" not in err and "it/s" not in err
@@ -505,11 +505,11 @@ def _track_video(scene, sample_checkpoint, out, detector, failures):
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     out.mkdir(exist_ok=True)
     tracker = PoseTracker(VitPoseTRT(sample_checkpoint), detector, max_detector_failures=failures)
-    return process_video(VideoSource(scene["video"]), tracker, out, progress=False)
+    return process_video(VideoSource(scene["video"]), tracker, out, VideoConfig(progress=False))
 
 
 @pytest.mark.parametrize("nan", [False, True])
@@ -582,14 +582,15 @@ class _ThreadRecordingDetector:
 
 @pytest.mark.parametrize("det_every", [1, 3])
 def test_detecting_ahead_gives_the_same_results_as_detecting_in_turn(tiny_onnx, tmp_path, det_every):
-    """process_video(overlap=True) runs the detector on the next frame while this one is posed: the
-    same frames are detected, with the same boxes, and the JSONL is identical to the sequential run's
-    (frame 3's detection fails in both: it is tracked from the keypoints and frame 4 detects again)."""
+    """process_video(VideoConfig(overlap=True)) runs the detector on the next frame while this one is
+    posed: the same frames are detected, with the same boxes, and the JSONL is identical to the
+    sequential run's (frame 3's detection fails in both: it is tracked from the keypoints and frame 4
+    detects again)."""
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.bench.video import synthetic_video
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     truth = synthetic_video(tmp_path / "walk.avi", people=3, frames=9, size=(192, 128))
     pose = VitPoseTRT(str(tiny_onnx))
@@ -599,8 +600,8 @@ def test_detecting_ahead_gives_the_same_results_as_detecting_in_turn(tiny_onnx, 
         tracker = PoseTracker(pose, detector, det_every=det_every, kpt_thr=-np.inf, max_detector_failures=3)
         out = tmp_path / f"overlap-{overlap}"
         out.mkdir()
-        res = process_video(VideoSource(tmp_path / "walk.avi"), tracker, out, render=False, progress=False,
-                            overlap=overlap)
+        res = process_video(VideoSource(tmp_path / "walk.avi"), tracker, out,
+                            VideoConfig(render=False, progress=False, overlap=overlap))
         assert (res.frames, res.detector_failures, res.error) == (9, 1, None)
         runs[overlap] = (detector, (out / "walk.jsonl").read_text())
     (seq, seq_lines), (ahead, ahead_lines) = runs[False], runs[True]
@@ -620,7 +621,7 @@ def test_the_overlap_check_fails_for_a_tracker_that_uses_the_next_frames_boxes_f
     from vitpose_trt.bench.video import synthetic_video
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     class OffByOne(PoseTracker):
         def __call__(self, frame, *args, **kwargs):
@@ -638,7 +639,8 @@ def test_the_overlap_check_fails_for_a_tracker_that_uses_the_next_frames_boxes_f
         out = tmp_path / f"{cls.__name__}-{overlap}"
         out.mkdir()
         tracker = cls(pose, _ThreadRecordingDetector(truth), det_every=1, kpt_thr=-np.inf)
-        process_video(VideoSource(tmp_path / "walk.avi"), tracker, out, render=False, progress=False, overlap=overlap)
+        process_video(VideoSource(tmp_path / "walk.avi"), tracker, out,
+                      VideoConfig(render=False, progress=False, overlap=overlap))
         lines.append((out / "walk.jsonl").read_text())
     assert lines[0] != lines[1]
 

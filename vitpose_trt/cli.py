@@ -554,7 +554,7 @@ def _pose_image(args, frame, pose, detector, detections, out_dir: Path, seen: di
 
 def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int:
     from vitpose_trt.tracker import MAX_DETECTOR_FAILURES, PoseTracker
-    from vitpose_trt.video import display_problem, process_video
+    from vitpose_trt.video import VideoConfig, display_problem, process_video
 
     show = args.show
     if show and (why := display_problem()):
@@ -563,9 +563,10 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
     tracker = PoseTracker(pose, detector, det_every=args.det_every, smooth=args.smooth, min_cutoff=args.min_cutoff,
                           beta=args.beta, d_cutoff=args.d_cutoff, box_thr=args.box_thr if detections else 0.0,
                           kpt_thr=args.kpt_thr, max_detector_failures=MAX_DETECTOR_FAILURES)
-    res = process_video(source, tracker, out_dir, render=not args.no_render, show=show, frame_boxes=detections,
-                        kpt_thr=args.kpt_thr, progress=not args.no_progress, max_frames=args.max_frames,
-                        overlap={"auto": None, "on": True, "off": False}[args.detect_ahead])
+    config = VideoConfig(render=not args.no_render, show=show, kpt_thr=args.kpt_thr, progress=not args.no_progress,
+                         max_frames=args.max_frames,
+                         overlap={"auto": None, "on": True, "off": False}[args.detect_ahead])
+    res = process_video(source, tracker, out_dir, config, frame_boxes=detections)
     files = ", ".join(str(p) for p in (res.jsonl, res.video) if p is not None)
     how = " (interrupted)" if res.interrupted else ""
     print(f"{source.name}: {res.frames} frames, {res.people} people, {res.fps:.1f} fps end to end{how} -> {files}")

@@ -261,45 +261,56 @@ class Detector:
                  nms_thr: float = 0.45, person_class: int = 0, input_size: tuple[int, int] | None = None,
                  providers: list[str] | None = None, max_boxes: int = 300, threads: int | None = None,
                  device: str | int | None = None, impl: str = "auto") -> None:
-        from vitpose_trt import kernels
         from vitpose_trt.engines import open_graph
         from vitpose_trt.engines.sidecar import KIND_DETECTOR, detector_record
 
         path = detector_file(path)
         self.graph = open_graph(path, kind=KIND_DETECTOR, providers=providers, threads=threads, device=device)
+        recorded = detector_record(self.graph.sidecar)  # a plan's: what `vitpose-trt build` decided and verified
+        self.input_name, self.input_size = self._read_input(path, input_size or recorded.get("input_size"))
+        self._output_names = [o.name for o in self.graph.outputs]
+        self.format = self._read_format(path, format, recorded)
+        if family == "auto":
+            family = recorded.get("family") or default_family(self.format, self.graph.metadata)
+        if family not in FAMILIES:
+            raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
+        self.path, self.family = path, family
+        self.score_thr, self.nms_thr, self.person_class, self.max_boxes = score_thr, nms_thr, person_class, max_boxes
+        self.providers = self.graph.providers
+        self.impl = self._letterbox_impl(path, impl)
+        log.info("detector %s: format %s, %s pre-processing (%s), input %dx%d, %s", path.name, self.format, family,
+                 self.impl, self.input_size[1], self.input_size[0], self.providers[0])
+
+    def _read_input(self, path: Path, given: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
+        """The graph's one image input: its name and (height, width) (`given` where the graph's is dynamic)."""
         inputs = self.graph.inputs
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError(f"detector {path}: expected one (1, 3, H, W) image input, got "
                              f"{[(i.name, i.shape) for i in inputs]}")
-        self.input_name = inputs[0].name
-        recorded = detector_record(self.graph.sidecar)  # a plan's: what `vitpose-trt build` decided and verified
-        meta = self.graph.metadata
-        self.input_size = _input_size(inputs[0].shape, input_size or recorded.get("input_size"), meta)
-        outputs = [(o.name, o.shape) for o in self.graph.outputs]
-        self._output_names = [name for name, _ in outputs]
+        return inputs[0].name, _input_size(inputs[0].shape, given, self.graph.metadata)
+
+    def _read_format(self, path: Path, format: str, recorded: dict) -> str:
+        """The output format: the one named, else a plan's recorded one, else read from the graph's outputs."""
         if format == "auto":
             try:
-                format = recorded.get("format") or detect_format(outputs)
+                format = recorded.get("format") or detect_format([(o.name, o.shape) for o in self.graph.outputs])
             except ValueError as e:
                 raise ValueError(f"detector {path}: {e}") from None
         if format not in FORMATS:
             raise ValueError(f"unknown detector format {format!r}: expected one of {FORMATS}")
-        if family == "auto":
-            family = recorded.get("family") or default_family(format, meta)
-        if family not in FAMILIES:
-            raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
-        self.path, self.format, self.family = path, format, family
-        self.score_thr, self.nms_thr, self.person_class, self.max_boxes = score_thr, nms_thr, person_class, max_boxes
-        self.providers = self.graph.providers
+        return format
+
+    def _letterbox_impl(self, path: Path, impl: str) -> str:
+        """The letterbox implementation: "auto" is "cuda" for a TensorRT plan, else the CPU default."""
+        from vitpose_trt import kernels
+
         on_gpu = self.graph.name == "tensorrt"
         if impl == "auto":
             impl = "cuda" if on_gpu else kernels.default_cpu_impl()
         if impl not in kernels.IMPLS or (impl == "cuda" and not on_gpu):
             raise ValueError(f"impl (the letterbox) must be 'auto', 'numpy', 'cpp' or, for a TensorRT plan, 'cuda'; "
                              f"got {impl!r} for {path.name}")
-        self.impl = impl
-        log.info("detector %s: format %s, %s pre-processing (%s), input %dx%d, %s", path.name, format, family, impl,
-                 self.input_size[1], self.input_size[0], self.providers[0])
+        return impl
 
     def __call__(self, frame) -> np.ndarray:
         """Person boxes in one HxWx3 uint8 BGR frame: (M, 5) float64 x1, y1, x2, y2, score, best first.

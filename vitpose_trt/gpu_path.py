@@ -117,15 +117,15 @@ class GpuPath:
             return self._enqueue(list(frames), boxes, stage_hook or (lambda stage: None))
 
     def _enqueue(self, frames: list, boxes: list[np.ndarray], mark: StageHook) -> PendingResult:
-        k = self.engine.num_keypoints
+        """upload -> per engine batch: crop -> engine -> decode -> download, all enqueued; the result
+        waits for the call's last event."""
         if sum(len(b) for b in boxes) == 0:
-            for frame in frames:
-                self._check(frame)
-            return PendingResult.done([empty_keypoints(k) for _ in frames])
+            return self._no_boxes(frames)
         slot = self._take_slot()
         slot.inputs = frames
         call = self._upload(slot, frames, boxes)
         mark("upload")
+        k = self.engine.num_keypoints
         out_host = slot.out_host.get(call.total, k, 3)
         with self.cuda.use(self.stream):
             out_dev = slot.out_dev.get(call.total, k, 3, stream=self.stream)
@@ -139,16 +139,22 @@ class GpuPath:
             self.cuda.copy(out_host, out_dev)
         mark("download")
         slot.done.record(self.stream)
-
-        def collect() -> list[np.ndarray]:
-            slot.done.synchronize()
-            slot.inputs = None
-            self.cuda.host_uses(out_host, write=False)
-            flat = out_host.numpy().copy()
-            return [flat[a:a + c] for a, c in zip(call.first, call.counts)]
-
-        slot.pending = PendingResult(collect)
+        slot.pending = PendingResult(lambda: self._collect(slot, call, out_host))
         return slot.pending
+
+    def _no_boxes(self, frames: list) -> PendingResult:
+        """A call without boxes: its frames are checked, nothing is enqueued."""
+        for frame in frames:
+            self._check(frame)
+        return PendingResult.done([empty_keypoints(self.engine.num_keypoints) for _ in frames])
+
+    def _collect(self, slot: _Slot, call: _Call, out_host: torch.Tensor) -> list[np.ndarray]:
+        """The call's one host synchronization: its keypoints, split per frame."""
+        slot.done.synchronize()
+        slot.inputs = None
+        self.cuda.host_uses(out_host, write=False)
+        flat = out_host.numpy().copy()
+        return [flat[a:a + c] for a, c in zip(call.first, call.counts)]
 
     def _take_slot(self) -> _Slot:
         """The next slot, once the call that used it last has finished (its result materialized)."""
@@ -172,14 +178,7 @@ class GpuPath:
         producers = [p for _, p in checked if p is not None]
         counts = [len(b) for b in boxes]
         wanted = [frame if count else None for (frame, _), count in zip(checked, counts)]
-        size = self.engine.input_size
-        transforms = boxes_to_transforms(np.concatenate(boxes), size)
-        inv_host = slot.inv_host.get(len(transforms), 2, 3)
-        trans_host = slot.trans_host.get(len(transforms), 4)
-        for host in (inv_host, trans_host):
-            self.cuda.host_uses(host, write=True)
-        inv_host.numpy()[:] = inverse_warp_matrices(transforms, self.mode, size)
-        trans_host.numpy()[:] = transforms
+        inv_host, trans_host = self._matrices(slot, boxes)
         caller = self.cuda.current_stream(self.device)
         with self.cuda.use(self.upload):
             self.upload.wait_stream(caller)  # a device frame made on the caller's stream must be ready
@@ -189,9 +188,9 @@ class GpuPath:
                 if isinstance(frame, torch.Tensor):
                     self.cuda.record_stream(frame, self.upload)
             frames_dev = self._copy_frames(slot, wanted)
-            inv = slot.inv_dev.get(len(transforms), 2, 3, stream=self.stream)
+            inv = slot.inv_dev.get(len(inv_host), 2, 3, stream=self.stream)
             self.cuda.copy(inv, inv_host)
-            trans = slot.trans_dev.get(len(transforms), 4, stream=self.stream)
+            trans = slot.trans_dev.get(len(trans_host), 4, stream=self.stream)
             self.cuda.copy(trans, trans_host)
             slot.uploaded.record(self.upload)
         self.stream.wait_event(slot.uploaded)
@@ -199,6 +198,18 @@ class GpuPath:
             for stream in (caller, *producers):  # they may overwrite their frames once these are copied
                 stream.wait_event(slot.uploaded)
         return _Call(frames_dev, inv, trans, counts, np.cumsum([0, *counts[:-1]]).tolist())
+
+    def _matrices(self, slot: _Slot, boxes: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every box's crop -> frame matrix and transform, written into the slot's pinned host buffers."""
+        size = self.engine.input_size
+        transforms = boxes_to_transforms(np.concatenate(boxes), size)
+        inv_host = slot.inv_host.get(len(transforms), 2, 3)
+        trans_host = slot.trans_host.get(len(transforms), 4)
+        for host in (inv_host, trans_host):
+            self.cuda.host_uses(host, write=True)
+        inv_host.numpy()[:] = inverse_warp_matrices(transforms, self.mode, size)
+        trans_host.numpy()[:] = transforms
+        return inv_host, trans_host
 
     def _copy_frames(self, slot: _Slot, frames: list) -> list[torch.Tensor | None]:
         """Each given frame into the slot's device buffer, packed (H, W, 3): host frames through

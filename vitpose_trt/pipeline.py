@@ -65,8 +65,7 @@ class VitPoseTRT:
                  impl: str | None = None, threads: int | None = None, max_batch: int | None = None,
                  dataset: str | Dataset | None = None, expert: int | None = None) -> None:
         self.mode = check_mode(mode)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        _check_threads(threads)
         self.engine: Engine = open_engine(engine, backend=backend, device=device, precision=precision,
                                           threads=threads, max_batch=max_batch, dataset=dataset, expert=expert)
         if self.engine.mode is not None and self.engine.mode != mode:
@@ -78,24 +77,27 @@ class VitPoseTRT:
         self.flip_test = bool(flip_test)
         if flip_test:
             flip_index(self.engine.num_keypoints, flip_pairs)  # fail now, not at the first frame
-        self.path: CpuPath | GpuPath  # GpuPath imports torch: loaded only for CUDA engines
-        if self.engine.device == "cuda" and runtime().has_kernels():
-            from vitpose_trt.gpu_path import GpuPath
-
-            self.path = GpuPath(self.engine, mode, flip_test, flip_pairs)
-        else:
-            if self.engine.device == "cuda":
-                log.warning("vitpose_trt._C was built without CUDA kernels: crops and decode run on the CPU, "
-                            "with host round trips (rebuild with nvcc on PATH for the GPU path)")
-            impl = kernels.check_impl(impl) if impl is not None else kernels.default_cpu_impl()
-            if impl == "cuda":
-                raise ValueError("impl='cuda' is the GPU path: it runs by itself with a CUDA engine and the CUDA kernels")
-            self.path = CpuPath(self.engine, mode, flip_test, flip_pairs, impl=impl, threads=threads)
+        self.path: CpuPath | GpuPath = self._open_path(flip_pairs, impl, threads)
         if self.engine.random_weights:
             from vitpose_trt.model import warn_random_weights
 
             warn_random_weights(f"VitPoseTRT runs {self.engine.describe()}: its keypoints are meaningless "
                                 "(benchmarks and tests only)")
+
+    def _open_path(self, flip_pairs, impl: str | None, threads: int | None) -> CpuPath | GpuPath:
+        """The runner around the opened engine: the GPU path for a CUDA engine when the extension has
+        the CUDA kernels, else the CPU path with the `impl` kernels."""
+        if self.engine.device == "cuda" and runtime().has_kernels():
+            from vitpose_trt.gpu_path import GpuPath  # imports torch: loaded only for CUDA engines
+
+            return GpuPath(self.engine, self.mode, self.flip_test, flip_pairs)
+        if self.engine.device == "cuda":
+            log.warning("vitpose_trt._C was built without CUDA kernels: crops and decode run on the CPU, "
+                        "with host round trips (rebuild with nvcc on PATH for the GPU path)")
+        impl = kernels.check_impl(impl) if impl is not None else kernels.default_cpu_impl()
+        if impl == "cuda":
+            raise ValueError("impl='cuda' is the GPU path: it runs by itself with a CUDA engine and the CUDA kernels")
+        return CpuPath(self.engine, self.mode, self.flip_test, flip_pairs, impl=impl, threads=threads)
 
     @property
     def num_keypoints(self) -> int:
@@ -163,3 +165,8 @@ class VitPoseTRT:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")

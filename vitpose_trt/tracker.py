@@ -11,8 +11,9 @@ import logging
 import time as _time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,14 +76,11 @@ def make_detector(detector, **kwargs) -> Callable[[np.ndarray], np.ndarray]:
     raise TypeError(f"detector must be None, 'hog', an .onnx path or a callable, got {type(detector).__name__}")
 
 
-class PoseTracker:
-    """Top-down pose tracking over a video: `people = tracker(frame)`.
+@dataclass(frozen=True)
+class TrackingConfig:
+    """How a `PoseTracker` detects, tracks and smooths; each field is also a `PoseTracker` keyword.
 
-    Args:
-        pose: a `VitPoseTRT` (anything with `infer(frame, boxes) -> (N, K, 3)`).
-        detector: an .onnx person detector path, a `Detector`, any callable frame -> (M, 5) boxes,
-            or None for OpenCV's HOG people detector (weak; logged). Ignored on frames whose boxes
-            the caller passes.
+    Attributes:
         det_every: run the detector on every N-th frame; in between each person's box is the padded
             box around their previous confident keypoints (as top-down video trackers do). A frame
             where everyone is lost runs the detector anyway.
@@ -99,26 +97,62 @@ class PoseTracker:
             next frame. One failure more raises `DetectorError` from the last one. 0 (the default):
             the detector's exception propagates at once, unchanged.
 
+    Raises:
+        ValueError: det_every or max_detector_failures not an integer in range, fps <= 0, or One-Euro
+            parameters out of range (checked when the config is made, not at the first frame).
+    """
+
+    det_every: int = 1
+    smooth: bool = False
+    min_cutoff: float = ONE_EURO_MIN_CUTOFF
+    beta: float = ONE_EURO_BETA
+    d_cutoff: float = ONE_EURO_D_CUTOFF
+    box_thr: float = 0.3
+    kpt_thr: float = 0.3
+    box_padding: float = 1.25
+    iou_thr: float = 0.3
+    max_age: int = 30
+    fps: float = 30.0
+    max_detector_failures: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.det_every, int) or self.det_every < 1:
+            raise ValueError(f"det_every must be an integer >= 1, got {self.det_every!r}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if not isinstance(self.max_detector_failures, int) or self.max_detector_failures < 0:
+            raise ValueError(f"max_detector_failures must be an integer >= 0, got {self.max_detector_failures!r}")
+        OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)  # validate now, not at the first frame
+
+
+class PoseTracker:
+    """Top-down pose tracking over a video: `people = tracker(frame)`.
+
+        tracker = PoseTracker(pose, "yolo11n", det_every=3, smooth=True)
+        tracker = PoseTracker(pose, "yolo11n", config=TrackingConfig(det_every=3, smooth=True))  # the same
+
+    Args:
+        pose: a `VitPoseTRT` (anything with `infer(frame, boxes) -> (N, K, 3)`).
+        detector: an .onnx person detector path, a `Detector`, any callable frame -> (M, 5) boxes,
+            or None for OpenCV's HOG people detector (weak; logged). Ignored on frames whose boxes
+            the caller passes.
+        config: the detection, tracking and smoothing settings (default: `TrackingConfig()`).
+        settings: any `TrackingConfig` field by name (det_every=, smooth=, min_cutoff=, beta=,
+            d_cutoff=, box_thr=, kpt_thr=, box_padding=, iou_thr=, max_age=, fps=,
+            max_detector_failures=), over `config`'s value; see `TrackingConfig` for each.
+
     Attributes:
         stage_times: seconds spent per stage ("detect", "pose", "track") in the last call: a hook for
             benchmarks and progress displays.
         detector_failures: frames on which the detector failed and the tracker carried on.
+        det_every, smooth, box_thr, kpt_thr, box_padding, fps, max_detector_failures: the settings in
+            use (`fps` may be changed between videos).
     """
 
-    def __init__(self, pose, detector=None, *, det_every: int = 1, smooth: bool = False,
-                 min_cutoff: float = ONE_EURO_MIN_CUTOFF, beta: float = ONE_EURO_BETA,
-                 d_cutoff: float = ONE_EURO_D_CUTOFF, box_thr: float = 0.3, kpt_thr: float = 0.3,
-                 box_padding: float = 1.25, iou_thr: float = 0.3, max_age: int = 30, fps: float = 30.0,
-                 max_detector_failures: int = 0) -> None:
+    def __init__(self, pose, detector=None, *, config: TrackingConfig | None = None, **settings: Any) -> None:
         if not hasattr(pose, "infer"):
             raise TypeError(f"pose must be a VitPoseTRT (with .infer), got {type(pose).__name__}")
-        if not isinstance(det_every, int) or det_every < 1:
-            raise ValueError(f"det_every must be an integer >= 1, got {det_every!r}")
-        if fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
-        if not isinstance(max_detector_failures, int) or max_detector_failures < 0:
-            raise ValueError(f"max_detector_failures must be an integer >= 0, got {max_detector_failures!r}")
-        OneEuroFilter(min_cutoff, beta, d_cutoff)  # validate now, not at the first frame
+        config = TrackingConfig(**settings) if config is None else replace(config, **settings)
         import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
         self.pose = pose
         if isinstance(detector, (str, Path)) and str(detector).lower() != "hog":
@@ -127,14 +161,15 @@ class PoseTracker:
             detector = detector_file(detector)  # a missing file fails here, not at the first frame
         self._detector_arg = detector
         self._detector: Callable | None = None
-        self.det_every, self.smooth = det_every, smooth
-        self.one_euro = dict(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
-        self.box_thr, self.kpt_thr, self.box_padding, self.fps = box_thr, kpt_thr, box_padding, fps
-        self.tracker = IouTracker(iou_thr=iou_thr, max_age=max_age)
+        self.det_every, self.smooth = config.det_every, config.smooth
+        self.one_euro = dict(min_cutoff=config.min_cutoff, beta=config.beta, d_cutoff=config.d_cutoff)
+        self.box_thr, self.kpt_thr, self.box_padding = config.box_thr, config.kpt_thr, config.box_padding
+        self.fps = config.fps
+        self.tracker = IouTracker(iou_thr=config.iou_thr, max_age=config.max_age)
         self.frame_index = 0
         self._since_detect = 0
         self.stage_times = dict.fromkeys(STAGES, 0.0)
-        self.max_detector_failures = max_detector_failures
+        self.max_detector_failures = config.max_detector_failures
         self.detector_failures = 0
         self._failures_in_a_row = 0
         self._ahead: tuple[np.ndarray, Future] | None = None  # a detection started during the last call
@@ -157,7 +192,8 @@ class PoseTracker:
 
     def __call__(self, frame: np.ndarray, boxes=None, time: float | None = None, *,
                  next_frame: np.ndarray | None = None) -> list[Person]:
-        """Track the people of the next frame.
+        """Track the people of the next frame: its boxes (given, detected, or propagated from the
+        last keypoints) -> track ids -> poses -> smoothing.
 
         Args:
             frame: HxWx3 uint8 BGR.
@@ -175,8 +211,29 @@ class PoseTracker:
         check_frame(frame)
         t = self.frame_index / self.fps if time is None else float(time)
         times = dict.fromkeys(STAGES, 0.0)
+        dets, propagated, times["detect"] = self._find(frame, boxes)
+        if next_frame is not None and boxes is None and self._since_detect % self.det_every == 0:
+            self._detect_ahead(next_frame)
+        t1 = _time.perf_counter()
+        tracks = self._match(dets, propagated)
+        track_boxes = np.array([tr.box for tr in tracks]).reshape(-1, 4)
+        t2 = _time.perf_counter()
+        keypoints = self._pose(frame, track_boxes)
+        t3 = _time.perf_counter()
+        people = self._people(tracks, keypoints, t)
+        times["pose"] = t3 - t2
+        times["track"] = (t2 - t1) + (_time.perf_counter() - t3)
+        self.stage_times = times
+        self.frame_index += 1
+        return people
+
+    def _find(self, frame: np.ndarray, boxes) -> tuple[np.ndarray | None, list[tuple[Track, np.ndarray]], float]:
+        """This frame's (M, 5) detections (the given boxes, or the detector's), or None and each track's
+        propagated box (between detector runs, or when the detector failed); and the seconds spent
+        detecting (0 without a detector run)."""
         t0 = _time.perf_counter()
         propagated: list[tuple[Track, np.ndarray]] = []
+        seconds = 0.0
         if boxes is not None:
             dets = _with_scores(boxes)
         elif self._since_detect % self.det_every != 0 and (propagated := self._propagate()):
@@ -185,23 +242,26 @@ class PoseTracker:
             dets = self._detect(frame)
             self._since_detect = 0 if dets is not None else -1  # after a failure: try again next frame
             propagated = self._propagate() if dets is None else []
-            times["detect"] = _time.perf_counter() - t0
+            seconds = _time.perf_counter() - t0
         self._since_detect += 1
-        if next_frame is not None and boxes is None and self._since_detect % self.det_every == 0:
-            self._detect_ahead(next_frame)
-        t1 = _time.perf_counter()
-        if dets is not None:
-            dets = dets[dets[:, 4] >= self.box_thr]
-            tracks = self.tracker.update(dets[:, :4], dets[:, 4])
-        else:
-            tracks = self.tracker.advance(propagated)
-        track_boxes = np.array([tr.box for tr in tracks]).reshape(-1, 4)
-        t2 = _time.perf_counter()
-        if len(tracks):
-            keypoints = self.pose.infer(frame, track_boxes)
-        else:
-            keypoints = np.zeros((0, getattr(self.pose, "num_keypoints", 17), 3), np.float32)
-        t3 = _time.perf_counter()
+        return dets, propagated, seconds
+
+    def _match(self, dets: np.ndarray | None, propagated: list[tuple[Track, np.ndarray]]) -> list[Track]:
+        """The tracks of this frame: detections above `box_thr` matched to ids, or the propagated boxes."""
+        if dets is None:
+            return self.tracker.advance(propagated)
+        dets = dets[dets[:, 4] >= self.box_thr]
+        return self.tracker.update(dets[:, :4], dets[:, 4])
+
+    def _pose(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, K, 3) keypoints of the (N, 4) track boxes (the pose model is not called for none)."""
+        if len(boxes):
+            return self.pose.infer(frame, boxes)
+        return np.zeros((0, getattr(self.pose, "num_keypoints", 17), 3), np.float32)
+
+    def _people(self, tracks: list[Track], keypoints: np.ndarray, t: float) -> list[Person]:
+        """Each track's `Person` at time `t`, in id order: its raw keypoints kept on the track (for the
+        next propagated box), a smoothed copy returned when the tracker smooths."""
         people = []
         for tr, kp in zip(tracks, keypoints):
             tr.keypoints = kp  # raw: the next propagated box must not lag behind the smoothing
@@ -212,10 +272,6 @@ class PoseTracker:
                 out[:, :2] = tr.filter(kp[:, :2], t)
             people.append(Person(tr.id, tr.box.copy(), tr.box_score, out))
         people.sort(key=lambda p: p.id)
-        times["pose"] = t3 - t2
-        times["track"] = (t2 - t1) + (_time.perf_counter() - t3)
-        self.stage_times = times
-        self.frame_index += 1
         return people
 
     def close(self) -> None:

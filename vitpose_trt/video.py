@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from vitpose_trt.draw import draw_people
-from vitpose_trt.sources import VideoSource
-from vitpose_trt.tracker import STAGES, DetectorError, PoseTracker
+from vitpose_trt.sources import Frame, VideoSource
+from vitpose_trt.tracker import STAGES, DetectorError, Person, PoseTracker
 from vitpose_trt.video_io import JsonlWriter, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -94,19 +94,13 @@ def display_problem() -> str | None:
     return None
 
 
-def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render: bool = True, show: bool = False,
-                  frame_boxes: dict[int, np.ndarray] | None = None, kpt_thr: float = 0.3,
-                  progress: bool = True, max_frames: int | None = None, overlap: bool | None = None) -> VideoResult:
-    """Track every frame of `source`, writing `out_dir/<name>.jsonl` and (render) `out_dir/<name>.mp4`.
+@dataclass(frozen=True)
+class VideoConfig:
+    """How `process_video` runs: what it writes and shows, when it stops, whether it detects ahead.
 
-    Args:
-        source: an opened `VideoSource` (closed on return).
-        tracker: the `PoseTracker` (reset first: ids start at 0 per video).
-        out_dir: an existing, writable folder.
+    Attributes:
         render: write the annotated video.
         show: also show it in a window (the caller checks `display_problem()` first).
-        frame_boxes: per-frame boxes ({frame index: (M, 5)}) to use instead of the tracker's detector;
-            frames absent from it have nobody.
         kpt_thr: keypoints drawn above this score.
         progress: a tqdm bar with live fps (on stderr).
         max_frames: stop after this many frames (cameras and streams run until stopped otherwise).
@@ -114,89 +108,152 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, *, render:
             (`PoseTracker(..., next_frame=)`); the outputs are the same as without it. None: when the
             pose model runs on a GPU (`overlap_pays`); on a CPU the detector and the pose model each
             use every core, and running them at once was measured slower (docs/BENCHMARKS.md).
+    """
+
+    render: bool = True
+    show: bool = False
+    kpt_thr: float = 0.3
+    progress: bool = True
+    max_frames: int | None = None
+    overlap: bool | None = None
+
+
+def process_video(source: VideoSource, tracker: PoseTracker, out_dir, config: VideoConfig | None = None, *,
+                  frame_boxes: dict[int, np.ndarray] | None = None) -> VideoResult:
+    """Track every frame of `source`, writing `out_dir/<name>.jsonl` and (render) `out_dir/<name>.mp4`.
+
+    Args:
+        source: an opened `VideoSource` (closed on return).
+        tracker: the `PoseTracker` (reset first: ids start at 0 per video).
+        out_dir: an existing, writable folder.
+        config: rendering, window, progress bar, frame limit, detecting ahead (default: `VideoConfig()`).
+        frame_boxes: per-frame boxes ({frame index: (M, 5)}) to use instead of the tracker's detector;
+            frames absent from it have nobody.
 
     Ctrl-C ends the loop cleanly: the files are closed and hold every processed frame; so does a
     `DetectorError` (a detector that failed on more frames in a row than the tracker's
     `max_detector_failures`), with `detector_error` set. Any other exception removes the partial
     outputs and propagates.
     """
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    tracker.reset()
-    tracker.fps = source.fps
-    res = VideoResult(jsonl=out_dir / f"{source.name}.jsonl")
-    totals = dict.fromkeys(("decode", *STAGES, "render", "encode"), 0.0)
-    jsonl = JsonlWriter(res.jsonl)
-    writer: VideoWriter | None = None
+    run = _VideoRun(source, tracker, Path(out_dir), config or VideoConfig(), frame_boxes)
     ok = False
-    if overlap is None:
-        overlap = overlap_pays(tracker)
-    total = min(len(source) or 0, max_frames or 1 << 62) or None
-    # one speed figure, VideoResult.fps's, live in the postfix: not tqdm's own rate as well
-    shape = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}" if total else "{n_fmt}"
-    bar = tqdm(total=total, desc=source.name, disable=not progress, leave=False, file=sys.stderr,
-               bar_format=f"{{desc}}: {shape} frames [{{elapsed}}{{postfix}}]", postfix="0.0 fps")
-    start = last = time.perf_counter()
     try:
         try:
             for frame, following in _with_next(source):
-                ahead = following.image if overlap and following is not None and frame_boxes is None else None
-                people = tracker(frame.image, None if frame_boxes is None else
-                                 frame_boxes.get(frame.index, np.zeros((0, 5))), time=frame.time, next_frame=ahead)
-                for k, v in tracker.stage_times.items():
-                    totals[k] += v
-                jsonl.write(frame.index, frame.time, [p.to_dict() for p in people])
-                res.frames += 1
-                res.people += len(people)
-                if render or show:
-                    t0 = time.perf_counter()
-                    drawn = draw_people(frame.image, people, kpt_thr, getattr(tracker.pose, "dataset", None))
-                    totals["render"] += time.perf_counter() - t0
-                    if render:
-                        if writer is None:
-                            h, w = frame.image.shape[:2]
-                            res.video = out_dir / f"{source.name}.mp4"
-                            writer = VideoWriter(res.video, source.fps, (w, h))
-                        writer.write(drawn)
-                    if show:
-                        import cv2
-
-                        cv2.imshow("vitpose-trt", drawn)
-                        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # the viewer closed it: a normal end
-                            break
-                now = time.perf_counter()
-                res.frame_seconds.append(now - last)
-                last = now
-                bar.set_postfix_str(f"{fps(res.frames, now - start):.1f} fps", refresh=False)
-                bar.update(1)
-                if max_frames is not None and res.frames >= max_frames:
+                if not run.step(frame, following):
                     break
         except KeyboardInterrupt:
-            res.interrupted = True
+            run.res.interrupted = True
         except DetectorError as e:  # like a broken stream: the files hold every frame processed so far
-            res.detector_error = str(e)
+            run.res.detector_error = str(e)
         ok = True
     finally:
-        bar.close()
-        tracker.close()  # its detect-ahead thread, if one started
+        run.finish(ok)
+    return run.res
+
+
+def _progress_bar(source: VideoSource, config: VideoConfig):
+    """A tqdm bar over the frames to come, with VideoResult.fps's figure live in the postfix."""
+    from tqdm import tqdm
+
+    total = min(len(source) or 0, config.max_frames or 1 << 62) or None
+    # one speed figure, VideoResult.fps's, live in the postfix: not tqdm's own rate as well
+    shape = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}" if total else "{n_fmt}"
+    return tqdm(total=total, desc=source.name, disable=not config.progress, leave=False, file=sys.stderr,
+                bar_format=f"{{desc}}: {shape} frames [{{elapsed}}{{postfix}}]", postfix="0.0 fps")
+
+
+class _VideoRun:
+    """The state of one `process_video` call: its outputs, stage totals, progress bar and clock."""
+
+    def __init__(self, source: VideoSource, tracker: PoseTracker, out_dir: Path, config: VideoConfig,
+                 frame_boxes: dict[int, np.ndarray] | None) -> None:
+        self.source, self.tracker, self.out_dir, self.config = source, tracker, out_dir, config
+        self.frame_boxes = frame_boxes
+        tracker.reset()
+        tracker.fps = source.fps
+        self.res = VideoResult(jsonl=out_dir / f"{source.name}.jsonl")
+        self.totals = dict.fromkeys(("decode", *STAGES, "render", "encode"), 0.0)
+        self.jsonl = JsonlWriter(self.res.jsonl)
+        self.writer: VideoWriter | None = None
+        self.overlap = overlap_pays(tracker) if config.overlap is None else config.overlap
+        self.bar = _progress_bar(source, config)
+        self.start = self.last = time.perf_counter()
+
+    def step(self, frame: Frame, following: Frame | None) -> bool:
+        """Track, write and draw one frame; False when the run stops here (the viewer closed the
+        window, or `max_frames` is reached)."""
+        people = self._track(frame, following)
+        self.jsonl.write(frame.index, frame.time, [p.to_dict() for p in people])
+        self.res.frames += 1
+        self.res.people += len(people)
+        if (self.config.render or self.config.show) and not self._draw(frame, people):
+            return False
+        self._tick()
+        return self.config.max_frames is None or self.res.frames < self.config.max_frames
+
+    def _track(self, frame: Frame, following: Frame | None) -> list[Person]:
+        """The tracker on this frame (the given boxes, or its detector, started ahead on the next frame)."""
+        boxes = self.frame_boxes
+        ahead = following.image if self.overlap and following is not None and boxes is None else None
+        people = self.tracker(frame.image, None if boxes is None else boxes.get(frame.index, np.zeros((0, 5))),
+                              time=frame.time, next_frame=ahead)
+        for k, v in self.tracker.stage_times.items():
+            self.totals[k] += v
+        return people
+
+    def _draw(self, frame: Frame, people: list[Person]) -> bool:
+        """The annotated frame into the video and the window; False when the viewer closed the window."""
+        t0 = time.perf_counter()
+        drawn = draw_people(frame.image, people, self.config.kpt_thr, getattr(self.tracker.pose, "dataset", None))
+        self.totals["render"] += time.perf_counter() - t0
+        if self.config.render:
+            if self.writer is None:
+                h, w = frame.image.shape[:2]
+                self.res.video = self.out_dir / f"{self.source.name}.mp4"
+                self.writer = VideoWriter(self.res.video, self.source.fps, (w, h))
+            self.writer.write(drawn)
+        if self.config.show:
+            import cv2
+
+            cv2.imshow("vitpose-trt", drawn)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # the viewer closed it: a normal end
+                return False
+        return True
+
+    def _tick(self) -> None:
+        """The frame's wall time, and the progress bar's count and live fps."""
+        now = time.perf_counter()
+        self.res.frame_seconds.append(now - self.last)
+        self.last = now
+        self.bar.set_postfix_str(f"{fps(self.res.frames, now - self.start):.1f} fps", refresh=False)
+        self.bar.update(1)
+
+    def finish(self, ok: bool) -> None:
+        """Close everything; `ok`: keep the files (else they are removed). Fills in the result's totals."""
+        res, source = self.res, self.source
+        self.bar.close()
+        self.tracker.close()  # its detect-ahead thread, if one started
         source.close()
-        res.seconds = time.perf_counter() - start
-        jsonl.close(commit=ok)
-        if writer is not None:
-            writer.close(commit=ok)
-            totals["encode"] = writer.encode_seconds
+        res.seconds = time.perf_counter() - self.start
+        self.jsonl.close(commit=ok)
+        if self.writer is not None:
+            self.writer.close(commit=ok)
+            self.totals["encode"] = self.writer.encode_seconds
         if not ok:
             res.video = None
-        totals["decode"] = source.decode_seconds
+        self.totals["decode"] = source.decode_seconds
         res.error, res.skipped = res.detector_error or source.error, source.skipped
-        res.detector_failures = tracker.detector_failures
-        res.stage_seconds = totals
-        if show:
-            try:
-                import cv2
+        res.detector_failures = self.tracker.detector_failures
+        res.stage_seconds = self.totals
+        if self.config.show:
+            _close_windows()
 
-                cv2.destroyAllWindows()
-            except Exception:  # noqa: BLE001 - closing a window must not mask the real outcome
-                pass
-    return res
+
+def _close_windows() -> None:
+    try:
+        import cv2
+
+        cv2.destroyAllWindows()
+    except Exception:  # noqa: BLE001 - closing a window must not mask the real outcome
+        pass

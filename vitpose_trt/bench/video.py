@@ -6,7 +6,7 @@ reader thread decodes, the detector (or the people's known boxes) finds them, Vi
 the tracker keeps ids, and the frames are drawn and encoded in the encoder thread.
 
 Each scenario runs twice: sequentially, and with the detector running ahead on the next frame while
-the poses of this one are computed (`process_video(..., overlap=True)`, the CLI's default): the rows
+the poses of this one are computed (`VideoConfig(overlap=True)`, the CLI's default): the rows
 give both fps and the overlap gained. The stages are those of the overlapped run.
 
 Stages (mean ms per frame): decode (reader thread), detect (the time the frame waited for its
@@ -269,10 +269,10 @@ def _warm_up(pose, det, video: Path, truth: dict[int, np.ndarray], calls: int) -
 
 
 def _scenario(pose, detector, video: Path, out: Path, every: int, render: bool) -> dict:
-    """One row: the video tracked in turn, then detecting ahead (`process_video(overlap=)`)."""
+    """One row: the video tracked in turn, then detecting ahead (`VideoConfig(overlap=)`)."""
     from vitpose_trt.sources import VideoSource
     from vitpose_trt.tracker import PoseTracker
-    from vitpose_trt.video import process_video
+    from vitpose_trt.video import VideoConfig, process_video
 
     runs = {}
     for overlap in (False, True):
@@ -283,8 +283,8 @@ def _scenario(pose, detector, video: Path, out: Path, every: int, render: bool) 
         tracker = PoseTracker(pose, counted, det_every=every, kpt_thr=-np.inf if pose.random_weights else 0.3)
         folder = out.with_name(f"{out.name}-{'ahead' if overlap else 'in-turn'}")
         folder.mkdir()
-        runs[overlap] = (process_video(VideoSource(video), tracker, folder, render=render, progress=False,
-                                       overlap=overlap), counted.calls)
+        config = VideoConfig(render=render, progress=False, overlap=overlap)
+        runs[overlap] = (process_video(VideoSource(video), tracker, folder, config), counted.calls)
     (res, calls), sequential = runs[True], runs[False][0]
     return {"frames": res.frames, "fps": res.fps, "fps_sequential": sequential.fps,
             "overlap_gain": res.fps / max(sequential.fps, 1e-9), "detector_runs": calls,

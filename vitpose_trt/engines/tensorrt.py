@@ -168,8 +168,6 @@ class TensorRTPlan:
         if not self.path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {self.path}")
         require_tensorrt()
-        import tensorrt as trt
-
         if not rt.available():
             raise RuntimeError("TensorRT engines need an NVIDIA GPU visible to PyTorch (torch.cuda.is_available() "
                                "is False: no GPU, or a CPU-only torch build)")
@@ -177,20 +175,33 @@ class TensorRTPlan:
         sidecar = read_sidecar(self.path)
         self.sidecar: dict[str, Any] = sidecar or {}
         current = current_platform(self.device)
+        self._check_sidecar(sidecar, kind, current)
+        self.metadata: dict[str, str] = dict((self.sidecar.get("source") or {}).get("metadata") or {})
+        self.providers = ["TensorRT"]
+        plan = self.path.read_bytes()
+        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
+        # TensorRT adds device-wide synchronizations and warns on every call.
+        self.stream = rt.stream(self.device)
+        self._read_tensors(self._load(plan, current))
+        self._bound: dict[str, tuple[int, ...]] = {}  # the input shapes the context is set to
+        self.lock = threading.RLock()  # one execution context: calls from threads take turns
+        self._last_stream: Stream | None = None  # the stream of the last enqueue
+
+    def _check_sidecar(self, sidecar: dict[str, Any] | None, kind: str, current: Platform) -> None:
+        """The sidecar's kind, TensorRT version and GPU against the caller's and this machine's (a warning
+        when there is no sidecar: nothing can be checked)."""
         if sidecar is None:
             log.warning("%s has no sidecar %s: cannot check the TensorRT version and GPU it was built for",
                         self.path, sidecar_path(self.path).name)
         else:
             check_kind(sidecar, kind, self.path)
             check_compatibility(sidecar, current, self.path)
-        self.metadata: dict[str, str] = dict((self.sidecar.get("source") or {}).get("metadata") or {})
-        self.providers = ["TensorRT"]
 
-        plan = self.path.read_bytes()
-        # The host path (`run`) enqueues on a stream of its own: on the legacy default stream
-        # TensorRT adds device-wide synchronizations and warns on every call.
-        self.stream = rt.stream(self.device)
-        with rt.use(self.stream):  # the plan's device is current while TensorRT loads it
+    def _load(self, plan: bytes, current: Platform) -> trt.ICudaEngine:
+        """Deserialize the plan and create its execution context, with the plan's device current."""
+        import tensorrt as trt
+
+        with self._cuda.use(self.stream):  # the plan's device is current while TensorRT loads it
             self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
             try:
                 engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
@@ -203,11 +214,17 @@ class TensorRTPlan:
             if context is None:
                 raise RuntimeError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
             self._context: trt.IExecutionContext | None = context
+        return engine
+
+    def _read_tensors(self, engine: trt.ICudaEngine) -> None:
+        """The I/O tensors' dtypes and `TensorSpec`s, and each input's profile-0 shapes."""
+        import tensorrt as trt
 
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n), n) for n in names}
         self._profiles: dict[str, tuple[tuple[int, ...], ...]] = {}
-        self.inputs, self.outputs = [], []
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
         for n in names:
             dims = _dims(engine.get_tensor_shape(n))
             if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
@@ -218,9 +235,6 @@ class TensorRTPlan:
             else:
                 self.outputs.append(TensorSpec(n, tuple(d if d >= 0 else None for d in dims),
                                                _numpy_dtype(self._dtypes[n])))
-        self._bound: dict[str, tuple[int, ...]] = {}  # the input shapes the context is set to
-        self.lock = threading.RLock()  # one execution context: calls from threads take turns
-        self._last_stream: Stream | None = None  # the stream of the last enqueue
 
     def torch_dtype(self, name: str) -> torch.dtype:
         """The torch dtype of tensor `name`."""
@@ -411,13 +425,26 @@ class TensorRTEngine(Engine):
 
     def __init__(self, path: str | os.PathLike[str], *, device: int | str | torch.device | None = None,
                  max_batch: int | None = None) -> None:
-        import torch
-
         from vitpose_trt.cuda_memory import GrowBuffer
 
         self.plan = TensorRTPlan(path, kind=KIND_POSE, device=device)
         self.path, self.sidecar = self.plan.path, self.plan.sidecar
         self._device = self.torch_device = self.plan.device
+        self._read_io()
+        lo, _opt, hi = self.plan.profile(self.input_name)
+        self.min_batch, self.profile_max_batch = int(lo[0]), int(hi[0])
+        # what the pipeline chunks by: the profile's maximum, or less when asked
+        self.max_batch = (self.profile_max_batch if max_batch is None
+                          else min(self.profile_max_batch, check_max_batch(max_batch, "cuda")))
+        self._read_build()
+        self._out = GrowBuffer(self.output_dtype, self.torch_device)
+        if self.random_weights:
+            from vitpose_trt.model import warn_random_weights
+
+            warn_random_weights(f"{self.path} was built from RANDOM weights (not a trained model)")
+
+    def _read_io(self) -> None:
+        """The plan's one input and one output: names, dtypes, the crop size, K and the heatmap size."""
         inputs, outputs = self.plan.inputs, self.plan.outputs
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{self.path}: expected one input and one output tensor, got inputs "
@@ -432,21 +459,16 @@ class TensorRTEngine(Engine):
         self.input_size = (int(in_shape[2] or 0), int(in_shape[3] or 0))
         self.num_keypoints = int(out_shape[1] or 0)
         self._heatmap_shape = (int(out_shape[2] or 0), int(out_shape[3] or 0))
-        lo, _opt, hi = self.plan.profile(self.input_name)
-        self.min_batch, self.profile_max_batch = int(lo[0]), int(hi[0])
-        # what the pipeline chunks by: the profile's maximum, or less when asked
-        self.max_batch = (self.profile_max_batch if max_batch is None
-                          else min(self.profile_max_batch, check_max_batch(max_batch, "cuda")))
+
+    def _read_build(self) -> None:
+        """What the plan was built as, from its sidecar: precision, random weights, mode, flip test."""
+        import torch
+
         # an INT8/FP8 plan says so in its sidecar (its I/O is FP16 like an FP16 plan's)
         self.precision = self.sidecar.get("precision") or ("fp16" if self.input_dtype == torch.float16 else "fp32")
         self.random_weights = bool(self.sidecar.get("random_weights", False))
         self.mode: str | None = self.sidecar.get("mode")
         self.flip_test = bool(self.sidecar.get("flip_test", False))
-        self._out = GrowBuffer(self.output_dtype, self.torch_device)
-        if self.random_weights:
-            from vitpose_trt.model import warn_random_weights
-
-            warn_random_weights(f"{self.path} was built from RANDOM weights (not a trained model)")
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
