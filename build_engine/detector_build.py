@@ -35,7 +35,8 @@ from vitpose_trt.accuracy import BOX_TOLERANCE, BoxTolerance, compare_detections
 from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
-from vitpose_trt.export import META_NUM_KEYPOINTS, META_VARIANT, save_onnx
+from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, META_VARIANT
+from vitpose_trt.export import save_onnx
 
 if TYPE_CHECKING:
     import numpy as np

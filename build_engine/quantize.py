@@ -30,7 +30,7 @@ Why the pairs are written here, and not by ONNX Runtime's `quantize_static` or b
       2-core CI machine. The exact percentile here streams over the crops, keeping only each
       tensor's largest values.
 The graph is opset 19, the first with FP8 and FP16 Q/DQ scales. The recipe, the calibration and
-every activation scale are recorded in the ONNX metadata (`export.META_QUANTIZATION`), and from
+every activation scale are recorded in the ONNX metadata (`model_info.META_QUANTIZATION`), and from
 there in the engine's sidecar.
 """
 
@@ -51,7 +51,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from vitpose_trt.accuracy import QDQ_TOLERANCE, compare_graphs
 from vitpose_trt.engines.onnx_cache import checkpoint_digest
-from vitpose_trt.export import META_PRECISION, META_QUANTIZATION, save_onnx, staged_onnx
+from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION
+from vitpose_trt.export import save_onnx, staged_onnx
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from build_engine.quantize import has_qdq, read_quantization
 from vitpose_trt.accuracy import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.accuracy import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write, writable_target
+from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx
 from vitpose_trt.engines.onnx_cache import update_digest
 from vitpose_trt.engines.sidecar import (
     BUILD_DEFAULTS,
@@ -116,18 +117,6 @@ def profile_shapes(input_size: Sequence[int], *, min_batch: int = 1, opt_batch: 
         log.info("opt_batch %d clamped to %d (into [%d, %d])", opt_batch, clamped, min_batch, max_batch)
     factor = 2 if flip_test else 1
     return ProfileShapes((min_batch, 3, h, w), (clamped * factor, 3, h, w), (max_batch * factor, 3, h, w))
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the sidecar says about the model itself."""
-
-    variant: str = "unknown"
-    num_keypoints: int = 17
-    decoder: str = "unknown"
-    input_size: tuple[int, int] = (256, 192)
-    random_weights: bool = False
-    dataset: str | None = None  # the keypoint dataset (vitpose_trt.datasets name) the model records
 
 
 def default_timing_cache_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -393,7 +382,7 @@ def _quantized_source(path: Path, proto: onnx.ModelProto, info: ModelInfo) -> _S
     from vitpose_trt.engines.onnx_cache import checkpoint_digest
 
     quant = read_quantization(proto) or {}
-    precision = {p.key: p.value for p in proto.metadata_props}.get("precision")
+    precision = info.precision
     if precision not in ("int8", "fp8"):  # a Q/DQ graph from elsewhere: its zero points tell
         zero = {t.name: t.data_type for t in proto.graph.initializer}
         fp8 = any(zero.get(n.input[2]) == onnx.TensorProto.FLOAT8E4M3FN for n in proto.graph.node
@@ -428,7 +417,7 @@ def _check_fp8_gpu(precision: str) -> None:
 
 
 def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
-    meta = {p.key: p.value for p in proto.metadata_props}
+    """`model_info.info_from_onnx`, after checking the graph is one TensorRT can build from."""
     if any(n.op_type in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger") for n in proto.graph.node):
         raise ValueError(f"{path} is quantized for ONNX Runtime on the CPU (dynamic INT8), which TensorRT cannot "
                          "build; for an INT8/FP8 engine make a Q/DQ graph: `vitpose-trt quantize`")
@@ -440,9 +429,7 @@ def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
     out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or not dims[2] or not dims[3] or len(out_dims) != 4 or not out_dims[1]:
         raise ValueError(f"{path}: expected a static (N, 3, H, W) -> (N, K, h, w) graph, got {dims} -> {out_dims}")
-    return ModelInfo(meta.get("variant", "unknown"), int(out_dims[1]), meta.get("decoder", "unknown"),
-                     (int(dims[2]), int(dims[3])), meta.get("random_weights", "false") == "true",
-                     meta.get("dataset") or None)
+    return info_from_onnx(proto, path)
 
 
 def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:

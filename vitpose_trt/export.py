@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vitpose_trt.atomic import writable_target
+from vitpose_trt.engines.model_info import ModelInfo, metadata_props
 
 if TYPE_CHECKING:
     import onnx
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "input", "heatmaps"
-# The metadata_props keys `export_onnx` writes (read back by `read_metadata`).
-META_VARIANT, META_NUM_KEYPOINTS, META_RANDOM_WEIGHTS, META_DATASET = "variant", "num_keypoints", "random_weights", "dataset"
-META_PRECISION = "precision"  # written by the quantizers: "int8" (the CPU's dynamic INT8), "int8"/"fp8" (Q/DQ)
-META_QUANTIZATION = "quantization"  # JSON {"recipe": ..., ...}: how a quantized graph was made
 MIN_OPSET = 17
 # FP32 ONNX Runtime vs FP32 PyTorch differ by summation order only: ~1e-6 of the heatmap scale
 # (the largest |heatmap|) on ViTPose-S/B. 1e-4 leaves that 100x headroom and still catches one weight
@@ -138,29 +135,11 @@ def _torch_export(model: torch.nn.Module, *, opset: int, dynamic_batch: bool) ->
 
 
 def _metadata(model: torch.nn.Module) -> dict[str, str]:
-    """The metadata_props `export_onnx` writes for `model` (read back by `read_metadata`)."""
+    """The metadata_props `export_onnx` writes for `model` (read back by `model_info.read_metadata`)."""
     config = model.config
-    meta = {
-        META_VARIANT: config.variant,
-        "decoder": config.decoder,
-        META_NUM_KEYPOINTS: str(config.num_keypoints),
-        "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
-        META_RANDOM_WEIGHTS: "true" if getattr(model, "random_weights", False) else "false",
-        "producer": "vitpose_trt",
-    }
-    if getattr(model, "dataset", None):
-        meta[META_DATASET] = model.dataset
-    return meta
-
-
-def read_metadata(props: dict[str, str]) -> dict:
-    """What an exported .onnx records (its `metadata_props` as a dict): {"variant", "num_keypoints"
-    (None when absent: a file exported elsewhere), "random_weights", "dataset" (None when absent),
-    "precision" ("fp32" unless a quantizer wrote "int8" / "fp8")}."""
-    k = props.get(META_NUM_KEYPOINTS)
-    return {"variant": props.get(META_VARIANT, "unknown"), "num_keypoints": int(k) if k else None,
-            "random_weights": props.get(META_RANDOM_WEIGHTS, "false") == "true",
-            "dataset": props.get(META_DATASET) or None, "precision": props.get(META_PRECISION, "fp32")}
+    return metadata_props(ModelInfo(config.variant, int(config.num_keypoints), config.decoder,
+                                    (int(config.input_size[0]), int(config.input_size[1])),
+                                    bool(getattr(model, "random_weights", False)), getattr(model, "dataset", None)))
 
 
 def check_onnx_against_torch(model: torch.nn.Module, path: str | os.PathLike, *, batch: int = 2,

@@ -6,6 +6,8 @@
     a checkpoint / None -> PyTorch: CUDA FP16 where a GPU is visible, else CPU FP32
 `open_graph` opens any other model file (a person detector) by the same suffix rule (`is_plan`):
 a plan on TensorRT (`TensorRTPlan`, which the pose engine runs on too), an .onnx on ONNX Runtime.
+`describe(path) -> ModelInfo` reads what a model file records (variant, K, crop size, dataset)
+without opening a runner (`model_info.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vitpose_trt.engines.base import Engine, Graph
+from vitpose_trt.engines.model_info import ModelInfo, describe
 
 log = logging.getLogger(__name__)
 
@@ -248,4 +251,4 @@ def _check_cpu_device(device: str | None, runtime: str) -> None:
                          "backend='pytorch'")
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "Engine", "Graph", "is_plan", "open_engine", "open_graph"]
+__all__ = ["BACKENDS", "PRECISIONS", "Engine", "Graph", "ModelInfo", "describe", "is_plan", "open_engine", "open_graph"]

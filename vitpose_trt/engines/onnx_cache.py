@@ -102,7 +102,8 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
 
     import vitpose_trt
     from vitpose_trt.accuracy import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
-    from vitpose_trt.export import EXTERNAL_DATA_BYTES, META_PRECISION, META_QUANTIZATION, read_metadata, staged_onnx
+    from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, read_metadata
+    from vitpose_trt.export import EXTERNAL_DATA_BYTES, staged_onnx
 
     fp32 = Path(os.fspath(fp32_onnx))
     digest = hashlib.sha256()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch
+from vitpose_trt.engines.model_info import read_metadata
 
 # ONNX Runtime's tensor type strings -> numpy dtypes (the types the package's graphs use)
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
@@ -136,8 +137,6 @@ class OnnxRuntimeEngine(Engine):
             self._heatmap_size = (int(out.shape[2]), int(out.shape[3]))
         else:
             self._heatmap_size = (self.input_size[0] // 4, self.input_size[1] // 4)
-        from vitpose_trt.export import read_metadata
-
         meta = read_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.random_weights, self.dataset = meta["random_weights"], meta["dataset"]
         self.precision = meta["precision"]  # "int8": a quantized graph (engines/onnx_cache.py, build_engine/quantize.py)

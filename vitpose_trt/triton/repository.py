@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vitpose_trt.engines import PLAN_SUFFIXES
+from vitpose_trt.engines.model_info import describe
 from vitpose_trt.geometry import check_mode
 
 log = logging.getLogger(__name__)
@@ -79,27 +80,10 @@ def engine_metadata(engine: str | os.PathLike, dataset=None, expert: int | None 
     suffix = path.suffix.lower()
     if expert is not None and suffix in PLAN_SUFFIXES + (".onnx",):
         raise ValueError(f"expert={expert} picks a ViTPose++ expert when a checkpoint is loaded; {path} has one already")
-    if suffix == ".onnx":
-        import onnx
-
-        from vitpose_trt.export import read_metadata
-
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-        meta = read_metadata({p.key: p.value for p in proto.metadata_props})
-        if meta["num_keypoints"] is None:  # not exported by vitpose_trt: K is the heatmaps' channel axis
-            dims = proto.graph.output[0].type.tensor_type.shape.dim
-            if len(dims) != 4 or not dims[1].dim_value:
-                raise ValueError(f"{path}: cannot tell the number of keypoints from its output shape")
-            meta["num_keypoints"] = dims[1].dim_value
-    elif suffix in PLAN_SUFFIXES:
-        from vitpose_trt.engines.sidecar import read_sidecar, sidecar_path
-
-        sidecar = read_sidecar(path)
-        if sidecar is None:
-            raise ValueError(f"{path}: the TensorRT plan's sidecar {sidecar_path(path).name} is missing; "
-                             "it records the model's keypoint count that the repository's config needs")
-        meta = {"variant": str(sidecar.get("variant", "unknown")), "num_keypoints": int(sidecar["num_keypoints"]),
-                "random_weights": bool(sidecar.get("random_weights", False)), "dataset": sidecar.get("dataset")}
+    if suffix == ".onnx" or suffix in PLAN_SUFFIXES:
+        info = describe(path)
+        meta = {"variant": info.variant, "num_keypoints": info.num_keypoints, "random_weights": info.random_weights,
+                "dataset": info.dataset}
     else:
         from vitpose_trt.checkpoint import load_model
 
