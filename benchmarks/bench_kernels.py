@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO))
 
 from vitpose_trt import _C  # noqa: E402
 from vitpose_trt.coco import sample_dir  # noqa: E402
-from vitpose_trt.preprocess import normalize, warp_crop  # noqa: E402
-from vitpose_trt.postprocess import postprocess  # noqa: E402
+from vitpose_trt.crop import normalize, warp_crop  # noqa: E402
+from vitpose_trt.decode import postprocess  # noqa: E402
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices  # noqa: E402
 
 INPUT = (256, 192)

@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vitpose_trt.tracker import PoseTracker
+from vitpose_trt.pose_tracker import PoseTracker
 
 CLIP_SIZE = (640, 480)  # (width, height)
 

@@ -31,7 +31,7 @@ from build_engine.tensorrt_build import (
     publish_plan,
     strongly_typed_available,
 )
-from vitpose_trt.accuracy import BOX_TOLERANCE, BoxTolerance, compare_detections, sample_frames
+from vitpose_trt.agreement import BOX_TOLERANCE, BoxTolerance, compare_detections, sample_frames
 from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
@@ -208,7 +208,7 @@ def judge_detections(reference: list[np.ndarray], candidate: list[np.ndarray], *
         reference / candidate: one (M, 5) x1, y1, x2, y2, score array per photo.
         photos: where the photos came from (for the log and the sidecar).
         reference_name / engine_name: named in the log and the error.
-        tolerance: the bounds (`vitpose_trt.accuracy.BoxTolerance`, written next to why).
+        tolerance: the bounds (`vitpose_trt.agreement.BoxTolerance`, written next to why).
 
     Returns:
         The sidecar's "verification" entry: the metric, the tolerance and whether it was enforced.

@@ -49,7 +49,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vitpose_trt.accuracy import QDQ_TOLERANCE, compare_graphs
+from vitpose_trt.agreement import QDQ_TOLERANCE, compare_graphs
 from vitpose_trt.engines.onnx_cache import checkpoint_digest
 from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION
 from vitpose_trt.export import save_onnx, staged_onnx
@@ -352,9 +352,9 @@ def calibration_crops(images: Sequence[str | os.PathLike[str]], *, dets: str | o
         ValueError: no image, or no person box in any of them.
     """
     from vitpose_trt.coco import image_id_from_name, load_detections
-    from vitpose_trt.preprocess import preprocess
+    from vitpose_trt.crop import preprocess
     from vitpose_trt.sources import ImageSource, open_sources
-    from vitpose_trt.tracker import make_detector
+    from vitpose_trt.detect import make_detector
 
     if max_crops < 1:
         raise ValueError(f"--calib-crops must be >= 1, got {max_crops}")

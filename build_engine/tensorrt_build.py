@@ -13,7 +13,7 @@ typed networks (the flag is then accepted and ignored).
 
 The pure-Python parts (profile shapes, sidecar, the verification verdict) are separate functions,
 tested without TensorRT; the TensorRT calls are kept in `build_plan` and its helpers. The
-verification's tie rule and metric are `vitpose_trt.accuracy`'s, the ones the tests and the
+verification's tie rule and metric are `vitpose_trt.agreement`'s, the ones the tests and the
 benchmark use. The plan and its sidecar are written and verified in a temporary folder beside the
 output and renamed into place at the end (`publish_plan`).
 """
@@ -33,8 +33,8 @@ import numpy as np
 
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes
 from build_engine.quantize import has_qdq, read_quantization
-from vitpose_trt.accuracy import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
-from vitpose_trt.accuracy import sample_crops as verification_crops  # the build check's real crops
+from vitpose_trt.agreement import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
+from vitpose_trt.agreement import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx
 from vitpose_trt.engines.onnx_cache import update_digest
@@ -63,7 +63,7 @@ __all__ = [
     "verification_crops", "write_sidecar",
 ]
 
-# The bounds and why they are that size: `vitpose_trt.accuracy.Tolerance`. They hold over the keypoints
+# The bounds and why they are that size: `vitpose_trt.agreement.Tolerance`. They hold over the keypoints
 # the shared tie rule counts on the FP32 model's own heatmaps of real crops: a model with real peaks
 # (trained weights, the fixture model) counts most of them; random weights count the quarter to half
 # whose argmax is not a near-tie (a tie's argmax flips on any rounding, which says nothing about the
@@ -436,7 +436,7 @@ def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarra
     def run(crops: np.ndarray) -> np.ndarray:
         import torch
 
-        from vitpose_trt.engines.torch_engine import exact_fp32
+        from vitpose_trt.engines.pytorch import exact_fp32
 
         # FP32 for real (no TF32), on the GPU when there is one
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -488,7 +488,7 @@ def judge_verification(reference: np.ndarray, candidate: np.ndarray, mode: str =
     """The build-time verdict: the candidate's heatmaps against the FP32 reference's on the same crops.
 
     Keypoints are decoded from both (argmax + DARK-UDP / classic offset, in heatmap pixels) and
-    compared over those the shared tie rule counts on the reference (`vitpose_trt.accuracy`).
+    compared over those the shared tie rule counts on the reference (`vitpose_trt.agreement`).
 
     Args:
         reference: (N, K, h, w) FP32 heatmaps of the model being built.

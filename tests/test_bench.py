@@ -88,7 +88,7 @@ def test_timer_needs_start():
 
 def test_stage_hook_and_stream_of_the_cpu_path(micro):
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
 
     engine = TorchEngine(micro, device="cpu", precision="fp32")
     engine.max_batch = 2  # three boxes: two chunks

@@ -39,8 +39,8 @@ from tests.conftest import synthetic_heatmaps  # noqa: E402
 from tests.test_kernels_cpu import misaligned, overlapping  # noqa: E402
 from vitpose_trt.geometry import (MAX_COORD, boxes_to_transforms, check_boxes, frame_to_heatmap,  # noqa: E402
                                   inverse_warp_matrices)
-from vitpose_trt.postprocess import max_preds, merge_flip, postprocess  # noqa: E402
-from vitpose_trt.preprocess import normalize, preprocess  # noqa: E402
+from vitpose_trt.decode import max_preds, merge_flip, postprocess  # noqa: E402
+from vitpose_trt.crop import normalize, preprocess  # noqa: E402
 
 _C = pytest.importorskip("vitpose_trt._C", reason="vitpose_trt._C is not built (pip install -e .)")
 

@@ -13,7 +13,7 @@ import torch
 from tests.test_checkpoint import fill_random_, hf_heatmaps, hf_model, hf_to_official, images
 from vitpose_trt import datasets
 from vitpose_trt.checkpoint import load_model
-from vitpose_trt.postprocess import merge_flip
+from vitpose_trt.decode import merge_flip
 
 REL_TOL = 1e-4  # of the heatmap scale: FP32 summation-order differences are ~1e-6 (test_checkpoint)
 EXPERTS = datasets.experts()

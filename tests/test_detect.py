@@ -125,7 +125,7 @@ def test_bad_detector_files(tmp_path):
 
 def test_hog_fallback_finds_the_upright_people_of_a_real_photo(coco_sample):
     name, image, boxes = next(s for s in coco_sample if s[0] == "000000196141.jpg")
-    from vitpose_trt.track import iou_matrix
+    from vitpose_trt.tracking import iou_matrix
 
     found = HogDetector()(image)
     assert found.shape[1] == 5 and len(found) >= 1 and np.all(np.diff(found[:, 4]) <= 0)

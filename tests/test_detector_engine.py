@@ -27,7 +27,7 @@ from tests.test_detect import constant_detector
 from tests.test_detect_exports import exports_dir
 from tests.test_tensorrt_on_standins import install
 from vitpose_trt import VitPoseTRT, cli
-from vitpose_trt.accuracy import BoxTolerance, compare_detections
+from vitpose_trt.agreement import BoxTolerance, compare_detections
 from vitpose_trt.cuda_runtime import use_runtime
 from vitpose_trt.detect import Detector, letterbox
 from vitpose_trt.engines import open_graph

@@ -7,7 +7,7 @@ import pytest
 
 from vitpose_trt.datasets import get
 from vitpose_trt.draw import POINT_COLOUR, draw_people, draw_poses
-from vitpose_trt.tracker import Person
+from vitpose_trt.pose_tracker import Person
 
 
 def _keypoints(scores):

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from vitpose_trt import VitPoseTRT
 from vitpose_trt.engines import open_engine
 from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-from vitpose_trt.engines.torch_engine import TorchEngine
+from vitpose_trt.engines.pytorch import TorchEngine
 
 
 def _identityish_onnx(path, in_shape, out_shape):

@@ -344,7 +344,7 @@ def test_written_files_rescore_to_the_same_numbers(runs):
 def test_a_wrong_model_scores_low(sample, tiny_model):
     """The AP guard above can fail: a random 2-block ViTPose on the same boxes scores near 0."""
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
 
     pose = VitPoseTRT(TorchEngine(copy.deepcopy(tiny_model)))
     report = ev.evaluate(sample, sample / ANN, pose, progress=False)
@@ -353,7 +353,7 @@ def test_a_wrong_model_scores_low(sample, tiny_model):
 
 def test_missing_images_are_listed_not_fatal(sample, tiny_model, tmp_path, caplog):
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
 
     for name in ("000000000785.jpg", "000000196141.jpg"):  # temp copies of two of the four photos
         shutil.copy(sample / name, tmp_path)
@@ -373,7 +373,7 @@ def test_missing_images_are_listed_not_fatal(sample, tiny_model, tmp_path, caplo
 def test_compare_reports_ap_side_by_side_and_keypoint_distances(sample, sample_checkpoint, tiny_model, tmp_path):
     """The same boxes through ONNX Runtime: same AP, sub-pixel distances; through a wrong model: far off."""
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
     from vitpose_trt.export import export_onnx
 
     onnx_path = export_onnx(sample_checkpoint, tmp_path / "s.onnx").path

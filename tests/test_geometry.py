@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vitpose_trt.preprocess import normalize, preprocess
+from vitpose_trt.crop import normalize, preprocess
 from vitpose_trt.geometry import (MAX_COORD, boxes_to_transforms, check_boxes, check_frame, heatmap_to_frame,
                                   inverse_warp_matrices, warp_matrix)
 

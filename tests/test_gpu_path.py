@@ -19,7 +19,7 @@ import torch
 from tests.standins.cuda import DEVICE, CudaStandIn, happens_before
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
 from vitpose_trt.cuda_runtime import use_runtime
-from vitpose_trt.engines.torch_engine import TorchEngine
+from vitpose_trt.engines.pytorch import TorchEngine
 from vitpose_trt.gpu_path import GpuPath
 
 BOXES = 4  # most confident detector boxes per photo: real people, a few seconds of ViTPose-S on 2 cores

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
-from vitpose_trt.engines.torch_engine import TorchEngine, exact_fp32
+from vitpose_trt.engines.pytorch import TorchEngine, exact_fp32
 
 pytestmark = pytest.mark.requires_cuda
 

@@ -26,8 +26,8 @@ import pytest
 
 from tests.conftest import synthetic_heatmaps
 from vitpose_trt.datasets import flip_index
-from vitpose_trt.preprocess import MEAN_RGB, STD_RGB, preprocess, warp_crop
-from vitpose_trt.postprocess import postprocess
+from vitpose_trt.crop import MEAN_RGB, STD_RGB, preprocess, warp_crop
+from vitpose_trt.decode import postprocess
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices
 
 _C = pytest.importorskip("vitpose_trt._C", reason="vitpose_trt._C is not built (pip install -e .)")
@@ -701,7 +701,7 @@ def test_argument_errors_found_by_fuzzing():
 def test_the_kernels_normalization_constants_are_the_python_ones(normalize):
     """csrc/warp.h keeps its own copy of the ImageNet statistics (and RTMDet's, x 255): every level of
     every channel, through an identity warp, equals numpy's float32 arithmetic on the Python constants
-    (preprocess.IMAGENET_MEAN/STD, detect.RTMDET_MEAN/STD) bit for bit."""
+    (crop.IMAGENET_MEAN/STD, detect.RTMDET_MEAN/STD) bit for bit."""
     from vitpose_trt.detect import RTMDET_MEAN, RTMDET_STD
 
     levels = np.arange(256, dtype=np.uint8)

@@ -28,8 +28,8 @@ from tests.test_kernels_cpu import (
     random_transforms,
 )
 from vitpose_trt.datasets import flip_index
-from vitpose_trt.preprocess import preprocess
-from vitpose_trt.postprocess import postprocess
+from vitpose_trt.crop import preprocess
+from vitpose_trt.decode import postprocess
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, inverse_warp_matrices
 
 try:

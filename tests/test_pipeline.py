@@ -8,7 +8,7 @@ import torch
 
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
 from vitpose_trt.engines import open_engine
-from vitpose_trt.engines.torch_engine import TorchEngine
+from vitpose_trt.engines.pytorch import TorchEngine
 
 
 def reference(model, frame, boxes, mode, flip=False):

@@ -2,7 +2,7 @@
 (build_engine/quantize.py), their accuracy gates on the fixture model and the sample photos, a
 deliberately bad recipe that trips them, and the INT8/FP8 engine build on the TensorRT stand-in.
 
-The gates (vitpose_trt.accuracy) judge keypoints at clear peaks (CLEAR_FRACTION: a rival at least
+The gates (vitpose_trt.agreement) judge keypoints at clear peaks (CLEAR_FRACTION: a rival at least
 20% of the prominence below the peak) against FP32, in heatmap px:
     INT8_DYNAMIC_TOLERANCE  median <= 0.05, p99 <= 0.5   (the CPU engine)
     QDQ_TOLERANCE           median <= 0.15, p99 <= 1     (the Q/DQ graph run by ONNX Runtime)
@@ -19,7 +19,7 @@ import pytest
 
 from build_engine.quantize import RECIPES, QuantizationError, Recipe, quantize_onnx, quantized_inputs, read_quantization
 from vitpose_trt import VitPoseTRT, cli
-from vitpose_trt.accuracy import INT8_DYNAMIC_TOLERANCE, QDQ_TOLERANCE, compare_graphs, sample_crops
+from vitpose_trt.agreement import INT8_DYNAMIC_TOLERANCE, QDQ_TOLERANCE, compare_graphs, sample_crops
 from vitpose_trt.engines import open_engine
 from vitpose_trt.export import export_onnx
 

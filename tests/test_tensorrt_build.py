@@ -33,7 +33,7 @@ from build_engine.tensorrt_build import (
     profile_shapes,
     verification_crops,
 )
-from vitpose_trt.accuracy import clear_peaks, compare_heatmaps
+from vitpose_trt.agreement import clear_peaks, compare_heatmaps
 from vitpose_trt.coco import sample_dir
 from vitpose_trt.engines.sidecar import (
     EngineMismatchError,

@@ -153,7 +153,7 @@ def cpu_infer(plan, frame, boxes):
 def test_the_host_path_and_the_gpu_path_share_one_engine_in_order(standins, plan, photo):
     """engine.run (its own stream) while a GPU-path call is still in flight: the shared output buffer
     is written only after that call's decode read it (the standins fixture fails on a race)."""
-    from vitpose_trt.preprocess import preprocess
+    from vitpose_trt.crop import preprocess
 
     frame, boxes = photo
     pose = VitPoseTRT(str(plan))

@@ -116,7 +116,7 @@ def test_video_with_a_detector_every_third_frame(scene, sample_checkpoint, tmp_p
     lines = read_jsonl(out / "clip.jsonl")
     check_schema(lines)
     assert [len(ln["people"]) for ln in lines] == [1] * FRAMES and {ln["people"][0]["id"] for ln in lines} == {0}
-    from vitpose_trt.track import iou_matrix
+    from vitpose_trt.tracking import iou_matrix
 
     for f in (0, 3):  # detector frames: the detector's box
         np.testing.assert_allclose(lines[f]["people"][0]["box"], scene["boxes"][0, :4], atol=0.05)
@@ -179,7 +179,7 @@ class _InterruptingPose:
 
 def test_ctrl_c_ends_cleanly_with_files_valid_to_the_last_frame(scene, tmp_path):
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
     from vitpose_trt.video_io import load_frame_detections
 
@@ -195,7 +195,7 @@ def test_ctrl_c_ends_cleanly_with_files_valid_to_the_last_frame(scene, tmp_path)
 
 def test_a_failure_mid_video_leaves_no_half_written_files(scene, tmp_path):
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
 
     with pytest.raises(RuntimeError):
@@ -242,7 +242,7 @@ def test_per_frame_boxes_files(tmp_path, scene):
 
 
 def test_a_missing_detector_fails_when_the_tracker_is_made(tmp_path):
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
 
     with pytest.raises(FileNotFoundError, match=r"detector not found: .*nope.onnx \(or a known name"):
         PoseTracker(_InterruptingPose(), detector=str(tmp_path / "nope.onnx"))
@@ -251,7 +251,7 @@ def test_a_missing_detector_fails_when_the_tracker_is_made(tmp_path):
 def test_the_progress_bar_shows_one_speed(scene, tmp_path, capsys):
     """fps end to end, the same figure live and in the last line; not tqdm's own rate besides."""
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
 
     res = process_video(VideoSource(scene["video"]), PoseTracker(_InterruptingPose(RuntimeError), detector=lambda f:
@@ -504,7 +504,7 @@ class _FailingDetector:
 def _track_video(scene, sample_checkpoint, out, detector, failures):
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
 
     out.mkdir(exist_ok=True)
@@ -524,7 +524,7 @@ def test_a_detector_that_fails_on_one_frame_is_skipped(scene, sample_checkpoint,
     lines = read_jsonl(tmp_path / "clip.jsonl")
     check_schema(lines)
     assert [[p["id"] for p in ln["people"]] for ln in lines] == [[0]] * FRAMES
-    from vitpose_trt.track import iou_matrix
+    from vitpose_trt.tracking import iou_matrix
 
     assert iou_matrix(np.array([lines[1]["people"][0]["box"]]), scene["boxes"][:1, :4])[0, 0] > 0.6
     assert count_frames(tmp_path / "clip.mp4")[0] == FRAMES
@@ -546,11 +546,11 @@ def test_a_detector_that_keeps_failing_ends_the_run_with_valid_files(scene, samp
 
 
 def test_cli_a_detector_that_keeps_failing_exits_1_with_the_files(scene, tiny_onnx, tmp_path, capsys, monkeypatch):
-    import vitpose_trt.tracker
+    import vitpose_trt.pose_tracker
 
-    monkeypatch.setattr(vitpose_trt.tracker, "make_detector",
+    monkeypatch.setattr(vitpose_trt.pose_tracker, "make_detector",
                         lambda *a, **k: _FailingDetector(scene["boxes"][:1], fail=range(1, 100)))
-    monkeypatch.setattr(vitpose_trt.tracker, "MAX_DETECTOR_FAILURES", 2)
+    monkeypatch.setattr(vitpose_trt.pose_tracker, "MAX_DETECTOR_FAILURES", 2)
     out = tmp_path / "out"
     rc = main(["infer", str(scene["video"]), "--detector", "any.onnx", "--engine", str(tiny_onnx), "--out", str(out),
                "--no-progress"])
@@ -589,7 +589,7 @@ def test_detecting_ahead_gives_the_same_results_as_detecting_in_turn(tiny_onnx, 
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.bench.video import synthetic_video
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
 
     truth = synthetic_video(tmp_path / "walk.avi", people=3, frames=9, size=(192, 128))
@@ -620,7 +620,7 @@ def test_the_overlap_check_fails_for_a_tracker_that_uses_the_next_frames_boxes_f
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.bench.video import synthetic_video
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
 
     class OffByOne(PoseTracker):

@@ -16,7 +16,7 @@ from vitpose_trt import evaluate as ev
 from vitpose_trt.coco import keypoint_results, result_keypoints
 from vitpose_trt.datasets import COCO, COCO_WHOLEBODY, flip_index
 from vitpose_trt.engines.base import Engine
-from vitpose_trt.postprocess import postprocess
+from vitpose_trt.decode import postprocess
 
 WB = COCO_WHOLEBODY
 H, W = 64, 48

@@ -1,9 +1,9 @@
 """vitpose_trt: ViTPose 2D human pose estimation without mmpose, fast on NVIDIA GPUs.
 
-    frame + boxes -> preprocess (crop, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
-                  -> postprocess (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
+    frame + boxes -> crop (affine warp, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
+                  -> decode (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
 
-Public API: `VitPoseTRT`, `load_model`, `preprocess`, `postprocess`, `open_engine`, `export_onnx`;
+Public API: `VitPoseTRT`, `load_model`, `preprocess` (crop.py), `postprocess` (decode.py), `open_engine`, `export_onnx`;
 for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors).
 Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 """
@@ -24,16 +24,13 @@ _LAZY = {
     "open_engine": "vitpose_trt.engines",
     "export_onnx": "vitpose_trt.export",
     "Engine": "vitpose_trt.engines",
-    "PoseTracker": "vitpose_trt.tracker",
-    "Person": "vitpose_trt.tracker",
+    "PoseTracker": "vitpose_trt.pose_tracker",
+    "Person": "vitpose_trt.pose_tracker",
     "Detector": "vitpose_trt.detect",
+    "preprocess": "vitpose_trt.crop",  # the crop stage (module crop.py)
+    "postprocess": "vitpose_trt.decode",  # the decode stage (module decode.py)
 }
 
-# The stages are imported now (numpy + OpenCV, no torch): their modules share the functions' names,
-# and binding the names here keeps `vitpose_trt.preprocess` the function once the module is loaded.
-from vitpose_trt.postprocess import postprocess as postprocess  # noqa: E402
-from vitpose_trt.preprocess import preprocess as preprocess  # noqa: E402
-
-__all__ = sorted([*_LAZY, "preprocess", "postprocess"]) + ["__version__"]
+__all__ = sorted(_LAZY) + ["__version__"]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -14,7 +14,7 @@ from vitpose_trt.detect import FORMATS as DETECTOR_FORMATS
 from vitpose_trt.engines import BACKENDS, PRECISIONS
 from vitpose_trt.engines.sidecar import BUILD_DEFAULTS
 from vitpose_trt.geometry import MODES
-from vitpose_trt.track import ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF
+from vitpose_trt.tracking import ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -439,7 +439,7 @@ def _infer(args) -> int:
                 warn_random_weights(f"{what} RANDOM WEIGHTS: the poses are meaningless")
             detector = None
             if args.detector or (detections is None and not args.whole_frame):
-                from vitpose_trt.tracker import make_detector
+                from vitpose_trt.detect import make_detector
 
                 detector = make_detector(args.detector, format=args.detector_format, family=args.detector_family,
                                          score_thr=args.det_thr) if args.detector else make_detector(None)
@@ -553,7 +553,7 @@ def _pose_image(args, frame, pose, detector, detections, out_dir: Path, seen: di
 
 
 def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int:
-    from vitpose_trt.tracker import MAX_DETECTOR_FAILURES, PoseTracker
+    from vitpose_trt.pose_tracker import MAX_DETECTOR_FAILURES, PoseTracker
     from vitpose_trt.video import VideoConfig, display_problem, process_video
 
     show = args.show

@@ -16,8 +16,8 @@ import numpy as np
 from vitpose_trt.batching import PendingResult, StageHook, boxes_per_batch, frame_batches
 from vitpose_trt.engines.base import Engine
 from vitpose_trt.geometry import check_boxes, check_frame
-from vitpose_trt.postprocess import postprocess
-from vitpose_trt.preprocess import preprocess
+from vitpose_trt.decode import postprocess
+from vitpose_trt.crop import preprocess
 
 
 class CpuPath:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +43,7 @@ import cv2
 import numpy as np
 
 from vitpose_trt.geometry import check_frame
-from vitpose_trt.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from vitpose_trt.crop import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     import torch
@@ -452,3 +453,21 @@ class HogDetector:
         rects, scores = rects[idx], scores[idx]
         out = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:], scores[:, None]], axis=1)
         return out[np.argsort(-out[:, 4], kind="stable")]
+
+
+def make_detector(detector, **kwargs) -> Callable[[np.ndarray], np.ndarray]:
+    """A detector callable from what the user gave: None or "hog" (OpenCV HOG, logged as weak), a
+    path to an .onnx (`Detector`), or any callable frame -> (M, 5) boxes (returned as is).
+
+    Args:
+        kwargs: passed to `Detector` for a path.
+    """
+    if detector is None or (isinstance(detector, str) and detector.lower() == "hog"):
+        log.warning("no person detector given: using OpenCV's HOG people detector, a WEAK fallback (upright, "
+                    "unoccluded, larger than ~64x128 px people only); pass an ONNX detector for real work")
+        return HogDetector()
+    if isinstance(detector, (str, Path)):
+        return Detector(detector, **kwargs)
+    if callable(detector):
+        return detector
+    raise TypeError(f"detector must be None, 'hog', an .onnx path or a callable, got {type(detector).__name__}")

@@ -55,7 +55,7 @@ def _point(kpt: np.ndarray) -> tuple[int, int]:
 
 
 def draw_people(image: np.ndarray, people, kpt_thr: float = 0.3, dataset: Dataset | None = None) -> np.ndarray:
-    """`draw_poses` for tracked people (`tracker.Person`: `id`, `box`, `keypoints`), each labelled with
+    """`draw_poses` for tracked people (`pose_tracker.Person`: `id`, `box`, `keypoints`), each labelled with
     their id above the box."""
     if not people:
         return image.copy()

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from vitpose_trt.accuracy import keypoint_distance
+from vitpose_trt.agreement import keypoint_distance
 from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import VIS_THR, keypoint_results, load_detections, rescore, result_keypoints
 from vitpose_trt.datasets import COCO, Dataset, Part, get

@@ -15,7 +15,7 @@ import numpy as np
 
 from vitpose_trt.draw import draw_people
 from vitpose_trt.sources import Frame, VideoSource
-from vitpose_trt.tracker import STAGES, DetectorError, Person, PoseTracker
+from vitpose_trt.pose_tracker import STAGES, DetectorError, Person, PoseTracker
 from vitpose_trt.video_io import JsonlWriter, VideoWriter
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ What is measured (see docs/BENCHMARKS.md for how to read it):
       FP32 on the CPU).
     * correctness: before timing, each alternative's keypoints on the benchmark frames are compared
       with the FP32 reference (PyTorch FP32 on the CPU + the numpy/OpenCV pre/post) by
-      `vitpose_trt.accuracy`'s tie rule and metric; by default with the fixture model's real
+      `vitpose_trt.agreement`'s tie rule and metric; by default with the fixture model's real
       heatmap peaks where it is present (each row rebuilt from it for one untimed run).
 
 Alternatives (each only where installed and runnable; all from the same weights and frames):

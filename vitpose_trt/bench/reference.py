@@ -1,5 +1,5 @@
 """The benchmark's correctness column: the FP32 reference of a scenario, and how far an
-alternative's keypoints lie from it, by `vitpose_trt.accuracy`'s tie rule and metric."""
+alternative's keypoints lie from it, by `vitpose_trt.agreement`'s tie rule and metric."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from vitpose_trt.accuracy import TIE_FRACTION, compare_to_reference, keypoint_distance
+from vitpose_trt.agreement import TIE_FRACTION, compare_to_reference, keypoint_distance
 
 
 @dataclass
@@ -38,7 +38,7 @@ def reference_keypoints(model, frame: np.ndarray, boxes: np.ndarray, mode: str =
                                for i in range(0, len(crops), chunk)])
     if flip:
         # the tie rule reads the heatmaps the keypoints were decoded from: the flip-merged ones
-        from vitpose_trt.postprocess import merge_flip
+        from vitpose_trt.decode import merge_flip
 
         merged = merge_flip(heat[:n], heat[n:], mode, flip_pairs)
     else:
@@ -54,7 +54,7 @@ def keypoint_disagreement(keypoints: np.ndarray, reference: Reference | np.ndarr
     Args:
         keypoints: (N, K, 3) from the alternative.
         reference: a `Reference`, or a bare (N, K, 3) keypoint array (then no tie rule).
-        tie_fraction: the tie rule's margin (`vitpose_trt.accuracy`).
+        tie_fraction: the tie rule's margin (`vitpose_trt.agreement`).
 
     Returns:
         max_px, median_px: over all keypoints (x, y distance; NaN or a shape mismatch is inf).
@@ -62,7 +62,7 @@ def keypoint_disagreement(keypoints: np.ndarray, reference: Reference | np.ndarr
             whose argmax went more than 1.5 heatmap px away: flipped ties, which any rounding
             difference causes on flat (random-weight) heatmaps.
         max_px_excl_ties: max_px over the keypoints the tie rule counts (None without heatmaps).
-        accuracy: the full `vitpose_trt.accuracy.Disagreement` as a dict (None without heatmaps).
+        accuracy: the full `vitpose_trt.agreement.Disagreement` as a dict (None without heatmaps).
     """
     ref_kp = reference.keypoints if isinstance(reference, Reference) else reference
     kp = np.asarray(keypoints, dtype=np.float64)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from vitpose_trt.accuracy import TIE_FRACTION
+from vitpose_trt.agreement import TIE_FRACTION
 from vitpose_trt import atomic
 from vitpose_trt.bench.environment import load_warning
 from vitpose_trt.bench.runners import PLAIN_WORDS

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from vitpose_trt.accuracy import TIE_FRACTION, TIE_RADIUS_PX
+from vitpose_trt.agreement import TIE_FRACTION, TIE_RADIUS_PX
 from vitpose_trt.bench.environment import cuda_reason, environment, extension_status, loadavg
 from vitpose_trt.bench.measure import (
     Timer,

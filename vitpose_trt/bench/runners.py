@@ -167,7 +167,7 @@ def runner_tensorrt(ctx: BenchContext) -> Runner:
 
 def runner_pytorch_cuda(ctx: BenchContext) -> Runner:
     ctx.need_cuda()
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
     from vitpose_trt import VitPoseTRT
 
     engine = TorchEngine(copy.deepcopy(ctx.model), device="cuda", precision="fp16")
@@ -217,7 +217,7 @@ def _fp32_onnx(ctx: BenchContext) -> Path:
 
 
 def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
     from vitpose_trt import VitPoseTRT
 
     engine = TorchEngine(ctx.model, device="cpu", precision="fp32")  # CPU FP32: .to() is a no-op, no copy
@@ -231,7 +231,7 @@ def runner_baseline(ctx: BenchContext) -> Runner:
     import torch
 
     from vitpose_trt import postprocess, preprocess
-    from vitpose_trt.engines.torch_engine import exact_fp32
+    from vitpose_trt.engines.pytorch import exact_fp32
     from vitpose_trt.geometry import check_boxes
 
     device = "cuda" if ctx.cuda else "cpu"

@@ -215,7 +215,7 @@ def run_video_benchmark(config: VideoBenchConfig | None = None, /, **options: An
 def _detector(cfg: VideoBenchConfig):
     """The detector measured: `cfg.detector` (a path or known name: its ONNX Runtime on `cfg.threads`),
     or None for the synthetic people's known boxes."""
-    from vitpose_trt.tracker import make_detector
+    from vitpose_trt.pose_tracker import make_detector
 
     if isinstance(cfg.detector, (str, Path)):
         return make_detector(cfg.detector, threads=cfg.threads)
@@ -246,7 +246,7 @@ def _pose_model(engine, variant: str, **options):
 
     if engine is None:
         from vitpose_trt.cuda_runtime import default_device
-        from vitpose_trt.engines.torch_engine import TorchEngine
+        from vitpose_trt.engines.pytorch import TorchEngine
         from vitpose_trt.model import build_random_model
 
         dev = options["device"] or default_device()
@@ -271,7 +271,7 @@ def _warm_up(pose, det, video: Path, truth: dict[int, np.ndarray], calls: int) -
 def _scenario(pose, detector, video: Path, out: Path, every: int, render: bool) -> dict:
     """One row: the video tracked in turn, then detecting ahead (`VideoConfig(overlap=)`)."""
     from vitpose_trt.sources import VideoSource
-    from vitpose_trt.tracker import PoseTracker
+    from vitpose_trt.pose_tracker import PoseTracker
     from vitpose_trt.video import VideoConfig, process_video
 
     runs = {}

@@ -198,7 +198,7 @@ def _open_torch(req: _Request) -> Engine:
     import torch
 
     from vitpose_trt.cuda_runtime import default_device
-    from vitpose_trt.engines.torch_engine import TorchEngine
+    from vitpose_trt.engines.pytorch import TorchEngine
 
     device = req.device if req.device is not None else default_device()
     if req.path is not None and req.backend == "auto" and device == "cpu" and req.precision in (None, "fp32"):

@@ -87,7 +87,7 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
     calibration); the attention's two activation-by-activation MatMuls and every other op stay
     FP32. Measured on the 2-core CPU: ~1.5x FP32's speed, keypoints within
     `INT8_DYNAMIC_TOLERANCE` of FP32 (see docs/BENCHMARKS.md). When made, it is checked against the
-    FP32 graph on real crops (`accuracy.sample_crops`); with no clear peak there, or random weights
+    FP32 graph on real crops (`agreement.sample_crops`); with no clear peak there, or random weights
     (whose "clear" peaks are as deep as the noise), nothing is judged.
 
     Raises:
@@ -101,7 +101,7 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     import vitpose_trt
-    from vitpose_trt.accuracy import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
+    from vitpose_trt.agreement import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
     from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, read_metadata
     from vitpose_trt.export import EXTERNAL_DATA_BYTES, staged_onnx
 

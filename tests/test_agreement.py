@@ -1,4 +1,4 @@
-"""The shared tie rule and keypoint-disagreement metric (vitpose_trt.accuracy).
+"""The shared tie rule and keypoint-disagreement metric (vitpose_trt.agreement).
 
 The rule is checked against a loop-by-loop transcription of its definition on synthetic maps, on
 the fixture model's real heatmaps (118 real detector boxes) and on random weights; the metric and
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from tests.conftest import synthetic_heatmaps
-from vitpose_trt import accuracy
-from vitpose_trt.accuracy import (
+from vitpose_trt import agreement
+from vitpose_trt.agreement import (
     TIE_FRACTION,
     Tolerance,
     clear_peaks,
@@ -223,4 +223,4 @@ def test_fp16_model_is_within_tolerance(sample_model, detector_crops, fixture_he
 
 
 def test_public_names():
-    assert set(accuracy.__all__) <= set(dir(accuracy))
+    assert set(agreement.__all__) <= set(dir(agreement))

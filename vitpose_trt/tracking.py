@@ -21,7 +21,7 @@ import numpy as np
 
 # One-Euro defaults. min_cutoff and d_cutoff are the reference implementation's 1 Hz. Its beta is 0
 # and the paper says to raise beta until fast motion no longer lags: for keypoints in pixels, on a
-# synthetic track moving up to 150 px/s with 3 px noise at 30 fps (tests/test_track.py), beta = 0.05
+# synthetic track moving up to 150 px/s with 3 px noise at 30 fps (tests/test_tracking.py), beta = 0.05
 # cuts the frame-to-frame jitter to 0.43x and the error to 0.90x of the raw track's; 0.007 (a common
 # choice for normalized coordinates) cuts jitter to 0.22x but lags: 1.7x the raw error.
 ONE_EURO_MIN_CUTOFF = 1.0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vitpose_trt.postprocess import merge_flip, postprocess
+from vitpose_trt.decode import merge_flip, postprocess
 
 H, W = 64, 48
 
@@ -169,7 +169,7 @@ def test_udp_decode_is_the_official_dark_udp_formula_on_peaked_maps():
 def test_the_official_formula_pin_can_fail():
     """Another blur (as some ports use) moves peaked keypoints beyond the pin's 1e-4 px."""
     from tests.conftest import synthetic_heatmaps
-    from vitpose_trt.postprocess import dark_udp, max_preds
+    from vitpose_trt.decode import dark_udp, max_preds
 
     hm = synthetic_heatmaps(2, seed=3)
     preds, _ = max_preds(hm)

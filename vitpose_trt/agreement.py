@@ -266,7 +266,7 @@ def keypoint_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def compare_heatmaps(reference, candidate, mode: str = "udp", *, fraction: float = TIE_FRACTION) -> Disagreement:
     """Decode both heatmap batches in heatmap coordinates and compare them (build verification, tests).
 
-    Both go through `vitpose_trt.postprocess` (argmax + DARK-UDP, or the classic quarter offset)
+    Both go through `vitpose_trt.decode` (argmax + DARK-UDP, or the classic quarter offset)
     with boxes that map heatmap pixels onto themselves.
 
     Args:
@@ -420,7 +420,7 @@ def compare_detections(reference, candidate, tolerance: BoxTolerance = BOX_TOLER
     Raises:
         ValueError: different numbers of images, or arrays that are not (M, >= 5).
     """
-    from vitpose_trt.track import iou_matrix
+    from vitpose_trt.tracking import iou_matrix
 
     if len(reference) != len(candidate):
         raise ValueError(f"{len(reference)} reference images but {len(candidate)} candidate images")
@@ -477,7 +477,7 @@ def sample_crops(input_size, mode: str = "udp", *, flip_test: bool = False, max_
         (crops (M, 3, H, W) float32, a description of where they came from).
     """
     from vitpose_trt.coco import load_sample, sample_dir
-    from vitpose_trt.preprocess import preprocess
+    from vitpose_trt.crop import preprocess
 
     size = (int(input_size[0]), int(input_size[1]))
     root = sample_dir(coco_dir)

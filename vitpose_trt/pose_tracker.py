@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from vitpose_trt.detect import make_detector
 from vitpose_trt.geometry import check_boxes, check_frame
 from vitpose_trt.video_io import person_record
-from vitpose_trt.track import (ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF, IouTracker, OneEuroFilter,
+from vitpose_trt.tracking import (ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF, IouTracker, OneEuroFilter,
                                Track, box_from_keypoints)
 
 log = logging.getLogger(__name__)
@@ -56,26 +57,6 @@ class Person:
         return person_record(self.id, self.box, self.box_score, self.keypoints, decimals)
 
 
-def make_detector(detector, **kwargs) -> Callable[[np.ndarray], np.ndarray]:
-    """A detector callable from what the user gave: None or "hog" (OpenCV HOG, logged as weak), a
-    path to an .onnx (`Detector`), or any callable frame -> (M, 5) boxes (returned as is).
-
-    Args:
-        kwargs: passed to `Detector` for a path.
-    """
-    from vitpose_trt.detect import Detector, HogDetector
-
-    if detector is None or (isinstance(detector, str) and detector.lower() == "hog"):
-        log.warning("no person detector given: using OpenCV's HOG people detector, a WEAK fallback (upright, "
-                    "unoccluded, larger than ~64x128 px people only); pass an ONNX detector for real work")
-        return HogDetector()
-    if isinstance(detector, (str, Path)):
-        return Detector(detector, **kwargs)
-    if callable(detector):
-        return detector
-    raise TypeError(f"detector must be None, 'hog', an .onnx path or a callable, got {type(detector).__name__}")
-
-
 @dataclass(frozen=True)
 class TrackingConfig:
     """How a `PoseTracker` detects, tracks and smooths; each field is also a `PoseTracker` keyword.
@@ -85,7 +66,7 @@ class TrackingConfig:
             box around their previous confident keypoints (as top-down video trackers do). A frame
             where everyone is lost runs the detector anyway.
         smooth: One-Euro filter each keypoint of each track.
-        min_cutoff / beta / d_cutoff: the One-Euro parameters (see `vitpose_trt.track`).
+        min_cutoff / beta / d_cutoff: the One-Euro parameters (see `vitpose_trt.tracking`).
         box_thr: detector boxes scoring below this are not tracked.
         kpt_thr: keypoints scoring above this make the propagated box.
         box_padding: how much the box around the keypoints is enlarged (width and height factor).
