@@ -56,7 +56,8 @@ from typing import Any
 import onnx
 from onnx import TensorProto, helper
 
-from vitpose_trt.export import EXTERNAL_DATA_BYTES, save_onnx
+from vitpose_trt import export as onnx_export
+from vitpose_trt.export import save_onnx
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ OUTPUT_DTYPE = "float32"  # default graph output dtype (heatmaps)
 
 _DTYPES: dict[str, int] = {"float16": TensorProto.FLOAT16, "float32": TensorProto.FLOAT}
 _DTYPE_NAMES: dict[int, str] = {v: k for k, v in _DTYPES.items()}
-# Protobuf cannot serialize a message over 2 GiB; leave headroom for the graph itself.
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ def convert_to_fp16(model: onnx.ModelProto | str | os.PathLike[str], *, fp32_sof
     blocked = fp32_ops_for(fp32_softmax)
     _untie_initializers(model.graph, blocked)
     shape_kwargs: dict[str, bool] = {}
-    if sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES:
+    # read at call time from its one home, vitpose_trt.export (protobuf's 2 GB limit, with headroom)
+    if sum(len(t.raw_data) for t in model.graph.initializer) > onnx_export.EXTERNAL_DATA_BYTES:
         # Over protobuf's 2 GB (ViTPose-H in FP32) the converter's in-memory shape inference fails:
         # infer by path instead, and tell the converter the shapes are there (I/O dtypes are checked above).
         model = _infer_shapes_by_path(model)
