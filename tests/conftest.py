@@ -1,5 +1,5 @@
-"""Shared fixtures: the real COCO sample photos with their detector boxes, tiny models, CUDA skips,
-and a generator of realistic synthetic heatmaps."""
+"""Shared fixtures: the real COCO sample photos with their detector boxes, tiny models (a 2-block ViTPose,
+and an inline heatmap net exported to ONNX), CUDA skips, and a generator of realistic synthetic heatmaps."""
 
 from __future__ import annotations
 
@@ -144,6 +144,54 @@ def tiny_model():
     model = ViTPose(ViTPoseConfig(variant="tiny", embed_dim=64, depth=2, num_heads=2)).eval()
     model.random_weights = True
     return model
+
+
+def tiny_heatmap_net():
+    """Conv -> LayerNorm -> MatMul -> spatial Softmax: the op mix of ViTPose in a few kB (eval mode).
+
+    (N, 3, 256, 192) -> (N, 5, 64, 48) heatmaps; the spatial softmax gives each map one peak.
+    """
+    import torch
+
+    k = 5  # keypoints
+
+    class TinyHeatmapNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 16, kernel_size=4, stride=4)
+            self.norm = torch.nn.LayerNorm(16)
+            self.proj = torch.nn.Parameter(torch.randn(16, k))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            f = self.conv(x)  # (B, 16, 64, 48)
+            b, c, h, w = f.shape
+            t = self.norm(f.flatten(2).transpose(1, 2))  # (B, h*w, 16)
+            logits = torch.matmul(t, self.proj).transpose(1, 2) * 4.0  # (B, K, h*w)
+            return torch.softmax(logits, dim=-1).reshape(-1, k, h, w)
+
+    return TinyHeatmapNet().eval()
+
+
+def export_inline(model, path: Path) -> Path:
+    """The exporter call `vitpose_trt.export.export_onnx` makes, for models without a config."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is "legacy"
+        torch.onnx.export(model.eval(), (torch.zeros(1, 3, 256, 192),), str(path), input_names=["input"],
+                          output_names=["heatmaps"], dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}},
+                          opset_version=17, dynamo=False, do_constant_folding=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_net_onnx(tmp_path_factory):
+    """(the tiny heatmap net, its FP32 .onnx): a small graph with LayerNorm, MatMul and Softmax (do not modify)."""
+    model = tiny_heatmap_net()
+    return model, export_inline(model, tmp_path_factory.mktemp("tiny") / "tiny.onnx")
 
 
 def synthetic_heatmaps(n: int, k: int = 17, h: int = 64, w: int = 48, seed: int = 0,

@@ -223,7 +223,7 @@ def test_cli_wholebody_infer_video_eval_and_triton(tmp_path, coco_sample, capsys
 
 def test_onnx_metadata_and_sidecar_carry_the_dataset(tmp_path):
     from build_engine.tensorrt_build import ModelInfo
-    from tests.test_tensorrt_build import _sidecar
+    from tests.test_sidecar import sample_sidecar
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.engines.sidecar import read_sidecar, write_sidecar
     from vitpose_trt.export import export_onnx
@@ -245,6 +245,6 @@ def test_onnx_metadata_and_sidecar_carry_the_dataset(tmp_path):
     with pytest.raises(ValueError, match="expert=2 picks a ViTPose\\+\\+ expert when a checkpoint is loaded"):
         VitPoseTRT(tmp_path / "animal.onnx", expert=2)
 
-    write_sidecar(tmp_path / "m.engine", _sidecar(model=ModelInfo("vitpose-b", 133, "classic", (256, 192), False,
-                                                                  "coco-wholebody")))
+    write_sidecar(tmp_path / "m.engine", sample_sidecar(model=ModelInfo("vitpose-b", 133, "classic", (256, 192), False,
+                                                                        "coco-wholebody")))
     assert read_sidecar(tmp_path / "m.engine")["dataset"] == "coco-wholebody"

@@ -48,26 +48,6 @@ def test_weights_over_the_protobuf_limit_go_to_one_data_file(tiny_model, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
 
 
-def test_fp16_conversion_of_a_graph_over_the_protobuf_limit(tiny_model, tmp_path, monkeypatch):
-    pytest.importorskip("onnxconverter_common")
-    import build_engine.fp16 as fp16
-    import vitpose_trt.export as onnx_export
-
-    by_path = []  # calls of ONNX's shape inference by path: the route taken over the limit
-    infer_shapes_path = onnx.shape_inference.infer_shapes_path
-    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path",
-                        lambda *a, **kw: by_path.append(a) or infer_shapes_path(*a, **kw))
-    path = export_onnx(tiny_model, tmp_path / "tiny.onnx").path
-    small = fp16.convert_to_fp16(path).model
-    assert not by_path
-    # the limit's one home is vitpose_trt.export: fp16.py reads it there when it converts
-    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)  # takes the shape-inference-by-path route
-    big = fp16.convert_to_fp16(path).model
-    assert len(by_path) == 1
-    assert [n.op_type for n in big.graph.node] == [n.op_type for n in small.graph.node]
-    assert fp16.graph_io_dtypes(big) == fp16.graph_io_dtypes(small)
-
-
 def test_export_check_passes_the_fixture_and_catches_a_1_percent_weight_change(sample_model, coco_sample, tmp_path):
     """The self-check is relative to the heatmap scale, so on a model with real peaks (~1.0) it can
     fail: the same file checked against the model with ONE weight changed by 1% is refused."""
