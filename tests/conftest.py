@@ -133,6 +133,19 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(skip)
 
 
+@pytest.fixture
+def standin():
+    """The CPU stand-in for CUDA (tests/standins/cuda.py) in place for the test; any race or allocator
+    misuse it saw fails the test."""
+    from tests.standins.cuda import CudaStandIn
+    from vitpose_trt.cuda_runtime import use_runtime
+
+    rt = CudaStandIn()
+    with use_runtime(rt):
+        yield rt
+    assert not rt.races, "\n".join(rt.races)
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """A 2-block ViTPose with random weights: fast on the CPU, same code path as ViTPose-B."""

@@ -1,10 +1,8 @@
-"""Boxes -> transforms -> warp matrices, and input validation."""
+"""Boxes -> transforms -> warp matrices, and input validation (the crops themselves: test_crop.py)."""
 
-import cv2
 import numpy as np
 import pytest
 
-from vitpose_trt.crop import normalize, preprocess
 from vitpose_trt.geometry import (MAX_COORD, boxes_to_transforms, check_boxes, check_frame, heatmap_to_frame,
                                   inverse_warp_matrices, warp_matrix)
 
@@ -30,34 +28,6 @@ def test_warp_matrix_maps_box_as_documented(mode):
     else:  # box center on the crop center, box width onto the crop width
         np.testing.assert_allclose(mapped[2], [96, 128], atol=1e-3)
         np.testing.assert_allclose(mapped[1] - mapped[0], [192, 256], atol=1e-3)
-
-
-@pytest.mark.parametrize("mode", ["udp", "classic"])
-def test_preprocess_is_cv2_warp_with_documented_matrix(mode):
-    rng = np.random.default_rng(1)
-    frame = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
-    boxes = np.array([[10, 5, 60, 100], [-20, -30, 40, 50], [80, 100, 200, 300]], dtype=np.float64)
-    crops, transforms = preprocess(frame, boxes, mode)
-    for i, t in enumerate(transforms):
-        ref = cv2.warpAffine(frame, warp_matrix(t, mode), (192, 256), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        np.testing.assert_array_equal(crops[i], normalize(ref))
-    # a box wholly outside the frame gives the normalized value of black everywhere
-    black = normalize(np.zeros((256, 192, 3), np.uint8))
-    np.testing.assert_array_equal(crops[2][:, -10:, -10:], black[:, -10:, -10:])
-
-
-def test_flip_crops_are_mirrors():
-    frame = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    crops, _ = preprocess(frame, [[5, 5, 50, 60], [0, 0, 64, 64]], flip=True)
-    assert crops.shape == (4, 3, 256, 192)
-    np.testing.assert_array_equal(crops[2:], crops[:2, :, :, ::-1])
-
-
-def test_bgr_to_rgb_and_imagenet_normalization():
-    pixel = np.array([[[255, 0, 0]]], dtype=np.uint8)  # pure blue in BGR
-    out = normalize(pixel)[:, 0, 0]
-    np.testing.assert_allclose(out, [(0 - 0.485) / 0.229, (0 - 0.456) / 0.224, (1 - 0.406) / 0.225], rtol=1e-6)
 
 
 def test_heatmap_to_frame_inverts_the_crop_mapping():
@@ -100,17 +70,6 @@ def test_frame_validation():
         check_frame([[0, 0, 0]])
     with pytest.raises(ValueError, match="empty"):
         check_frame(np.zeros((0, 4, 3), np.uint8))
-
-
-def test_unknown_mode_is_an_error():
-    with pytest.raises(ValueError, match="unknown mode"):
-        preprocess(np.zeros((8, 8, 3), np.uint8), [[0, 0, 4, 4]], mode="dark")
-
-
-def test_one_pixel_frame_and_huge_box():
-    frame = np.full((1, 1, 3), 200, np.uint8)
-    crops, _ = preprocess(frame, [[-1000, -1000, 1000, 1000], [0, 0, 1, 1]])
-    assert np.isfinite(crops).all()
 
 
 @pytest.mark.parametrize("mode", ["udp", "classic"])

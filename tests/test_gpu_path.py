@@ -4,8 +4,8 @@ The stand-in runs the CUDA kernels as their C++ CPU twins and "device" memory is
 `VitPoseTRT` on a CUDA engine must equal the CPU path (`impl="cpp"`, the same engine batches) bit for
 bit. What a real GPU adds, ordering, is checked through the stand-in's bookkeeping: which stream
 each kernel, copy and engine call was enqueued on, whether accesses to device memory from two
-streams are ordered (every test fails on a race, see the `standin` fixture), and how often the
-host waits. The same orchestration on a real GPU: tests/test_gpu_pipeline.py (requires_cuda).
+streams are ordered (every test fails on a race, see the `standin` fixture in conftest.py), and how
+often the host waits. The same orchestration on a real GPU: tests/test_gpu_pipeline.py (requires_cuda).
 """
 
 from __future__ import annotations
@@ -16,22 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.standins.cuda import DEVICE, CudaStandIn, happens_before
+from tests.standins.cuda import DEVICE, CudaStandIn, ForeignFrame, happens_before
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
 from vitpose_trt.cuda_runtime import use_runtime
 from vitpose_trt.engines.pytorch import TorchEngine
 from vitpose_trt.gpu_path import GpuPath
 
 BOXES = 4  # most confident detector boxes per photo: real people, a few seconds of ViTPose-S on 2 cores
-
-
-@pytest.fixture
-def standin():
-    """The CUDA stand-in in place for the test; any race or allocator misuse it saw fails the test."""
-    rt = CudaStandIn()
-    with use_runtime(rt):
-        yield rt
-    assert not rt.races, "\n".join(rt.races)
 
 
 @pytest.fixture(scope="module")
@@ -228,20 +219,6 @@ def test_the_race_check_catches_an_unordered_overwrite(tiny_model, photos):
         count = len(rt.races)
         rt.host_uses(staging, write=True)
         assert len(rt.races) == count
-
-
-class ForeignFrame:
-    """A device frame from another library: `__cuda_array_interface__` v3 naming its producer's stream."""
-
-    def __init__(self, tensor: torch.Tensor, stream: int, read_only: bool = False) -> None:
-        self.tensor, self.stream, self.read_only, self.reads = tensor, stream, read_only, 0
-
-    @property
-    def __cuda_array_interface__(self):
-        self.reads += 1
-        typestr = {torch.uint8: "|u1", torch.float32: "<f4"}[self.tensor.dtype]
-        return {"shape": tuple(self.tensor.shape), "typestr": typestr, "data": (self.tensor.data_ptr(), self.read_only),
-                "strides": None, "version": 3, "stream": self.stream}
 
 
 def test_a_foreign_frame_waits_for_its_producer_and_is_read_once(standin, tiny_model, photos):

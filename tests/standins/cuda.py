@@ -333,6 +333,23 @@ class CudaStandIn(CudaRuntime):
         return [op for op in self.ops if op.name == name]
 
 
+class ForeignFrame:
+    """A device array from another library (CuPy, Numba...) over a stand-in tensor: `__cuda_array_interface__`
+    v3 naming its producer's stream (`reads` counts how often the interface was asked for)."""
+
+    def __init__(self, tensor: torch.Tensor, stream: int, read_only: bool = False) -> None:
+        self.tensor, self.stream, self.read_only, self.reads = tensor, stream, read_only, 0
+
+    @property
+    def __cuda_array_interface__(self):
+        self.reads += 1
+        typestr = {torch.uint8: "|u1", torch.float32: "<f4"}[self.tensor.dtype]
+        strides = None if self.tensor.is_contiguous() else tuple(s * self.tensor.element_size()
+                                                                   for s in self.tensor.stride())
+        return {"shape": tuple(self.tensor.shape), "typestr": typestr, "data": (self.tensor.data_ptr(), self.read_only),
+                "strides": strides, "version": 3, "stream": self.stream}
+
+
 def happens_before(a: Op, b: Op) -> bool:
     """True when `a` completes before `b` starts on any GPU (same stream in order, or an event chain)."""
     return a is not b and b.clock.get(a.stream.handle, 0) >= a.clock[a.stream.handle]
