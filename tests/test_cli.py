@@ -1,10 +1,14 @@
-"""The vitpose-trt command line, end to end on a real photo."""
+"""The vitpose-trt command line: end to end on a real photo, and every subcommand's help and errors."""
 
+import argparse
 import json
 import shutil
+import sys
 
 import cv2
+import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 
 from tests.conftest import coco_sample_dir
 from vitpose_trt.cli import main
@@ -161,8 +165,6 @@ def test_random_weights_are_said_once(tmp_path):
     import subprocess
     import sys
 
-    import numpy as np
-
     image = tmp_path / "person.png"
     cv2.imwrite(str(image), np.full((256, 192, 3), 100, np.uint8))
     run = subprocess.run([sys.executable, "-m", "vitpose_trt", "infer", str(image), "--random-weights", "--whole-frame",
@@ -170,3 +172,116 @@ def test_random_weights_are_said_once(tmp_path):
                          capture_output=True, text=True, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("RANDOM") == 1, run.stderr
+
+
+# --- every subcommand: its help, and one clear error line for bad input ------------------------------
+
+
+SUBCOMMANDS = ("export", "quantize", "build", "infer", "eval", "bench", "bench-video", "triton-repo", "serve")
+
+# {case: (argv with {tmp} for a fresh folder, what the one error line says)}: inputs a user gets wrong,
+# each refused before any model is loaded or measured (other files test more: test_export.py,
+# test_quantize.py, test_bench.py, test_video.py, test_video_bench.py, test_triton.py, test_detector_engine.py)
+BAD_INPUT = {
+    "export": (["export", "{tmp}/missing.pth", "-o", "{tmp}/m.onnx"], "checkpoint not found"),
+    "export-not-a-checkpoint": (["export", "{tmp}/junk.onnx", "-o", "{tmp}/m.onnx"], "unsupported checkpoint type"),
+    "quantize": (["quantize", "{tmp}/missing.pth", "-o", "{tmp}/q.onnx", "--calib", "{tmp}"], "model not found"),
+    "build": (["build", "{tmp}/missing.onnx", "-o", "{tmp}/m.engine", "--fp16"], "ONNX model not found"),
+    "infer": (["infer", "{tmp}/photo.png", "--engine", "{tmp}/junk.onnx", "--whole-frame",
+                           "--out", "{tmp}/out"], "junk.onnx: not a loadable ONNX model"),
+    "eval": (["eval", "--ann", "{tmp}/junk.json"], "--images and --engine are required"),
+    "eval-junk-results": (["eval", "--ann", "{tmp}/junk.json", "--results", "{tmp}/junk.json"],
+                          "junk.json: not a JSON file"),
+    "bench": (["bench", "--precision", "fp16", "--out", "{tmp}/out"], "each bench row runs at its own precision"),
+    "bench-video": (["bench-video", "--known-boxes"], "--known-boxes runs --detector for its cost"),
+    "bench-video-junk-engine": (["bench-video", "--engine", "{tmp}/junk.onnx", "--frames", "1", "--people", "1",
+                                 "--det-every", "1"], "junk.onnx: not a loadable ONNX model"),
+    "triton-repo": (["triton-repo", "{tmp}/repo", "--engine", "{tmp}/missing.onnx"],
+                    "engine, model or checkpoint not found"),
+    "serve": (["serve", "--engine", "{tmp}/missing.onnx"], "engine, model or checkpoint not found"),
+    "serve-gpus": (["serve", "--engine", "{tmp}/missing.onnx", "--gpus", "a"], "--gpus: expected comma-separated"),
+}
+
+
+def test_the_tables_name_every_subcommand():
+    from vitpose_trt.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    assert set(subparsers.choices) == set(SUBCOMMANDS)  # a new subcommand needs its help and error cases here
+    assert {argv[0] for argv, _ in BAD_INPUT.values()} == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: vitpose-trt {command} ") and "-v, --verbose" in out and "-h, --help" in out
+
+
+@pytest.fixture
+def bad_input_folder(tmp_path, monkeypatch):
+    """A folder with a photo, a junk .onnx and a junk .json (the working directory too: nothing may land elsewhere);
+    `vitpose-trt build` runs on the TensorRT stand-in, so its answer does not depend on this machine."""
+    from tests.standins import tensorrt as standin_trt
+
+    (tmp_path / "junk.onnx").write_bytes(b"not a graph")
+    (tmp_path / "junk.json").write_text("{not json")
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((64, 48, 3), 128, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "tensorrt", standin_trt)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_error_line_and_exit_status_2(case, bad_input_folder, capsys):
+    argv, says = BAD_INPUT[case]
+    before = sorted(p.name for p in bad_input_folder.iterdir())
+    rc = main([a.replace("{tmp}", str(bad_input_folder)) for a in argv])  # an exception here is a traceback
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"vitpose-trt {argv[0]}: error: ") and says in lines[0], lines[0]
+    assert sorted(p.name for p in bad_input_folder.iterdir()) == before  # nothing written
+
+
+@pytest.mark.xfail(strict=True, raises=DecodeError,
+                   reason="known bug: a corrupt .onnx given to triton-repo, serve or quantize escapes as protobuf's "
+                          "DecodeError (onnx.load unguarded), a traceback instead of one error line")
+@pytest.mark.parametrize("command", ["triton-repo", "serve", "quantize"])
+def test_a_corrupt_onnx_is_one_error_line(command, bad_input_folder, capsys):
+    junk = str(bad_input_folder / "junk.onnx")
+    argv = {"triton-repo": ["triton-repo", "repo", "--engine", junk], "serve": ["serve", "--engine", junk],
+            "quantize": ["quantize", junk, "-o", "q.onnx", "--calib", "."]}[command]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vitpose-trt {command}: error: ")
+
+
+# a value of the wrong type for one option of each subcommand: argparse's usage, then its error line
+BAD_OPTION = {"export": "--opset", "quantize": "--calib-crops", "build": "--max-batch", "infer": "--det-every",
+              "eval": "--limit", "bench": "--iters", "bench-video": "--frames", "triton-repo": "--instances",
+              "serve": "--http-port"}
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_a_malformed_option_is_refused_by_the_parser(command, capsys):
+    option = BAD_OPTION[command]
+    with pytest.raises(SystemExit) as done:
+        main([command, option, "many"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: vitpose-trt {command} ") and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"vitpose-trt {command}: error: argument {option}: invalid int value: 'many'"
+
+
+def test_an_error_in_a_fresh_process_is_one_line_without_a_traceback(tmp_path):
+    """`python -m vitpose_trt` itself: the exit status reaches the shell and stderr holds only the error."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "vitpose_trt", "eval", "--ann", str(tmp_path / "a.json"),
+                          "--results", str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("vitpose-trt eval: error: ") and run.stderr.count("\n") == 1, run.stderr
