@@ -66,14 +66,11 @@ def test_engine_run_chunks_by_max_batch(tiny_model):
     whole = TorchEngine(tiny_model, max_batch=8).run(crops)
     calls = []
     engine = TorchEngine(tiny_model, max_batch=2)
-    inner = engine._run
-
-    def spy(batch):
-        calls.append(len(batch))
-        return inner(batch)
-
-    engine._run = spy
-    np.testing.assert_allclose(engine.run(crops), whole, rtol=1e-4, atol=1e-6)
+    hook = engine.model.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        np.testing.assert_allclose(engine.run(crops), whole, rtol=1e-4, atol=1e-6)
+    finally:
+        hook.remove()  # the model is the session's tiny_model
     assert calls == [2, 2, 1]
 
 
