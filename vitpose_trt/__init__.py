@@ -3,7 +3,7 @@
     frame + boxes -> crop (affine warp, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
                   -> decode (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
 
-Public API: `VitPoseTRT`, `load_model`, `preprocess` (crop.py), `postprocess` (decode.py), `open_engine`, `export_onnx`;
+Public API: `VitPoseTRT` (its settings: `PoseConfig`), `load_model`, `preprocess` (crop.py), `postprocess` (decode.py), `open_engine`, `export_onnx`;
 for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors).
 Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 """
@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "VitPoseTRT": "vitpose_trt.pipeline",
+    "PoseConfig": "vitpose_trt.pipeline",
     "PendingResult": "vitpose_trt.batching",
     "load_model": "vitpose_trt.checkpoint",
     "build_random_model": "vitpose_trt.model",
