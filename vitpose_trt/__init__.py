@@ -4,7 +4,7 @@
                   -> decode (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
 
 Public API: `VitPoseTRT` (its settings: `PoseConfig`), `load_model`, `preprocess` (crop.py), `postprocess` (decode.py), `open_engine`, `export_onnx`;
-for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors).
+for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors; its settings: `DetectorConfig`).
 Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 """
 
@@ -28,6 +28,7 @@ _LAZY = {
     "PoseTracker": "vitpose_trt.pose_tracker",
     "Person": "vitpose_trt.pose_tracker",
     "Detector": "vitpose_trt.detect",
+    "DetectorConfig": "vitpose_trt.detect",
     "preprocess": "vitpose_trt.crop",  # the crop stage (module crop.py)
     "postprocess": "vitpose_trt.decode",  # the decode stage (module decode.py)
 }
