@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidec
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
 from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, META_VARIANT
 from vitpose_trt.export import save_onnx
+from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,7 +116,7 @@ def build_detector(source: str | os.PathLike[str], output: str | os.PathLike[str
         RuntimeError: TensorRT failed to parse or build.
         EngineVerificationError: the engine's boxes disagree with ONNX Runtime's (nothing written to `output`).
     """
-    config = replace(config or BuildConfig(), **options)
+    config = with_options(BuildConfig, config, options)
     require_tensorrt()
     from vitpose_trt.detect import Detector
 

@@ -41,7 +41,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from vitpose_trt.agreement import QDQ_TOLERANCE, compare_graphs
 from vitpose_trt.engines.onnx_cache import checkpoint_digest
 from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION
 from vitpose_trt.export import save_onnx, staged_onnx
+from vitpose_trt.options import with_options
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +434,7 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], con
     from vitpose_trt.atomic import writable_target
     from vitpose_trt.export import export_onnx
 
-    config = replace(config, **options) if config is not None else QuantizeConfig(**options)
+    config = with_options(QuantizeConfig, config, options)
     if config.mode not in RECIPES:
         raise ValueError(f"--mode must be one of {tuple(RECIPES)}, got {config.mode!r}")
     writable_target(output)

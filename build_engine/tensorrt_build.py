@@ -48,6 +48,7 @@ from vitpose_trt.engines.sidecar import (
 )
 from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
 from vitpose_trt.export import save_onnx
+from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
     import onnx
@@ -250,7 +251,7 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
         RuntimeError: TensorRT failed to parse or build (its errors are logged and quoted).
         EngineVerificationError: the engine disagrees with the FP32 model (nothing written to `output`).
     """
-    config = replace(config or BuildConfig(), **options)
+    config = with_options(BuildConfig, config, options)
     require_tensorrt()  # before the minutes of export, with the one-line install hint
     from build_engine.detector_build import build_detector, is_detector_source
     from vitpose_trt.geometry import check_mode

@@ -84,6 +84,52 @@ def test_end_to_end_n6_output_and_format_override(tmp_path):
     np.testing.assert_allclose(Detector(path, family="yolox")(frame()), [[40, 120, 120, 280, 0.9]], atol=1e-3)
 
 
+def test_a_detector_config_is_the_same_as_its_keywords(tmp_path):
+    """`Detector(path, DetectorConfig(...))` and `Detector(path, score_thr=..., ...)` read and answer the
+    same; keywords given beside a config win over its fields; `make_detector` passes either through."""
+    from vitpose_trt.detect import DetectorConfig, make_detector
+
+    out = np.array([[[20, 60, 60, 140, 0.9, 0], [100, 100, 140, 200, 0.5, 0], [150, 100, 190, 200, 0.4, 0],
+                     [5, 50, 15, 70, 0.8, 1]]], np.float32)
+    path = constant_detector(tmp_path / "e2e.onnx", {"output0": out})
+    settings = dict(family="yolox", score_thr=0.45, max_boxes=5, impl="numpy", providers=["CPUExecutionProvider"],
+                    threads=1)
+    by_config, by_keywords = Detector(path, DetectorConfig(**settings)), Detector(path, **settings)
+    assert by_config.config == by_keywords.config == DetectorConfig(**settings)
+    attrs = ("format", "family", "input_size", "impl", "score_thr", "nms_thr", "person_class", "max_boxes")
+    assert [getattr(by_config, a) for a in attrs] == [getattr(by_keywords, a) for a in attrs]
+    assert (by_config.family, by_config.impl, by_config.score_thr) == ("yolox", "numpy", 0.45)
+    np.testing.assert_array_equal(by_config(frame()), by_keywords(frame()))
+    assert len(by_config(frame())) == 2
+    both = Detector(path, DetectorConfig(**settings), max_boxes=1)
+    assert (both.max_boxes, both.family, both.score_thr) == (1, "yolox", 0.45) and len(both(frame())) == 1
+    assert Detector(path).config == DetectorConfig()
+    made = make_detector(path, config=DetectorConfig(**settings), max_boxes=1)
+    assert isinstance(made, Detector) and made.config == both.config
+
+
+def test_detector_settings_are_checked_when_made(tmp_path):
+    """A misspelt keyword names itself; a bad format, family or letterbox fails in `DetectorConfig`
+    (before any file is read) and so in `Detector(...)` too."""
+    from vitpose_trt.detect import DetectorConfig
+
+    path = constant_detector(tmp_path / "e2e.onnx", {"output0": np.zeros((1, 3, 6), np.float32)})
+    with pytest.raises(TypeError, match="unknown option 'score_threshold'"):
+        Detector(path, score_threshold=0.5)
+    with pytest.raises(TypeError, match="config must be a DetectorConfig, got str"):
+        Detector(path, "yolo")
+    for bad, match in ((dict(format="ssd"), "unknown detector format"), (dict(family="ssd"), "unknown detector family"),
+                       (dict(impl="fortran"), r"impl \(the letterbox\)")):
+        with pytest.raises(ValueError, match=match):
+            DetectorConfig(**bad)
+        with pytest.raises(ValueError, match=match):
+            Detector(tmp_path / "missing.onnx", **bad)  # before the file is looked for
+        with pytest.raises(ValueError, match=match):
+            Detector(path, DetectorConfig(), **bad)
+    with pytest.raises(ValueError, match="impl"):  # "cuda" is a TensorRT plan's letterbox: told from the file
+        Detector(path, impl="cuda")
+
+
 def test_letterbox_colour_order_scaling_and_padding_per_family():
     img = np.zeros((100, 200, 3), np.uint8)
     img[..., 0] = 255  # pure blue in BGR

@@ -201,6 +201,46 @@ def test_any_module_and_bounded_batch_options(sample_model, coco_sample):
         VitPoseTRT(12345)
 
 
+def test_a_pose_config_is_the_same_as_its_keywords(tiny_model, coco_sample):
+    """`VitPoseTRT(engine, PoseConfig(...))` and `VitPoseTRT(engine, mode=..., ...)` open and run the same;
+    keywords given beside a config win over its fields; `pose.config` holds what is in use."""
+    from vitpose_trt import PoseConfig
+
+    settings = dict(mode="classic", flip_test=True, device="cpu", precision="fp32", impl="numpy", max_batch=4,
+                    dataset="coco")  # (not threads: PyTorch's thread count is process-wide)
+    by_config = VitPoseTRT(tiny_model, PoseConfig(**settings))
+    by_keywords = VitPoseTRT(tiny_model, **settings)
+    assert by_config.config == by_keywords.config == PoseConfig(**settings)
+    attrs = ("mode", "flip_test", "impl", "dataset", "num_keypoints")
+    assert [getattr(by_config, a) for a in attrs] == [getattr(by_keywords, a) for a in attrs]
+    assert (by_config.mode, by_config.flip_test, by_config.impl) == ("classic", True, "numpy")
+    assert by_config.engine.max_batch == by_keywords.engine.max_batch == 4
+    _, frame, boxes = coco_sample[0]
+    np.testing.assert_array_equal(by_config.infer(frame, boxes), by_keywords.infer(frame, boxes))
+    both = VitPoseTRT(tiny_model, PoseConfig(**settings), mode="udp", flip_test=False)
+    assert (both.mode, both.flip_test, both.impl, both.config.max_batch) == ("udp", False, "numpy", 4)
+    assert VitPoseTRT(TorchEngine(tiny_model)).config == PoseConfig()
+
+
+def test_pose_settings_are_checked_when_made(tiny_model):
+    """A misspelt keyword names itself; bad values fail in `PoseConfig` (before any engine is opened) and
+    so in `VitPoseTRT(...)` too."""
+    from vitpose_trt import PoseConfig
+
+    with pytest.raises(TypeError, match="unknown option 'flip_tset'"):
+        VitPoseTRT(TorchEngine(tiny_model), flip_tset=True)
+    with pytest.raises(TypeError, match="config must be a PoseConfig, got str"):
+        VitPoseTRT(TorchEngine(tiny_model), "classic")
+    for bad, match in ((dict(mode="dark"), "unknown mode"), (dict(threads=0), "threads"),
+                       (dict(impl="fortran"), "unknown impl")):
+        with pytest.raises(ValueError, match=match):
+            PoseConfig(**bad)
+        with pytest.raises(ValueError, match=match):
+            VitPoseTRT(TorchEngine(tiny_model), **bad)
+        with pytest.raises(ValueError, match=match):
+            VitPoseTRT(TorchEngine(tiny_model), PoseConfig(), **bad)
+
+
 def test_cuda_device_without_a_gpu_is_a_runtime_error(tiny_model):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")

@@ -546,9 +546,10 @@ def test_a_detector_that_keeps_failing_ends_the_run_with_valid_files(scene, samp
 
 
 def test_cli_a_detector_that_keeps_failing_exits_1_with_the_files(scene, tiny_onnx, tmp_path, capsys, monkeypatch):
+    import vitpose_trt.detect
     import vitpose_trt.pose_tracker
 
-    monkeypatch.setattr(vitpose_trt.pose_tracker, "make_detector",
+    monkeypatch.setattr(vitpose_trt.detect, "make_detector",  # where the CLI imports it from
                         lambda *a, **k: _FailingDetector(scene["boxes"][:1], fail=range(1, 100)))
     monkeypatch.setattr(vitpose_trt.pose_tracker, "MAX_DETECTOR_FAILURES", 2)
     out = tmp_path / "out"

@@ -3,8 +3,8 @@
     frame + boxes -> crop (affine warp, normalize) -> engine (TensorRT / PyTorch / ONNX Runtime)
                   -> decode (argmax + DARK-UDP) -> keypoints (N, K, 3): x, y, score
 
-Public API: `VitPoseTRT`, `load_model`, `preprocess` (crop.py), `postprocess` (decode.py), `open_engine`, `export_onnx`;
-for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors).
+Public API: `VitPoseTRT` (its settings: `PoseConfig`), `load_model`, `preprocess` (crop.py), `postprocess` (decode.py), `open_engine`, `export_onnx`;
+for video, `PoseTracker` (detector -> pose -> ids -> smoothing) and `Detector` (ONNX person detectors; its settings: `DetectorConfig`).
 Heavy modules (torch, onnxruntime, tensorrt) load on first use.
 """
 
@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "VitPoseTRT": "vitpose_trt.pipeline",
+    "PoseConfig": "vitpose_trt.pipeline",
     "PendingResult": "vitpose_trt.batching",
     "load_model": "vitpose_trt.checkpoint",
     "build_random_model": "vitpose_trt.model",
@@ -27,6 +28,7 @@ _LAZY = {
     "PoseTracker": "vitpose_trt.pose_tracker",
     "Person": "vitpose_trt.pose_tracker",
     "Detector": "vitpose_trt.detect",
+    "DetectorConfig": "vitpose_trt.detect",
     "preprocess": "vitpose_trt.crop",  # the crop stage (module crop.py)
     "postprocess": "vitpose_trt.decode",  # the decode stage (module decode.py)
 }

@@ -62,6 +62,14 @@ def _dataset_args(p: argparse.ArgumentParser, expert: bool = True) -> None:
                             "checkpoints hold only the COCO head)")
 
 
+def _pose_options(args) -> dict:
+    """The pose model's settings that `_common_model_args` and `_dataset_args` parse, by their
+    `PoseConfig` names (`VitPoseTRT(engine, **_pose_options(args))`; `EvalConfig` and
+    `RepositoryConfig` take them by the same names)."""
+    names = ("mode", "flip_test", "backend", "device", "precision", "dataset", "expert")
+    return {name: getattr(args, name) for name in names}
+
+
 def _no_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -430,8 +438,7 @@ def _infer(args) -> int:
         from vitpose_trt.pipeline import VitPoseTRT
 
         with output_folder(args.out, overwrite=args.overwrite) as out_dir:
-            pose = VitPoseTRT(args.engine, mode=args.mode, flip_test=args.flip_test, backend=args.backend,
-                              device=args.device, precision=args.precision, dataset=args.dataset, expert=args.expert)
+            pose = VitPoseTRT(args.engine, **_pose_options(args))
             if pose.random_weights:  # said once, by whichever layer noticed first
                 from vitpose_trt.model import warn_random_weights
 
@@ -668,10 +675,8 @@ def _run_eval(args) -> int:
         if not args.images or not args.engine:
             raise ValueError("--images and --engine are required (or --results to score a file)")
         report = evaluate(config=EvalConfig(
-            args.images, args.ann, args.engine, dets=args.dets, mode=args.mode, flip_test=args.flip_test,
-            backend=args.backend, device=args.device, precision=args.precision, limit=args.limit, out=args.out,
-            compare=args.compare, det_bbox_thr=args.det_thr, progress=not args.no_progress, dataset=args.dataset,
-            expert=args.expert))
+            args.images, args.ann, args.engine, dets=args.dets, limit=args.limit, out=args.out, compare=args.compare,
+            det_bbox_thr=args.det_thr, progress=not args.no_progress, **_pose_options(args)))
     print(format_table(report))
     settings, timing = report["settings"], report.get("timing")
     if timing:
@@ -697,9 +702,7 @@ def _triton_options(args) -> dict:
         except ValueError:
             raise ValueError(f"--gpus: expected comma-separated GPU indices, got {args.gpus!r}") from None
     return dict(max_batch_crops=args.max_batch_crops, instances=args.instances,
-                max_queue_delay_us=args.max_queue_delay_us, kind=args.kind, gpus=gpus, mode=args.mode,
-                flip_test=args.flip_test, backend=args.backend, device=args.device, precision=args.precision,
-                dataset=args.dataset, expert=args.expert)
+                max_queue_delay_us=args.max_queue_delay_us, kind=args.kind, gpus=gpus, **_pose_options(args))
 
 
 def _triton_repo(args) -> int:

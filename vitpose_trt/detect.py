@@ -1,6 +1,6 @@
 """Person detectors: the boxes that top-down pose estimation starts from.
 
-`Detector(path)` runs a user-supplied person detector: an ONNX graph with ONNX Runtime (CUDA/TensorRT
+`Detector(path)` (its settings: `DetectorConfig`) runs a user-supplied person detector: an ONNX graph with ONNX Runtime (CUDA/TensorRT
 providers where installed), or the TensorRT plan `vitpose-trt build det.onnx` made of it, on the
 engine layer's plan runner (`vitpose_trt.engines.open_graph` chooses by the file's suffix, as for the
 pose model). `HogDetector()` is OpenCV's built-in pedestrian detector, a weak fallback that needs no
@@ -37,13 +37,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from vitpose_trt.geometry import check_frame
 from vitpose_trt.crop import IMAGENET_MEAN, IMAGENET_STD
+from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("yolo", "dets_labels", "xyxy_score_class")
 FAMILIES = ("yolo", "yolox", "rtmdet")
 PAD_VALUE = 114  # all three families pad with 114 grey
+LETTERBOX_IMPLS = ("auto", "numpy", "cpp", "cuda")  # `Detector(impl=)`: "auto" or one of kernels.IMPLS
 # mmdet RTMDet's BGR mean (103.53, 116.28, 123.675) and std (57.375, 57.12, 58.395) of raw levels: ImageNet's x 255
 RTMDET_MEAN = (np.array(IMAGENET_MEAN[::-1]) * 255).astype(np.float32)
 RTMDET_STD = (np.array(IMAGENET_STD[::-1]) * 255).astype(np.float32)
@@ -227,13 +229,23 @@ def detect_format(outputs: list[tuple[str, tuple]]) -> str:
         "Python)")
 
 
-class Detector:
-    """A person detector: `detector(frame) -> (M, 5)` x1, y1, x2, y2, score, best first.
+def _check_format(format: str) -> str:
+    if format not in FORMATS:
+        raise ValueError(f"unknown detector format {format!r}: expected one of {FORMATS}")
+    return format
 
-    Args:
-        path: the .onnx file, a TensorRT plan built from one (`vitpose-trt build det.onnx -o
-            det.engine --fp16`: .engine/.plan/.trt), or a known name (KNOWN_DETECTORS, e.g.
-            "yolo11n": see `detector_file`).
+
+def _check_family(family: str) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
+    return family
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """How a `Detector` reads and runs its graph; each field is also a `Detector` keyword.
+
+    Attributes:
         format: one of FORMATS, or "auto" (a plan's recorded one, else from the graph's outputs).
         family: pre-processing, one of FAMILIES, or "auto" (a plan's recorded one, else from the
             format and metadata).
@@ -250,35 +262,81 @@ class Detector:
         impl: the letterbox: "auto" ("cuda" for a TensorRT plan: on its device and stream; else "cpp",
             the C++ warp kernel, where built), "cpp", or "numpy" (the families' reference).
 
+    Raises:
+        ValueError: a format, family or impl that is none of the known ones (checked when the config
+            is made, before any graph is opened; whether "cuda" fits the file is told when it is opened).
+    """
+
+    format: str = "auto"
+    family: str = "auto"
+    score_thr: float = 0.3
+    nms_thr: float = 0.45
+    person_class: int = 0
+    input_size: tuple[int, int] | None = None
+    providers: list[str] | None = None
+    max_boxes: int = 300
+    threads: int | None = None
+    device: str | int | None = None
+    impl: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.format != "auto":
+            _check_format(self.format)
+        if self.family != "auto":
+            _check_family(self.family)
+        if self.impl not in LETTERBOX_IMPLS:
+            raise ValueError(f"impl (the letterbox) must be 'auto', 'numpy', 'cpp' or, for a TensorRT plan, 'cuda'; "
+                             f"got {self.impl!r}")
+
+
+class Detector:
+    """A person detector: `detector(frame) -> (M, 5)` x1, y1, x2, y2, score, best first.
+
+        detector = Detector("yolo11n.onnx", score_thr=0.5, family="yolo")
+        detector = Detector("yolo11n.onnx", DetectorConfig(score_thr=0.5, family="yolo"))  # the same
+
+    Args:
+        path: the .onnx file, a TensorRT plan built from one (`vitpose-trt build det.onnx -o
+            det.engine --fp16`: .engine/.plan/.trt), or a known name (KNOWN_DETECTORS, e.g.
+            "yolo11n": see `detector_file`).
+        config: the settings (default: `DetectorConfig()`).
+        options: any `DetectorConfig` field by name (format=, family=, score_thr=, nms_thr=,
+            person_class=, input_size=, providers=, max_boxes=, threads=, device=, impl=), over
+            `config`'s value; see `DetectorConfig` for each.
+
     Attributes:
+        config: the settings in use (`config` with `options` over it; "auto" where it was left so).
         graph: the runner (`vitpose_trt.engines.Graph`): ONNX Runtime, or TensorRT for a plan.
+        format, family, input_size, impl: what each came to for this file ("auto" resolved).
+        score_thr, nms_thr, person_class, max_boxes: `config`'s.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a loadable ONNX graph or plan, a pose model's plan, or outputs in no known format.
+        TypeError: an option that is no `DetectorConfig` field.
+        ValueError: a bad setting (see `DetectorConfig`), not a loadable ONNX graph or plan, a pose
+            model's plan, or outputs in no known format.
     """
 
-    def __init__(self, path, *, format: str = "auto", family: str = "auto", score_thr: float = 0.3,
-                 nms_thr: float = 0.45, person_class: int = 0, input_size: tuple[int, int] | None = None,
-                 providers: list[str] | None = None, max_boxes: int = 300, threads: int | None = None,
-                 device: str | int | None = None, impl: str = "auto") -> None:
+    def __init__(self, path, config: DetectorConfig | None = None, **options: Any) -> None:
         from vitpose_trt.engines import open_graph
         from vitpose_trt.engines.sidecar import KIND_DETECTOR, detector_record
 
+        self.config = cfg = with_options(DetectorConfig, config, options)
         path = detector_file(path)
-        self.graph = open_graph(path, kind=KIND_DETECTOR, providers=providers, threads=threads, device=device)
+        self.graph = open_graph(path, kind=KIND_DETECTOR, providers=cfg.providers, threads=cfg.threads,
+                                device=cfg.device)
         recorded = detector_record(self.graph.sidecar)  # a plan's: what `vitpose-trt build` decided and verified
-        self.input_name, self.input_size = self._read_input(path, input_size or recorded.get("input_size"))
+        self.input_name, self.input_size = self._read_input(path, cfg.input_size or recorded.get("input_size"))
         self._output_names = [o.name for o in self.graph.outputs]
-        self.format = self._read_format(path, format, recorded)
+        self.format = self._read_format(path, cfg.format, recorded)
+        family = cfg.family
         if family == "auto":
-            family = recorded.get("family") or default_family(self.format, self.graph.metadata)
-        if family not in FAMILIES:
-            raise ValueError(f"unknown detector family {family!r}: expected one of {FAMILIES}")
+            family = _check_family(recorded.get("family") or default_family(self.format, self.graph.metadata))
         self.path, self.family = path, family
-        self.score_thr, self.nms_thr, self.person_class, self.max_boxes = score_thr, nms_thr, person_class, max_boxes
+        self.score_thr, self.nms_thr, self.person_class = cfg.score_thr, cfg.nms_thr, cfg.person_class
+        self.max_boxes = cfg.max_boxes
         self.providers = self.graph.providers
-        self.impl = self._letterbox_impl(path, impl)
+        self.impl = self._letterbox_impl(path, cfg.impl)
         log.info("detector %s: format %s, %s pre-processing (%s), input %dx%d, %s", path.name, self.format, family,
                  self.impl, self.input_size[1], self.input_size[0], self.providers[0])
 
@@ -292,14 +350,13 @@ class Detector:
 
     def _read_format(self, path: Path, format: str, recorded: dict) -> str:
         """The output format: the one named, else a plan's recorded one, else read from the graph's outputs."""
-        if format == "auto":
-            try:
-                format = recorded.get("format") or detect_format([(o.name, o.shape) for o in self.graph.outputs])
-            except ValueError as e:
-                raise ValueError(f"detector {path}: {e}") from None
-        if format not in FORMATS:
-            raise ValueError(f"unknown detector format {format!r}: expected one of {FORMATS}")
-        return format
+        if format != "auto":
+            return format  # checked by DetectorConfig
+        try:
+            format = recorded.get("format") or detect_format([(o.name, o.shape) for o in self.graph.outputs])
+        except ValueError as e:
+            raise ValueError(f"detector {path}: {e}") from None
+        return _check_format(format)
 
     def _letterbox_impl(self, path: Path, impl: str) -> str:
         """The letterbox implementation: "auto" is "cuda" for a TensorRT plan, else the CPU default."""
@@ -308,7 +365,7 @@ class Detector:
         on_gpu = self.graph.name == "tensorrt"
         if impl == "auto":
             impl = "cuda" if on_gpu else kernels.default_cpu_impl()
-        if impl not in kernels.IMPLS or (impl == "cuda" and not on_gpu):
+        if impl == "cuda" and not on_gpu:  # (other names were refused by DetectorConfig)
             raise ValueError(f"impl (the letterbox) must be 'auto', 'numpy', 'cpp' or, for a TensorRT plan, 'cuda'; "
                              f"got {impl!r} for {path.name}")
         return impl
@@ -460,7 +517,7 @@ def make_detector(detector, **kwargs) -> Callable[[np.ndarray], np.ndarray]:
     path to an .onnx (`Detector`), or any callable frame -> (M, 5) boxes (returned as is).
 
     Args:
-        kwargs: passed to `Detector` for a path.
+        kwargs: passed to `Detector` for a path: a `DetectorConfig` (config=) and/or its fields by name.
     """
     if detector is None or (isinstance(detector, str) and detector.lower() == "hog"):
         log.warning("no person detector given: using OpenCV's HOG people detector, a WEAK fallback (upright, "

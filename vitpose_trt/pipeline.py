@@ -1,4 +1,4 @@
-"""`VitPoseTRT`: frame + boxes -> keypoints, on whichever engine was given.
+"""`VitPoseTRT`: frame + boxes -> keypoints, on whichever engine was given; `PoseConfig`: its settings.
 
 The facade opens the engine and hands every call to one of two peers with the same shape
 (`infer_async`, `infer_many`, a `stage_hook`, `stream`):
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from vitpose_trt.cuda_runtime import runtime
 from vitpose_trt.datasets import Dataset, flip_index
 from vitpose_trt.engines import Engine, open_engine
 from vitpose_trt.geometry import check_mode
+from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
     from vitpose_trt.gpu_path import GpuPath
@@ -30,27 +32,74 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PoseConfig:
+    """How a `VitPoseTRT` opens and runs its engine; each field is also a `VitPoseTRT` keyword.
+
+    Attributes:
+        mode: "udp" (official ViTPose pipeline) or "classic".
+        flip_test: also run the mirrored crops and average (official flip test; twice the compute).
+        backend: "auto", "tensorrt", "pytorch" or "onnxruntime" (see `open_engine`).
+        device / precision: for the PyTorch backend (default: CUDA FP16 where a GPU is visible).
+        flip_pairs: left/right keypoint index pairs for flip test (default: the dataset's).
+        impl: pre/post implementation on the CPU path: "cpp" (default where built) or "numpy".
+        threads: CPU threads for the kernels and the CPU engines (None: their defaults).
+        max_batch: most crops per engine call (default: the engine's; see `DEFAULT_MAX_BATCH`).
+        dataset: the keypoint dataset of the model (`vitpose_trt.datasets` name, e.g. "coco-wholebody"):
+            picks a ViTPose++ checkpoint's expert and head, and brings the flip pairs, skeleton and
+            sigmas (`VitPoseTRT.dataset`). Default: what the model records (ONNX metadata, TensorRT
+            sidecar, the checkpoint's ViTPose++ head or config), else what its K tells (17: COCO).
+        expert: a ViTPose++ checkpoint's expert, where it differs from the dataset's (Hugging Face
+            ViTPose++ checkpoints hold six experts but only the COCO head).
+
+    Raises:
+        ValueError: an unknown mode or impl, or threads not a positive integer (checked when the
+            config is made, before any engine is opened).
+    """
+
+    mode: str = "udp"
+    flip_test: bool = False
+    backend: str = "auto"
+    device: str | None = None
+    precision: str | None = None
+    flip_pairs: Sequence[Sequence[int]] | None = None
+    impl: str | None = None
+    threads: int | None = None
+    max_batch: int | None = None
+    dataset: str | Dataset | None = None
+    expert: int | None = None
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        if self.impl is not None:
+            kernels.check_impl(self.impl)
+        _check_threads(self.threads)
+
+
 class VitPoseTRT:
     """Top-down ViTPose: the boxes of a frame (or of several frames) run in shared engine batches.
+
+        pose = VitPoseTRT("vitpose-b.engine", mode="classic", flip_test=True)
+        pose = VitPoseTRT("vitpose-b.engine", PoseConfig(mode="classic", flip_test=True))  # the same
 
     Args:
         engine: a TensorRT plan (.engine/.plan), an .onnx file, a checkpoint, a `ViTPose` (any
             `nn.Module`), an `Engine`, or None (random-weight ViTPose-B: for benchmarks and tests,
             not for real poses).
-        mode: "udp" (official ViTPose pipeline) or "classic".
-        flip_test: also run the mirrored crops and average (official flip test; twice the compute).
-        backend: "auto", "tensorrt", "pytorch" or "onnxruntime" (see `open_engine`).
-        device / precision: for the PyTorch backend (default: CUDA FP16 where a GPU is visible).
-        dataset: the keypoint dataset of the model (`vitpose_trt.datasets` name, e.g. "coco-wholebody"):
-            picks a ViTPose++ checkpoint's expert and head, and brings the flip pairs, skeleton and
-            sigmas (`self.dataset`). Default: what the model records (ONNX metadata, TensorRT
-            sidecar, the checkpoint's ViTPose++ head or config), else what its K tells (17: COCO).
-        expert: a ViTPose++ checkpoint's expert, where it differs from the dataset's (Hugging Face
-            ViTPose++ checkpoints hold six experts but only the COCO head).
-        flip_pairs: left/right keypoint index pairs for flip test (default: the dataset's).
-        impl: pre/post implementation on the CPU path: "cpp" (default where built) or "numpy".
-        threads: CPU threads for the kernels and the CPU engines (None: their defaults).
-        max_batch: most crops per engine call (default: the engine's; see `DEFAULT_MAX_BATCH`).
+        config: the settings (default: `PoseConfig()`).
+        options: any `PoseConfig` field by name (mode=, flip_test=, backend=, device=, precision=,
+            flip_pairs=, impl=, threads=, max_batch=, dataset=, expert=), over `config`'s value; see
+            `PoseConfig` for each.
+
+    Attributes:
+        config: the settings in use (`config` with `options` over it).
+        engine: the opened `Engine`.
+        mode, flip_test: `config`'s.
+        dataset: the model's keypoint dataset (`vitpose_trt.datasets.Dataset`), or None where unknown.
+
+    Raises:
+        TypeError: an option that is no `PoseConfig` field, or an engine of no known kind.
+        ValueError: a bad setting (see `PoseConfig`), or an engine that cannot run it.
 
     Thread safety: one instance may be shared by threads. The CPU path shares nothing between
     calls but the engine; the GPU path serializes calls with a lock (they share staging buffers).
@@ -60,24 +109,23 @@ class VitPoseTRT:
         >>> keypoints = pose.infer(frame_bgr, boxes_xyxy)   # (N, 17, 3): x, y, score
     """
 
-    def __init__(self, engine=None, *, mode: str = "udp", flip_test: bool = False, backend: str = "auto",
-                 device: str | None = None, precision: str | None = None, flip_pairs=None,
-                 impl: str | None = None, threads: int | None = None, max_batch: int | None = None,
-                 dataset: str | Dataset | None = None, expert: int | None = None) -> None:
-        self.mode = check_mode(mode)
-        _check_threads(threads)
-        self.engine: Engine = open_engine(engine, backend=backend, device=device, precision=precision,
-                                          threads=threads, max_batch=max_batch, dataset=dataset, expert=expert)
-        if self.engine.mode is not None and self.engine.mode != mode:
-            log.warning("the engine was built for mode=%r but runs with mode=%r", self.engine.mode, mode)
-        self.dataset: Dataset | None = datasets.resolve(dataset, self.engine.num_keypoints, self.engine.dataset,
+    def __init__(self, engine=None, config: PoseConfig | None = None, **options: Any) -> None:
+        self.config = cfg = with_options(PoseConfig, config, options)
+        self.mode = cfg.mode
+        self.engine: Engine = open_engine(engine, backend=cfg.backend, device=cfg.device, precision=cfg.precision,
+                                          threads=cfg.threads, max_batch=cfg.max_batch, dataset=cfg.dataset,
+                                          expert=cfg.expert)
+        if self.engine.mode is not None and self.engine.mode != cfg.mode:
+            log.warning("the engine was built for mode=%r but runs with mode=%r", self.engine.mode, cfg.mode)
+        self.dataset: Dataset | None = datasets.resolve(cfg.dataset, self.engine.num_keypoints, self.engine.dataset,
                                                         what=f"the {self.engine.name} engine")
+        flip_pairs = cfg.flip_pairs
         if flip_pairs is None and self.dataset is not None:
             flip_pairs = self.dataset.flip_pairs
-        self.flip_test = bool(flip_test)
-        if flip_test:
+        self.flip_test = bool(cfg.flip_test)
+        if self.flip_test:
             flip_index(self.engine.num_keypoints, flip_pairs)  # fail now, not at the first frame
-        self.path: CpuPath | GpuPath = self._open_path(flip_pairs, impl, threads)
+        self.path: CpuPath | GpuPath = self._open_path(flip_pairs, cfg.impl, cfg.threads)
         if self.engine.random_weights:
             from vitpose_trt.model import warn_random_weights
 
@@ -94,7 +142,7 @@ class VitPoseTRT:
         if self.engine.device == "cuda":
             log.warning("vitpose_trt._C was built without CUDA kernels: crops and decode run on the CPU, "
                         "with host round trips (rebuild with nvcc on PATH for the GPU path)")
-        impl = kernels.check_impl(impl) if impl is not None else kernels.default_cpu_impl()
+        impl = impl or kernels.default_cpu_impl()  # a named one was checked by PoseConfig
         if impl == "cuda":
             raise ValueError("impl='cuda' is the GPU path: it runs by itself with a CUDA engine and the CUDA kernels")
         return CpuPath(self.engine, self.mode, self.flip_test, flip_pairs, impl=impl, threads=threads)

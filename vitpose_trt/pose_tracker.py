@@ -11,7 +11,7 @@ import logging
 import time as _time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from vitpose_trt.detect import make_detector
 from vitpose_trt.geometry import check_boxes, check_frame
+from vitpose_trt.options import with_options
 from vitpose_trt.video_io import person_record
 from vitpose_trt.tracking import (ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF, IouTracker, OneEuroFilter,
                                Track, box_from_keypoints)
@@ -133,7 +134,7 @@ class PoseTracker:
     def __init__(self, pose, detector=None, *, config: TrackingConfig | None = None, **settings: Any) -> None:
         if not hasattr(pose, "infer"):
             raise TypeError(f"pose must be a VitPoseTRT (with .infer), got {type(pose).__name__}")
-        config = TrackingConfig(**settings) if config is None else replace(config, **settings)
+        config = with_options(TrackingConfig, config, settings)
         import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
         self.pose = pose
         if isinstance(detector, (str, Path)) and str(detector).lower() != "hog":

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from vitpose_trt.bench.measure import Runner
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
 from vitpose_trt.model import count_macs
+from vitpose_trt.options import with_options
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,7 @@ def run_benchmark(config: BenchConfig | None = None, /, **options: Any) -> dict:
         {"environment", "model", "settings", "accuracy", "scenarios", "rows", "throughput",
         "matmul", "skipped"}.
     """
-    unknown = set(options) - {f.name for f in fields(BenchConfig)}
-    if unknown:
-        raise TypeError(f"run_benchmark: unknown options {sorted(unknown)}")
-    cfg = replace(config, **options) if config is not None else BenchConfig(**options)
+    cfg = with_options(BenchConfig, config, options)
     from vitpose_trt.bench.environment import torch_threads
 
     with torch_threads(cfg.threads):

@@ -103,6 +103,14 @@ class BenchContext:
         if not self.cuda:
             raise Skip(self.no_cuda_reason)
 
+    def open_pose(self, engine, **options: Any):
+        """`engine` as a `VitPoseTRT` with the benchmark's mode, flip test and flip pairs (`options`:
+        other `PoseConfig` fields by name)."""
+        from vitpose_trt.pipeline import PoseConfig, VitPoseTRT
+
+        return VitPoseTRT(engine, PoseConfig(mode=self.mode, flip_test=self.flip_test, flip_pairs=self.flip_pairs),
+                          **options)
+
 
 def _cpu_pipeline_runner(name: str, pose, description: str) -> Runner:
     """VitPoseTRT's own CPU path, timed per stage through its stage hook."""
@@ -158,20 +166,18 @@ def runner_tensorrt(ctx: BenchContext) -> Runner:
         raise Skip("the tensorrt package is not installed")
     ctx.need_cuda()
     from vitpose_trt.engines import open_engine
-    from vitpose_trt import VitPoseTRT
 
     engine = open_engine(ctx.plan_path, backend="tensorrt")
-    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs)
+    pose = ctx.open_pose(engine)
     return _pipeline_runner("tensorrt", pose, f"VitPoseTRT, TensorRT {engine.precision} engine {ctx.plan_path.name}")
 
 
 def runner_pytorch_cuda(ctx: BenchContext) -> Runner:
     ctx.need_cuda()
     from vitpose_trt.engines.pytorch import TorchEngine
-    from vitpose_trt import VitPoseTRT
 
     engine = TorchEngine(copy.deepcopy(ctx.model), device="cuda", precision="fp16")
-    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs)
+    pose = ctx.open_pose(engine)
     return _pipeline_runner("pytorch-cuda", pose, "VitPoseTRT, PyTorch CUDA FP16 engine")
 
 
@@ -181,10 +187,9 @@ def runner_onnxruntime(ctx: BenchContext) -> Runner:
     except ImportError:
         raise Skip("onnxruntime is not installed") from None
     from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-    from vitpose_trt import VitPoseTRT
 
     engine = OnnxRuntimeEngine(_fp32_onnx(ctx), threads=ctx.threads)
-    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
+    pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("onnxruntime", pose, "VitPoseTRT, ONNX Runtime CPU FP32")
 
 
@@ -193,13 +198,12 @@ def runner_onnxruntime_int8(ctx: BenchContext) -> Runner:
         import onnxruntime.quantization  # noqa: F401
     except ImportError:
         raise Skip("onnxruntime (with its quantization tools) is not installed") from None
-    from vitpose_trt import VitPoseTRT
     from vitpose_trt.engines.onnx_cache import cached_int8_onnx
     from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
     path = cached_int8_onnx(_fp32_onnx(ctx), directory=ctx.tmpdir or tempfile.mkdtemp(), mode=ctx.mode)
     engine = OnnxRuntimeEngine(path, threads=ctx.threads)
-    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
+    pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("onnxruntime-int8", pose, "VitPoseTRT, ONNX Runtime CPU INT8 (dynamic)")
 
 
@@ -218,10 +222,9 @@ def _fp32_onnx(ctx: BenchContext) -> Path:
 
 def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
     from vitpose_trt.engines.pytorch import TorchEngine
-    from vitpose_trt import VitPoseTRT
 
     engine = TorchEngine(ctx.model, device="cpu", precision="fp32")  # CPU FP32: .to() is a no-op, no copy
-    pose = VitPoseTRT(engine, mode=ctx.mode, flip_test=ctx.flip_test, flip_pairs=ctx.flip_pairs, impl=ctx.cpu_impl)
+    pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("pytorch-cpu", pose, "VitPoseTRT, PyTorch CPU FP32")
 
 

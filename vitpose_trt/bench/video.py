@@ -24,11 +24,13 @@ import platform
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vitpose_trt.options import with_options
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,7 @@ def run_video_benchmark(config: VideoBenchConfig | None = None, /, **options: An
     """
     from vitpose_trt.bench.environment import torch_threads
 
-    cfg = replace(config, **options) if config is not None else VideoBenchConfig(**options)
+    cfg = with_options(VideoBenchConfig, config, options)
     with torch_threads(cfg.threads):  # process-wide: restored after
         pose = _pose_model(cfg.engine, cfg.variant, mode=cfg.mode, flip_test=cfg.flip_test, device=cfg.device,
                            precision=cfg.precision)

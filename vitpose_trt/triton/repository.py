@@ -25,13 +25,14 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vitpose_trt.engines import PLAN_SUFFIXES
 from vitpose_trt.engines.model_info import describe
 from vitpose_trt.geometry import check_mode
+from vitpose_trt.options import with_options
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def write_repository(out: str | os.PathLike, engine: str | os.PathLike, config: 
         FileNotFoundError: the engine is missing.
         TypeError: an option that is no `RepositoryConfig` field.
     """
-    config = replace(config or RepositoryConfig(), **options)
+    config = with_options(RepositoryConfig, config, options)
     engine_path = Path(os.fspath(engine)).resolve()
     meta = engine_metadata(engine_path, config.dataset, config.expert)
     kind = config.instance_kind(engine_path)
