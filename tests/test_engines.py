@@ -122,3 +122,25 @@ def test_engines_are_context_managers(tiny_model, tmp_path):
     with open_engine(path) as engine:
         assert engine.run(np.zeros((1, 3, 256, 192), np.float32)).shape == (1, 17, 64, 48)
     assert engine.session is None
+
+
+def test_every_threads_argument_is_checked_by_check_threads(tmp_path):
+    """One rule for `threads=` (engines.base.check_threads): None or a positive integer, never a bool;
+    the pipeline, both ONNX Runtime runners and the benchmarks' PyTorch thread count all use it."""
+    from vitpose_trt.bench.environment import torch_threads
+    from vitpose_trt.bench.run import BenchConfig
+    from vitpose_trt.engines.base import check_threads
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeGraph
+
+    assert check_threads(None) is None and check_threads(3) == 3
+    assert check_threads(np.int64(2)) == 2 and type(check_threads(np.int64(2))) is int
+    path = _identityish_onnx(tmp_path / "g.onnx", [None, 3, 8, 8], [None, 18, 2, 2])
+    assert OnnxRuntimeEngine(path, threads=1).run(np.zeros((1, 3, 8, 8), np.float32)).shape == (1, 18, 2, 2)
+    for bad in (0, -1, 2.5, True, "2"):
+        with pytest.raises(ValueError, match=rf"threads must be a positive integer, got {bad!r}"):
+            check_threads(bad)
+    for use in (lambda t: OnnxRuntimeEngine(path, threads=t), lambda t: OnnxRuntimeGraph(path, threads=t),
+                lambda t: torch_threads(t).__enter__(), lambda t: BenchConfig(threads=t),
+                lambda t: VitPoseTRT(path, threads=t)):
+        with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+            use(0)

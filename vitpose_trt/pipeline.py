@@ -22,6 +22,7 @@ from vitpose_trt.cpu_path import CpuPath
 from vitpose_trt.cuda_runtime import runtime
 from vitpose_trt.datasets import Dataset, flip_index
 from vitpose_trt.engines import Engine, open_engine
+from vitpose_trt.engines.base import check_threads
 from vitpose_trt.geometry import check_mode
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class VitPoseTRT:
                  impl: str | None = None, threads: int | None = None, max_batch: int | None = None,
                  dataset: str | Dataset | None = None, expert: int | None = None) -> None:
         self.mode = check_mode(mode)
-        _check_threads(threads)
+        threads = check_threads(threads)
         self.engine: Engine = open_engine(engine, backend=backend, device=device, precision=precision,
                                           threads=threads, max_batch=max_batch, dataset=dataset, expert=expert)
         if self.engine.mode is not None and self.engine.mode != mode:
@@ -166,7 +167,3 @@ class VitPoseTRT:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _check_threads(threads: int | None) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from vitpose_trt.engines.base import check_threads
+
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
@@ -19,8 +21,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     the setting is process-wide, and a benchmark called from a program must not change it."""
     import torch
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = check_threads(threads)
     saved = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -27,6 +27,7 @@ from vitpose_trt.bench.reference import Reference, keypoint_disagreement, refere
 from vitpose_trt.bench.measure import Runner
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
+from vitpose_trt.engines.base import check_threads
 from vitpose_trt.model import count_macs
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,7 @@ class BenchConfig:
         if self.iters < 1 or self.warmup < 0 or self.max_seconds_per_row <= 0:
             raise ValueError(f"need iters >= 1, warmup >= 0 and max_seconds_per_row > 0; got {self.iters}, "
                              f"{self.warmup}, {self.max_seconds_per_row}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        check_threads(self.threads)
         self.people = [int(p) for p in self.people]
         self.batches = [int(b) for b in self.batches]
         if not self.people:
