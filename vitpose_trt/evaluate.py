@@ -47,6 +47,7 @@ from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import VIS_THR, keypoint_results, load_detections, rescore, result_keypoints
 from vitpose_trt.datasets import COCO, Dataset, Part, get
 from vitpose_trt.sources import read_images_ahead
+from vitpose_trt.stats import summary
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes
 
 log = logging.getLogger(__name__)
@@ -374,17 +375,16 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
         reference, other: (N, K, 3) keypoints of the same boxes.
 
     Returns:
-        {"n", "score_thr", "median", "p90", "p99", "max"} (px; None where n is 0).
+        {"n", "score_thr", "median", "p90", "p99", "max"} (px; `stats.summary`'s rules: None where n
+        is 0, a NaN distance counted as +inf).
     """
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
     if reference.shape != other.shape:
         raise ValueError(f"keypoint arrays differ in shape: {reference.shape} vs {other.shape}")
     mask = reference[..., 2] > score_thr
     d = keypoint_distance(reference, other)[mask]
-    stats: dict[str, float | int | None] = {"n": int(d.size), "score_thr": float(score_thr)}
-    for name, q in (("median", 50), ("p90", 90), ("p99", 99), ("max", 100)):
-        stats[name] = float(np.percentile(d, q)) if d.size else None
-    return stats
+    s = summary(d)
+    return {"n": s["n"], "score_thr": float(score_thr), **{key: s[key] for key in ("median", "p90", "p99", "max")}}
 
 
 # --- the runs ---------------------------------------------------------------------------------------
