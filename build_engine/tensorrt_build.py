@@ -436,10 +436,11 @@ def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarra
     def run(crops: np.ndarray) -> np.ndarray:
         import torch
 
+        from vitpose_trt.cuda_runtime import default_device, runtime
         from vitpose_trt.engines.pytorch import exact_fp32
 
-        # FP32 for real (no TF32), on the GPU when there is one
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # FP32 for real (no TF32), on the GPU when there is one (the runtime's device: cuda:N)
+        device = runtime().device(None) if default_device() == "cuda" else torch.device("cpu")
         try:
             m = model.to(device)
             with exact_fp32(), torch.inference_mode():
