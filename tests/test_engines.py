@@ -144,3 +144,42 @@ def test_every_threads_argument_is_checked_by_check_threads(tmp_path):
                 lambda t: VitPoseTRT(path, threads=t)):
         with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
             use(0)
+
+
+def test_the_build_command_is_spelled_only_by_rebuild_command(tmp_path):
+    """`engines.sidecar.rebuild_command` is the one spelling of `vitpose-trt build ... -o ...`: the
+    messages that suggest a build use it, and no other string of the package spells one."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from vitpose_trt.engines.sidecar import rebuild_command
+
+    ckpt = tmp_path / "my model.pth"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError) as e:
+        open_engine(ckpt, backend="tensorrt")
+    assert f"`{rebuild_command({'source': {'path': str(ckpt)}})}`" in str(e.value)
+    assert "'" in rebuild_command({"source": {"path": str(ckpt)}})  # a path with a space is quoted
+    with pytest.raises(ValueError) as e:
+        open_engine(ckpt, precision="int8", device="cuda")
+    assert f"`{rebuild_command({'source': {'path': 'model.int8.onnx'}, 'precision': 'int8'})}`" in str(e.value)
+    root = Path(__file__).resolve().parents[1]
+    spelled = []
+    for path in [*(root / "vitpose_trt").rglob("*.py"), *(root / "build_engine").rglob("*.py")]:
+        if path.name == "sidecar.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr):  # an f-string: its parts, each value as "{}"
+                text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                text = node.value
+            else:
+                continue
+            if re.search(r"vitpose-trt build \S+ -o ", str(text)):
+                spelled.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not spelled, spelled

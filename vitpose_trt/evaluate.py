@@ -531,7 +531,7 @@ def _open_poses(cfg: EvalConfig) -> list:
     ds = main.dataset
     if ds is None:
         raise ValueError(f"cannot tell the dataset of a {main.num_keypoints}-keypoint model: name it "
-                         "(dataset=... / --dataset)")
+                         "(dataset=..., the CLI's --dataset)")
     ds.oks_sigmas()  # a dataset without sigmas cannot be scored: say so before any work
     return [main] + [_open_pose(e, ds, mode=cfg.mode, flip_test=cfg.flip_test, backend="auto", device=None,
                                 precision=None, expert=None) for e in cfg.compare]

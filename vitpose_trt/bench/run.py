@@ -144,7 +144,8 @@ def _load_weights(cfg: BenchConfig):
         elif p.suffix.lower() == ".onnx":
             onnx_path = p
         elif checkpoint is not None and Path(checkpoint) != p:
-            raise ValueError("--engine is a checkpoint and --checkpoint names another: give one of them")
+            raise ValueError("engine= is a checkpoint and checkpoint= names another (the CLI's --engine and "
+                             "--checkpoint): give one of them")
         else:
             checkpoint = p
     if model is None:
@@ -207,7 +208,7 @@ def _run(cfg: BenchConfig) -> dict:
     factories.update(cfg.extra or {})
     model, plan, onnx_path, checkpoint = _load_weights(cfg)
     random_weights = bool(getattr(model, "random_weights", False))
-    no_cuda = "--device cpu was given" if cfg.device == "cpu" else cuda_reason()
+    no_cuda = "device='cpu' (the CLI's --device cpu) was given" if cfg.device == "cpu" else cuda_reason()
     result: dict[str, Any] = {"environment": environment(),
                               "model": _model_summary(model.config, random_weights, checkpoint),
                               "settings": _settings(cfg, factories),
