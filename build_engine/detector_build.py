@@ -166,7 +166,7 @@ def _network_graph(source: Path, fp16: bool, strongly_typed: bool, tmp: Path) ->
     """The graph TensorRT parses and the op types kept in FP32: with FP16 on a strongly typed
     TensorRT, the FP16 graph (`convert_detector_to_fp16`, saved into `tmp`); else `source` itself."""
     if not fp16:
-        log.warning("building an FP32 detector engine (pass --fp16 for the fast one)")
+        log.warning("building an FP32 detector engine (fp16=True, the CLI's --fp16, builds the fast one)")
         return source, ()
     if not strongly_typed:
         return source, FP32_OPS
@@ -229,6 +229,6 @@ def judge_detections(reference: list[np.ndarray], candidate: list[np.ndarray], *
     problems = tolerance.violations(d)
     if problems:
         raise EngineVerificationError(f"{engine_name} disagrees with {reference_name} on {photos or 'the photos'}: "
-                                      f"{'; '.join(problems)}. Build with verify=False (--no-verify) to keep it "
-                                      "anyway")
+                                      f"{'; '.join(problems)}. Build with verify=False (the CLI's --no-verify) to keep "
+                                      "it anyway")
     return result

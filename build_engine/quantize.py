@@ -318,7 +318,8 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], output: str | os.PathLike[s
              d.heatmap_px.p99, d.score.mean)
     if verify and problems:
         raise QuantizationError(f"the {recipe.mode} graph disagrees with FP32 over {d.counted} clear peaks: "
-                                f"{'; '.join(problems)} (nothing written; --no-verify keeps it anyway)")
+                                f"{'; '.join(problems)} (nothing written; verify=False, the CLI's --no-verify, "
+                                "keeps it anyway)")
     if not d.counted:
         log.warning("no keypoint of %s has a clear peak: the %s graph was not judged", crops_from or "the crops",
                     recipe.mode)
@@ -358,14 +359,14 @@ def calibration_crops(images: Sequence[str | os.PathLike[str]], *, dets: str | o
     from vitpose_trt.detect import make_detector
 
     if max_crops < 1:
-        raise ValueError(f"--calib-crops must be >= 1, got {max_crops}")
+        raise ValueError(f"max_crops (quantize's calib_crops=, the CLI's --calib-crops) must be >= 1, got {max_crops}")
     sources = open_sources([os.fspath(i) for i in images])
     for s in sources:
         s.close()
     photos = [s for s in sources if isinstance(s, ImageSource)]
     others = [s.name for s in sources if not isinstance(s, ImageSource)]
     if others:
-        raise ValueError(f"--calib takes still images, not {', '.join(others)}")
+        raise ValueError(f"the calibration images (calib=, the CLI's --calib) must be still images, not {', '.join(others)}")
     found = load_detections(dets) if dets is not None else None
     find = make_detector(detector) if found is None else None
     picked: list[tuple[float, int, np.ndarray]] = []  # (score, image, box)
@@ -436,7 +437,7 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], con
 
     config = with_options(QuantizeConfig, config, options)
     if config.mode not in RECIPES:
-        raise ValueError(f"--mode must be one of {tuple(RECIPES)}, got {config.mode!r}")
+        raise ValueError(f"mode= (the CLI's --mode) must be one of {tuple(RECIPES)}, got {config.mode!r}")
     writable_target(output)
     source = Path(os.fspath(source))
     if not source.exists():

@@ -290,7 +290,7 @@ def _build_pose(src: _Source, tmp: Path, config: BuildConfig, output: Path) -> P
         config = replace(config, fp16=True)
         _check_fp8_gpu(src.precision)
     elif not config.fp16:
-        log.warning("building an FP32 engine (pass --fp16 for the fast one)")
+        log.warning("building an FP32 engine (fp16=True, the CLI's --fp16, builds the fast one)")
     profile = profile_shapes(src.info.input_size, min_batch=config.min_batch, opt_batch=config.opt_batch,
                              max_batch=config.max_batch, flip_test=config.flip_test)
     strongly_typed = strongly_typed_available()
@@ -414,7 +414,7 @@ def _check_fp8_gpu(precision: str) -> None:
     capability = current_platform().compute_capability
     if capability is not None and tuple(int(v) for v in capability.split(".")) < (8, 9):
         raise ValueError(f"an FP8 engine needs an Ada (8.9) or Hopper (9.0) or newer GPU; this one is {capability}: "
-                         "quantize with --mode int8")
+                         "quantize with mode='int8' (the CLI's --mode int8)")
 
 
 def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
@@ -437,10 +437,11 @@ def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarra
     def run(crops: np.ndarray) -> np.ndarray:
         import torch
 
+        from vitpose_trt.cuda_runtime import default_device, runtime
         from vitpose_trt.engines.pytorch import exact_fp32
 
-        # FP32 for real (no TF32), on the GPU when there is one
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # FP32 for real (no TF32), on the GPU when there is one (the runtime's device: cuda:N)
+        device = runtime().device(None) if default_device() == "cuda" else torch.device("cpu")
         try:
             m = model.to(device)
             with exact_fp32(), torch.inference_mode():
@@ -526,8 +527,8 @@ def judge_verification(reference: np.ndarray, candidate: np.ndarray, mode: str =
     if problems:
         raise EngineVerificationError(
             f"{engine_name} disagrees with {reference_name} over {d.counted} clearly peaked keypoints: "
-            f"{'; '.join(problems)}. Try fp32_softmax=True (--fp32-softmax), or build with verify=False "
-            "(--no-verify) to keep it anyway")
+            f"{'; '.join(problems)}. Try fp32_softmax=True (the CLI's --fp32-softmax), or build with verify=False "
+            "(the CLI's --no-verify) to keep it anyway")
     return result
 
 

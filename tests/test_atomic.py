@@ -42,14 +42,15 @@ def test_output_folder_rule(tmp_path):
     new = tmp_path / "a" / "new"
     with output_folder(new) as out:  # created with its parents
         (out / "keypoints.json").write_text("[]")
-    with pytest.raises(ValueError, match=r"--out .*new is not empty \(it holds keypoints.json\).*--overwrite"):
+    with pytest.raises(ValueError, match=r"the output folder .*new is not empty \(it holds keypoints.json\).*"
+                                         r"overwrite=True \(the CLI's --overwrite\)"):
         with output_folder(new):
             pass
     (new / "photo_pose.jpg").write_bytes(b"x")
     with output_folder(new, overwrite=True) as out:  # an earlier run's results are replaced, not mixed
         assert list(out.iterdir()) == []
     (new / "my_notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"--overwrite replaces only this package's results.*my_notes.txt"):
+    with pytest.raises(ValueError, match=r"--overwrite\) replaces only this package's results.*my_notes.txt"):
         with output_folder(new, overwrite=True):
             pass
     assert (new / "my_notes.txt").exists()

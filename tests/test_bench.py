@@ -461,3 +461,16 @@ def test_gpu_rows_run_and_agree(micro):
     assert ok["pytorch-cuda"]["device"] == "cuda"
     assert {"upload", "crop", "model", "decode", "download"} <= set(ok["pytorch-cuda"]["stages"])
     assert r["matmul"]["cuda"]["tflops"] > 1
+
+
+def test_the_environment_asks_the_cuda_runtime_for_the_gpu():
+    """Whether CUDA rows run and which GPU the report names come from `cuda_runtime` (its
+    `default_device` and device resolver), as for the engines: here its CPU stand-in."""
+    from tests.standins.cuda import CudaStandIn
+    from vitpose_trt.bench.environment import cuda_reason, environment
+    from vitpose_trt.cuda_runtime import use_runtime
+
+    with use_runtime(CudaStandIn(gpu_name="Stand-in L4", capability="8.9")):
+        env = environment()
+        assert cuda_reason() == ""
+    assert env["gpu"] == "Stand-in L4" and env["gpu_capability"] == "8.9"

@@ -189,7 +189,7 @@ def test_a_detector_is_recognised_by_its_outputs_and_a_pose_model_by_its_metadat
 def test_each_kind_of_plan_goes_where_it_belongs(standins, hand_built, tmp_path):
     _, engine = hand_built["e2e"]
     with pytest.raises(ValueError, match=r"e2e.engine is a detector engine \(built from .*e2e.onnx\), not a pose "
-                                         r"model: pass it as the person detector \(Detector\(\.\.\.\), --detector\)"):
+                                         r"model: pass it as the person detector \(Detector\(\.\.\.\), the CLI's --detector\)"):
         VitPoseTRT(str(engine))
     # a sidecar without "kind" is a pose model's (every plan before detectors had one like it)
     pose_like = tmp_path / "pose.engine"

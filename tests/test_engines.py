@@ -119,3 +119,64 @@ def test_engines_are_context_managers(tiny_model, tmp_path):
     with open_engine(path) as engine:
         assert engine.run(np.zeros((1, 3, 256, 192), np.float32)).shape == (1, 17, 64, 48)
     assert engine.session is None
+
+
+def test_every_threads_argument_is_checked_by_check_threads(tmp_path):
+    """One rule for `threads=` (engines.base.check_threads): None or a positive integer, never a bool;
+    the pipeline, both ONNX Runtime runners and the benchmarks' PyTorch thread count all use it."""
+    from vitpose_trt.bench.environment import torch_threads
+    from vitpose_trt.bench.run import BenchConfig
+    from vitpose_trt.engines.base import check_threads
+    from vitpose_trt.engines.onnxruntime import OnnxRuntimeGraph
+
+    assert check_threads(None) is None and check_threads(3) == 3
+    assert check_threads(np.int64(2)) == 2 and type(check_threads(np.int64(2))) is int
+    path = _identityish_onnx(tmp_path / "g.onnx", [None, 3, 8, 8], [None, 18, 2, 2])
+    assert OnnxRuntimeEngine(path, threads=1).run(np.zeros((1, 3, 8, 8), np.float32)).shape == (1, 18, 2, 2)
+    for bad in (0, -1, 2.5, True, "2"):
+        with pytest.raises(ValueError, match=rf"threads must be a positive integer, got {bad!r}"):
+            check_threads(bad)
+    for use in (lambda t: OnnxRuntimeEngine(path, threads=t), lambda t: OnnxRuntimeGraph(path, threads=t),
+                lambda t: torch_threads(t).__enter__(), lambda t: BenchConfig(threads=t),
+                lambda t: VitPoseTRT(path, threads=t)):
+        with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+            use(0)
+
+
+def test_the_build_command_is_spelled_only_by_rebuild_command(tmp_path):
+    """`engines.sidecar.rebuild_command` is the one spelling of `vitpose-trt build ... -o ...`: the
+    messages that suggest a build use it, and no other string of the package spells one."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from vitpose_trt.engines.sidecar import rebuild_command
+
+    ckpt = tmp_path / "my model.pth"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError) as e:
+        open_engine(ckpt, backend="tensorrt")
+    assert f"`{rebuild_command({'source': {'path': str(ckpt)}})}`" in str(e.value)
+    assert "'" in rebuild_command({"source": {"path": str(ckpt)}})  # a path with a space is quoted
+    with pytest.raises(ValueError) as e:
+        open_engine(ckpt, precision="int8", device="cuda")
+    assert f"`{rebuild_command({'source': {'path': 'model.int8.onnx'}, 'precision': 'int8'})}`" in str(e.value)
+    root = Path(__file__).resolve().parents[1]
+    spelled = []
+    for path in [*(root / "vitpose_trt").rglob("*.py"), *(root / "build_engine").rglob("*.py")]:
+        if path.name == "sidecar.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr):  # an f-string: its parts, each value as "{}"
+                text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                text = node.value
+            else:
+                continue
+            if re.search(r"vitpose-trt build \S+ -o ", str(text)):
+                spelled.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not spelled, spelled

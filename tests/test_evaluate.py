@@ -262,6 +262,18 @@ def test_detections_on_unknown_images_are_counted(sample, tmp_path, caplog):
         ev.load_person_detections(path, coco)
 
 
+def test_detections_that_are_not_boxes_name_the_file_and_the_image(sample, tmp_path):
+    """The boxes of a detection file go through `geometry.check_boxes`, with the file and image named."""
+    coco = ev.load_keypoint_annotations(sample / ANN)
+    image_id = coco.getImgIds()[0]
+    path = tmp_path / "dets.json"
+    for bbox, score, problem in (([1e9, 0, 5, 5], 1.0, "beyond"), ([0, 0, 0, 0], 1.0, "zero width and height"),
+                                 ([0, 0, 5, 5], float("nan"), "NaN or inf")):
+        path.write_text(json.dumps([{"image_id": image_id, "category_id": 1, "bbox": bbox, "score": score}]))
+        with pytest.raises(ValueError, match=rf"dets.json: image {image_id}: boxes \[0\] .*{problem}"):
+            ev.load_person_detections(path, coco)
+
+
 def test_bad_annotation_and_detection_files_are_named(sample, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text((sample / DETS).read_text())  # a detection list given as annotations

@@ -72,6 +72,35 @@ def test_frame_validation():
         check_frame(np.zeros((0, 4, 3), np.uint8))
 
 
+def test_boxes_with_scores():
+    """`scores=True`: (N, 5) with the given scores, 1.0 for (N, 4) boxes; a NaN score is refused then only."""
+    np.testing.assert_array_equal(check_boxes([[1, 2, 3, 4]], scores=True), [[1, 2, 3, 4, 1]])
+    np.testing.assert_array_equal(check_boxes([[1, 2, 3, 4, 0.5]], scores=True), [[1, 2, 3, 4, 0.5]])
+    assert check_boxes([], scores=True).shape == (0, 5)
+    with pytest.raises(ValueError, match=r"boxes \[1\] contain NaN or inf"):
+        check_boxes([[1, 2, 3, 4, 0.5], [1, 2, 3, 4, np.nan]], scores=True)
+    np.testing.assert_array_equal(check_boxes([[1, 2, 3, 4, np.nan]]), [[1, 2, 3, 4]])  # the score is dropped
+    with pytest.raises(ValueError, match="x2 < x1"):
+        check_boxes([[10, 0, 5, 10, 0.9]], scores=True)
+
+
+def test_device_frames_are_checked_by_shape_and_dtype():
+    """`on_device=True`: any array with .shape and .dtype (a CUDA tensor), numpy's or torch's uint8."""
+    torch = pytest.importorskip("torch")
+    frame = torch.zeros(4, 5, 3, dtype=torch.uint8)
+    assert check_frame(frame, on_device=True) is frame
+    with pytest.raises(TypeError, match="numpy array"):
+        check_frame(frame)  # a host frame must be numpy
+    with pytest.raises(ValueError, match=r"frame: expected \(H, W, 3\) uint8, got torch.float32 .*frame.to"):
+        check_frame(frame.float(), on_device=True)
+    with pytest.raises(ValueError, match=r"frame: expected \(H, W, 3\) uint8, got shape \(4, 5\)"):
+        check_frame(frame[..., 0], on_device=True)
+    with pytest.raises(ValueError, match="frame is empty"):
+        check_frame(frame[:0], on_device=True)
+    with pytest.raises(ValueError, match="frame is None"):
+        check_frame(None, on_device=True)
+
+
 @pytest.mark.parametrize("mode", ["udp", "classic"])
 def test_frame_to_heatmap_inverts_heatmap_to_frame(mode):
     from vitpose_trt.geometry import frame_to_heatmap

@@ -230,6 +230,12 @@ def test_per_frame_boxes_files(tmp_path, scene):
     bad.write_text('{"frame": 0, "boxes": [[1, 2, 3]]}\n')
     with pytest.raises(ValueError, match=r"bad.txt, line 1: each box"):
         load_frame_detections(bad)
+    bad.write_text("1,-1,10,10,-5,5,0.9\n")  # the boxes of a file go through geometry.check_boxes
+    with pytest.raises(ValueError, match=r"bad.txt: frame 0: boxes \[0\] have x2 < x1"):
+        load_frame_detections(bad)
+    bad.write_text('{"frame": 3, "boxes": [[1, 2, 3, 4, NaN]]}\n')
+    with pytest.raises(ValueError, match=r"bad.txt: frame 3: boxes \[0\] contain NaN or inf"):
+        load_frame_detections(bad)
     # COCO detections (for images) given for a video: the file, its format and what a video takes
     coco = tmp_path / "person_detections.json"
     coco.write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9}], indent=1))

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from vitpose_trt.geometry import check_mode, frame_to_heatmap, identity_transform
+from vitpose_trt.stats import summary
 
 TIE_FRACTION = 0.05  # a rival within 5% of the prominence below the peak makes a tie
 TIE_RADIUS_PX = 1.5  # heatmap px: beyond the peak's 8 neighbours (distance sqrt(2) = 1.41)
@@ -118,7 +119,8 @@ def clear_peaks(heatmaps, fraction: float = TIE_FRACTION, radius: float = TIE_RA
 
 @dataclass(frozen=True)
 class Stats:
-    """Summary of non-negative per-keypoint values; all 0 over no keypoint (see `count`)."""
+    """Summary of non-negative per-keypoint values (`stats.summary`: a NaN counts as +inf); all 0 over
+    no keypoint (see `count`)."""
 
     count: int
     mean: float
@@ -128,13 +130,11 @@ class Stats:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Stats:
-        v = np.asarray(values, dtype=np.float64).ravel()
-        if v.size == 0:
+        s = summary(np.asarray(values, dtype=np.float64))
+        if not s["n"]:
             return cls(0, 0.0, 0.0, 0.0, 0.0)
-        v = np.where(np.isnan(v), np.inf, v)  # a NaN keypoint is infinitely wrong, never "no error"
-        with np.errstate(invalid="ignore"):
-            return cls(int(v.size), float(v.mean()), float(np.median(v)), float(np.percentile(v, 99)),
-                       float(v.max()))
+        mean, median, p99, top = (float(s[key] or 0.0) for key in ("mean", "median", "p99", "max"))  # none is None
+        return cls(int(s["n"] or 0), mean, median, p99, top)
 
 
 @dataclass(frozen=True)

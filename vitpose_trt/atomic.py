@@ -106,14 +106,16 @@ RESULT_FILES = ("keypoints.json", "metrics.json", "table.txt", "bench.json", "be
 
 
 @contextlib.contextmanager
-def output_folder(path: str | os.PathLike[str], *, overwrite: bool = False, flag: str = "--out") -> Iterator[Path]:
+def output_folder(path: str | os.PathLike[str], *, overwrite: bool = False,
+                  name: str = "the output folder") -> Iterator[Path]:
     """The folder one run writes its results into, by one rule for every command.
 
     A new or empty folder is used as is (created with its parents). A folder holding anything is
     refused, so two runs' results never mix, unless `overwrite`: then this package's earlier results
     (`RESULT_FILES`) are removed first; anything else in it is still a refusal (the folder is not
     ours to clear). A folder this call created is removed again when the block fails and left it
-    empty, so a failed run leaves nothing behind.
+    empty, so a failed run leaves nothing behind. `name` says what the folder is in messages (the
+    CLI passes its flag, "--out").
 
     Raises:
         ValueError: `path` is a file, or a non-empty folder (the message says what to do).
@@ -121,16 +123,17 @@ def output_folder(path: str | os.PathLike[str], *, overwrite: bool = False, flag
     """
     out = Path(os.fspath(path))
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{flag} {out} exists and is not a folder")
+        raise ValueError(f"{name} {out} exists and is not a folder")
     existing = sorted(out.iterdir()) if out.is_dir() else []
     if existing and not overwrite:
-        raise ValueError(f"{flag} {out} is not empty (it holds {existing[0].name}"
+        raise ValueError(f"{name} {out} is not empty (it holds {existing[0].name}"
                          f"{f' and {len(existing) - 1} more' if len(existing) > 1 else ''}): give a new or empty "
-                         f"folder, or --overwrite to replace the results of an earlier run there")
+                         f"folder, or overwrite=True (the CLI's --overwrite) to replace the results of an earlier run "
+                         "there")
     foreign = [p for p in existing if not (p.is_file() and any(fnmatch.fnmatch(p.name, r) for r in RESULT_FILES))]
     if foreign:
-        raise ValueError(f"{flag} {out}: --overwrite replaces only this package's results, and the folder also holds "
-                         f"{foreign[0].name}: give a new or empty folder")
+        raise ValueError(f"{name} {out}: overwrite=True (the CLI's --overwrite) replaces only this package's results, "
+                         f"and the folder also holds {foreign[0].name}: give a new or empty folder")
     created = not out.exists()
     try:
         for p in existing:

@@ -581,7 +581,8 @@ def _moe_message(sd: StateDict, experts: list[int], heads: list[int]) -> str:
                                         "used whichever expert is chosen.")
     return (
         f"this is a ViTPose++ mixture-of-experts checkpoint with {len(experts)} experts; choose the dataset "
-        f"to run, e.g. load_model(path, dataset='coco') or load_model(path, expert=0) (--dataset / --expert). "
+        f"to run, e.g. load_model(path, dataset='coco') or load_model(path, expert=0) "
+        f"(the CLI's --dataset / --expert). "
         f"Available: {available}. "
         f"(Official dataset order: {', '.join(DATASETS)}.){single} Alternatively split it into plain "
         "per-dataset checkpoints with the official ViTPose tools/model_split.py."

@@ -12,7 +12,7 @@ from pathlib import Path
 from vitpose_trt.detect import FAMILIES as DETECTOR_FAMILIES
 from vitpose_trt.detect import FORMATS as DETECTOR_FORMATS
 from vitpose_trt.engines import BACKENDS, PRECISIONS
-from vitpose_trt.engines.sidecar import BUILD_DEFAULTS
+from vitpose_trt.engines.sidecar import BUILD_DEFAULTS, rebuild_command
 from vitpose_trt.geometry import MODES
 from vitpose_trt.tracking import ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF
 
@@ -115,7 +115,8 @@ def _add_quantize_arguments(sub) -> None:
                        description="Quantizes the inputs of every MatMul (INT8: weights per channel, activations at "
                                    "the 99.99th percentile; FP8 E4M3: max calibration), calibrated on person crops "
                                    "of your photos, and checks the graph against FP32 with ONNX Runtime before "
-                                   "writing it. Then: vitpose-trt build OUT.onnx -o model.engine")
+                                   "writing it. Then: "
+                                   + rebuild_command({"source": {"path": "OUT.onnx"}, "precision": "int8"}))
     p.add_argument("model", help="checkpoint or FP32 .onnx (vitpose-trt export)")
     p.add_argument("-o", "--output", required=True, help="the Q/DQ .onnx to write")
     p.add_argument("--calib", nargs="+", required=True, metavar="IMAGES",
@@ -386,7 +387,7 @@ def _quantize(args) -> int:
     print(f"wrote {res.path}: {res.recipe.mode}, {res.activations} activation and {res.weights} weight Q/DQ pairs, "
           f"calibrated on {res.crops}; against FP32 over {metric['counted']} clear peaks: median "
           f"{metric['heatmap_px']['median']:.3f}, p99 {metric['heatmap_px']['p99']:.3f} heatmap px ({verdict}). "
-          f"Next: vitpose-trt build {res.path} -o model.engine")
+          f"Next: {rebuild_command({'source': {'path': str(res.path)}, 'precision': res.recipe.mode})}")
     return 0
 
 
@@ -437,7 +438,7 @@ def _infer(args) -> int:
         detections = _load_boxes(args.boxes, video=bool(videos)) if args.boxes else None
         from vitpose_trt.pipeline import VitPoseTRT
 
-        with output_folder(args.out, overwrite=args.overwrite) as out_dir:
+        with output_folder(args.out, overwrite=args.overwrite, name="--out") as out_dir:
             pose = VitPoseTRT(args.engine, **_pose_options(args))
             if pose.random_weights:  # said once, by whichever layer noticed first
                 from vitpose_trt.model import warn_random_weights
@@ -603,7 +604,7 @@ def _bench(args) -> int:
     if not people:
         raise ValueError("--people: give at least one people count")
     out_dir = Path(args.out) if args.out else Path("bench_out") / time.strftime("%Y%m%d-%H%M%S")
-    with output_folder(out_dir, overwrite=args.overwrite):  # checked before minutes of measuring
+    with output_folder(out_dir, overwrite=args.overwrite, name="--out"):  # checked before minutes of measuring
         return _run_bench(args, people, alternatives, required, out_dir)
 
 
@@ -660,7 +661,7 @@ def _eval(args) -> int:
     from vitpose_trt.atomic import output_folder
 
     # the folder is checked before the minutes of evaluation, and removed again if they fail
-    with output_folder(args.out, overwrite=args.overwrite) if args.out else contextlib.nullcontext():
+    with output_folder(args.out, overwrite=args.overwrite, name="--out") if args.out else contextlib.nullcontext():
         return _run_eval(args)
 
 

@@ -85,20 +85,12 @@ class _Interface:
         self.__cuda_array_interface__ = interface
 
 
-def check_cuda_frame(frame: torch.Tensor) -> torch.Tensor:
-    """The checks of `geometry.check_frame` for a device tensor: (H, W, 3) uint8, not empty."""
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != torch.uint8:
-        raise ValueError(f"frame: expected (H, W, 3) uint8, got {tuple(frame.shape)} {frame.dtype}")
-    if frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"frame is empty: shape {tuple(frame.shape)}")
-    return frame
-
-
 def as_cuda_frame(frame: Any, device: torch.device | None = None) -> torch.Tensor:
     """A (H, W, 3) uint8 device tensor for `frame`, usable on the current stream.
 
     A numpy frame is copied up (synchronously). A device array is used in place (any strides);
-    when its producer names a stream, the current stream first waits for it.
+    when its producer names a stream, the current stream first waits for it. Either is checked by
+    `geometry.check_frame`.
     """
     rt = runtime()
     if isinstance(frame, np.ndarray):
@@ -110,7 +102,7 @@ def as_cuda_frame(frame: Any, device: torch.device | None = None) -> torch.Tenso
     tensor, producer = device_array(frame, device)
     if producer is not None:
         rt.current_stream(tensor.device).wait_stream(producer)
-    return check_cuda_frame(tensor)
+    return check_frame(tensor, on_device=True)
 
 
 class GrowBuffer:

@@ -225,8 +225,7 @@ def detect_format(outputs: list[tuple[str, tuple]]) -> str:
     raise ValueError(
         f"unknown detector outputs ({seen}); accepted: raw YOLOv8/YOLO11 (1, 4+C, anchors), "
         f"mmdeploy dets (1, N, 5) + labels (1, N), or (1, N, 6) x1,y1,x2,y2,score,class "
-        f"(or name its format, one of {', '.join(FORMATS)}: --detector-format on the command line, format= in "
-        "Python)")
+        f"(or name its format, one of {', '.join(FORMATS)}: format= (the CLI's --detector-format))")
 
 
 def _check_format(format: str) -> str:

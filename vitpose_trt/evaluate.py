@@ -47,7 +47,8 @@ from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import VIS_THR, keypoint_results, load_detections, rescore, result_keypoints
 from vitpose_trt.datasets import COCO, Dataset, Part, get
 from vitpose_trt.sources import read_images_ahead
-from vitpose_trt.geometry import boxes_to_transforms
+from vitpose_trt.stats import summary
+from vitpose_trt.geometry import boxes_to_transforms, check_boxes
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,10 @@ def load_person_detections(path, coco, score_thr: float = DET_BBOX_THR) -> tuple
     for image_id, boxes in by_id.items():
         if image_id in unknown:
             continue
-        bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]) | ~np.isfinite(boxes).all(axis=1)
-        if bad.any():
-            raise ValueError(f"{path}: image {image_id} has detections with a negative or non-finite "
-                             f"width/height: {boxes[bad][:3, :4].tolist()}")
+        try:
+            boxes = check_boxes(boxes, scores=True)
+        except ValueError as e:
+            raise ValueError(f"{path}: image {image_id}: {e}") from None
         keep = boxes[:, 4] >= score_thr
         below += int((~keep).sum())
         kept[image_id] = boxes[keep]
@@ -242,13 +243,10 @@ def padded_box_areas(boxes: np.ndarray, input_size: tuple[int, int] = (256, 192)
     in float32.
 
     Args:
-        boxes: (N, 4+) x1, y1, x2, y2.
+        boxes: (N, 4) x1, y1, x2, y2 or (N, 5) with a score (checked by `geometry.check_boxes`).
         input_size: (H, W) of the model's crop.
     """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.ndim != 2 or boxes.shape[1] < 4:
-        raise ValueError(f"boxes must be (N, 4) or (N, 5) x1, y1, x2, y2[, score], got shape {boxes.shape}")
-    transforms = boxes_to_transforms(boxes[:, :4], input_size)  # [cx, cy, w, h] = center, scale * 200
+    transforms = boxes_to_transforms(check_boxes(boxes), input_size)  # [cx, cy, w, h] = center, scale * 200
     return np.prod(transforms[:, 2:4], axis=1, dtype=np.float32)
 
 
@@ -377,17 +375,16 @@ def keypoint_distances(reference: np.ndarray, other: np.ndarray, score_thr: floa
         reference, other: (N, K, 3) keypoints of the same boxes.
 
     Returns:
-        {"n", "score_thr", "median", "p90", "p99", "max"} (px; None where n is 0).
+        {"n", "score_thr", "median", "p90", "p99", "max"} (px; `stats.summary`'s rules: None where n
+        is 0, a NaN distance counted as +inf).
     """
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
     if reference.shape != other.shape:
         raise ValueError(f"keypoint arrays differ in shape: {reference.shape} vs {other.shape}")
     mask = reference[..., 2] > score_thr
     d = keypoint_distance(reference, other)[mask]
-    stats: dict[str, float | int | None] = {"n": int(d.size), "score_thr": float(score_thr)}
-    for name, q in (("median", 50), ("p90", 90), ("p99", 99), ("max", 100)):
-        stats[name] = float(np.percentile(d, q)) if d.size else None
-    return stats
+    s = summary(d)
+    return {"n": s["n"], "score_thr": float(score_thr), **{key: s[key] for key in ("median", "p90", "p99", "max")}}
 
 
 # --- the runs ---------------------------------------------------------------------------------------
@@ -534,7 +531,7 @@ def _open_poses(cfg: EvalConfig) -> list:
     ds = main.dataset
     if ds is None:
         raise ValueError(f"cannot tell the dataset of a {main.num_keypoints}-keypoint model: name it "
-                         "(dataset=... / --dataset)")
+                         "(dataset=..., the CLI's --dataset)")
     ds.oks_sigmas()  # a dataset without sigmas cannot be scored: say so before any work
     return [main] + [_open_pose(e, ds, mode=cfg.mode, flip_test=cfg.flip_test, backend="auto", device=None,
                                 precision=None, expert=None) for e in cfg.compare]

@@ -31,23 +31,35 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def check_frame(frame) -> np.ndarray:
-    """A frame must be an HxWx3 uint8 BGR numpy array (OpenCV's convention); any strides."""
+def check_frame(frame, *, on_device: bool = False):
+    """A frame must be an HxWx3 uint8 BGR numpy array (OpenCV's convention); any strides.
+
+    The one frame check of the package: host frames here, device frames too (`on_device=True`: a
+    CUDA tensor, as `cuda_memory.device_array` wraps one, checked by its shape and dtype only; its
+    memory is never read on the host). Returns `frame` itself.
+    """
     if frame is None:
         raise ValueError("frame is None (did cv2.imread or a video read fail?)")
-    if not isinstance(frame, np.ndarray):
+    if not on_device and not isinstance(frame, np.ndarray):
         raise TypeError(f"frame must be a numpy array (HxWx3 uint8 BGR), got {type(frame).__name__}")
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frame must have shape (H, W, 3), got {frame.shape}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"frame must be uint8, got {frame.dtype} (convert explicitly, e.g. frame.astype(np.uint8))")
-    if frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"frame is empty: shape {frame.shape}")
+    shape, dtype = tuple(frame.shape), frame.dtype
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"frame: expected (H, W, 3) uint8, got shape {shape}")
+    if str(dtype).removeprefix("torch.") != "uint8":  # numpy's or torch's dtype, without importing torch
+        cast = "frame.to(torch.uint8)" if on_device else "frame.astype(np.uint8)"
+        raise ValueError(f"frame: expected (H, W, 3) uint8, got {dtype} (convert explicitly, e.g. {cast})")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"frame is empty: shape {shape}")
     return frame
 
 
-def check_boxes(boxes) -> np.ndarray:
-    """Boxes as an (N, 4) float64 array of x1, y1, x2, y2; an (N, 5) array's score column is dropped."""
+def check_boxes(boxes, *, scores: bool = False) -> np.ndarray:
+    """Boxes as an (N, 4) float64 array of x1, y1, x2, y2; an (N, 5) array's score column is dropped.
+
+    The one box check of the package (the pipeline's input, detections read from files, a
+    detector's output). With `scores=True` the result is (N, 5) x1, y1, x2, y2, score instead: the
+    given scores (which must be finite too), or 1.0 for (N, 4) boxes.
+    """
     if boxes is None:
         raise ValueError("boxes is None: give an (N, 4) array (np.zeros((0, 4)) for no people)")
     try:
@@ -56,13 +68,14 @@ def check_boxes(boxes) -> np.ndarray:
         raise ValueError(f"boxes must be numbers in an (N, 4) x1,y1,x2,y2 or (N, 5) array with rows of equal "
                          f"length; got {type(boxes).__name__} that numpy cannot read as one ({e})") from None
     if arr.size == 0:
-        return np.zeros((0, 4), dtype=np.float64)
+        return np.zeros((0, 5 if scores else 4), dtype=np.float64)
     if arr.ndim == 1 and arr.shape[0] in (4, 5):
         raise ValueError(f"boxes must be 2-D (N, 4) or (N, 5); got a single box of shape {arr.shape}: use [box]")
     if arr.ndim != 2 or arr.shape[1] not in (4, 5):
         raise ValueError(f"boxes must have shape (N, 4) x1,y1,x2,y2 or (N, 5) with a score, got {arr.shape}")
+    score = arr[:, 4].copy() if arr.shape[1] == 5 else np.ones(len(arr))
     arr = arr[:, :4]
-    bad = ~np.isfinite(arr).all(axis=1)
+    bad = ~np.isfinite(arr).all(axis=1) | (scores & ~np.isfinite(score))
     if bad.any():
         raise ValueError(f"boxes {np.flatnonzero(bad).tolist()} contain NaN or inf")
     huge = (np.abs(arr) > MAX_COORD).any(axis=1)
@@ -77,7 +90,7 @@ def check_boxes(boxes) -> np.ndarray:
     if empty.any():
         raise ValueError(f"boxes {np.flatnonzero(empty).tolist()} have zero width and height (both below "
                          f"{MIN_SIZE:g} px)")
-    return arr
+    return np.concatenate([arr, score[:, None]], axis=1) if scores else arr
 
 
 def boxes_to_transforms(boxes: np.ndarray, input_size: tuple[int, int] = (256, 192)) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch
 
 from vitpose_trt.batching import PendingResult, Segment, StageHook, boxes_per_batch, empty_keypoints, frame_batches
 from vitpose_trt.datasets import flip_index
-from vitpose_trt.cuda_memory import GrowBuffer, check_cuda_frame, device_array
+from vitpose_trt.cuda_memory import GrowBuffer, device_array
 from vitpose_trt.cuda_runtime import CudaRuntime, Stream, runtime
 from vitpose_trt.engines.base import Engine
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes, check_frame, inverse_warp_matrices
@@ -170,7 +170,7 @@ class GpuPath:
         if isinstance(frame, np.ndarray) or frame is None:
             return check_frame(frame), None
         tensor, producer = device_array(frame, self.device)
-        return check_cuda_frame(tensor), producer
+        return check_frame(tensor, on_device=True), producer
 
     def _upload(self, slot: _Slot, frames: list, boxes: list[np.ndarray]) -> _Call:
         """Frames and per-box matrices into the slot's device buffers, on the upload stream."""

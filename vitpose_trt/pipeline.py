@@ -23,6 +23,7 @@ from vitpose_trt.cpu_path import CpuPath
 from vitpose_trt.cuda_runtime import runtime
 from vitpose_trt.datasets import Dataset, flip_index
 from vitpose_trt.engines import Engine, open_engine
+from vitpose_trt.engines.base import check_threads
 from vitpose_trt.geometry import check_mode
 from vitpose_trt.options import with_options
 
@@ -73,7 +74,7 @@ class PoseConfig:
         check_mode(self.mode)
         if self.impl is not None:
             kernels.check_impl(self.impl)
-        _check_threads(self.threads)
+        check_threads(self.threads)
 
 
 class VitPoseTRT:
@@ -214,7 +215,3 @@ class VitPoseTRT:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _check_threads(threads: int | None) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")

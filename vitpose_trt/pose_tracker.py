@@ -217,7 +217,7 @@ class PoseTracker:
         propagated: list[tuple[Track, np.ndarray]] = []
         seconds = 0.0
         if boxes is not None:
-            dets = _with_scores(boxes)
+            dets = check_boxes(boxes, scores=True)
         elif self._since_detect % self.det_every != 0 and (propagated := self._propagate()):
             dets = None
         else:
@@ -279,7 +279,7 @@ class PoseTracker:
             ahead = None
         try:
             raw = ahead[1].result() if ahead is not None else self.detector(frame)
-            dets = _with_scores(raw)
+            dets = check_boxes(raw, scores=True)
         except Exception as e:
             if self.max_detector_failures <= 0:
                 raise
@@ -305,11 +305,3 @@ class PoseTracker:
             if box is not None:
                 moves.append((tr, box))
         return moves
-
-
-def _with_scores(boxes) -> np.ndarray:
-    """(M, 4) or (M, 5) -> (M, 5) float64 with a score column (1.0 when none), validated."""
-    arr = np.asarray(boxes, dtype=np.float64)
-    xyxy = check_boxes(arr)
-    scores = arr[:, 4] if arr.ndim == 2 and arr.shape[1] == 5 and len(arr) else np.ones(len(xyxy))
-    return np.concatenate([xyxy, scores.reshape(-1, 1)], axis=1)

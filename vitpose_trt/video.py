@@ -90,7 +90,8 @@ def display_problem() -> str | None:
     try:
         cv2.namedWindow("vitpose-trt", cv2.WINDOW_NORMAL)
     except cv2.error:
-        return "this OpenCV has no GUI support (opencv-python-headless); install opencv-python for --show"
+        return ("this OpenCV has no GUI support (opencv-python-headless); install opencv-python for show=True "
+                "(the CLI's --show)")
     return None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vitpose_trt.atomic import atomic_path, atomic_write
+from vitpose_trt.geometry import check_boxes
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,8 @@ def load_frame_detections(path) -> dict[int, np.ndarray]:
         raise ValueError(f"{path}: no detections in it")
     out = {}
     for frame, rows in by_frame.items():
-        arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{path}: frame {frame} has a box with NaN or inf")
-        out[frame] = arr
+        try:
+            out[frame] = check_boxes(np.array(rows, dtype=np.float64).reshape(-1, 5), scores=True)
+        except ValueError as e:
+            raise ValueError(f"{path}: frame {frame}: {e}") from None
     return out

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from vitpose_trt.engines.base import check_threads
+
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
@@ -19,8 +21,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     the setting is process-wide, and a benchmark called from a program must not change it."""
     import torch
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = check_threads(threads)
     saved = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -86,10 +87,12 @@ def extension_status() -> tuple[bool, bool]:
 def cuda_reason() -> str:
     """Why the CUDA rows cannot run here ("" when they can)."""
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:
         return "torch is not installed"
-    if not torch.cuda.is_available():
+    from vitpose_trt.cuda_runtime import default_device
+
+    if default_device() != "cuda":
         return "no CUDA GPU visible (torch.cuda.is_available() is False)"
     return ""
 
@@ -99,6 +102,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     from vitpose_trt import __version__
+    from vitpose_trt.cuda_runtime import default_device, runtime
 
     cpp, cuda_kernels = extension_status()
     env: dict[str, Any] = {
@@ -121,10 +125,9 @@ def environment() -> dict[str, Any]:
         "driver": None,
         "load_average": loadavg(),  # other processes competing for the CPU make CPU rows slower
     }
-    if torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name()
-        cap = torch.cuda.get_device_capability()
-        env["gpu_capability"] = f"{cap[0]}.{cap[1]}"
+    if default_device() == "cuda":
+        rt = runtime()
+        env["gpu"], env["gpu_capability"] = rt.describe(rt.device(None))
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                  capture_output=True, text=True, timeout=20, check=True)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vitpose_trt.stats import summary
+
 if TYPE_CHECKING:
     from vitpose_trt.bench.scenarios import Scenario
 
@@ -23,14 +25,9 @@ MATMUL_N_CPU = 2048
 def summarize(samples: Iterable[float]) -> dict[str, float | int | None]:
     """Median, p90, p99 (linear interpolation, numpy's default), mean, min, max and n of samples.
 
-    An empty list gives n = 0 and None for every statistic.
+    An empty list gives n = 0 and None for every statistic (`stats.summary`'s rules).
     """
-    x = np.asarray(list(samples), dtype=np.float64)
-    if x.size == 0:
-        return {"median": None, "p90": None, "p99": None, "mean": None, "min": None, "max": None, "n": 0}
-    p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return {"median": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(x.mean()),
-            "min": float(x.min()), "max": float(x.max()), "n": int(x.size)}
+    return summary(samples)
 
 
 class Timer:

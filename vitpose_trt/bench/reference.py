@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from vitpose_trt.agreement import TIE_FRACTION, compare_to_reference, keypoint_distance
+from vitpose_trt.agreement import TIE_FRACTION, Stats, compare_to_reference, keypoint_distance
 
 
 @dataclass
@@ -72,9 +72,9 @@ def keypoint_disagreement(keypoints: np.ndarray, reference: Reference | np.ndarr
                 "accuracy": None}
     if kp.size == 0:
         return {"max_px": 0.0, "median_px": 0.0, "ties": 0, "max_px_excl_ties": 0.0, "accuracy": None}
-    d = keypoint_distance(kp, ref)
-    out: dict[str, Any] = {"max_px": float(d.max()), "median_px": float(np.median(d)), "ties": 0,
-                           "max_px_excl_ties": None, "accuracy": None}
+    d = Stats.of(keypoint_distance(kp, ref))
+    out: dict[str, Any] = {"max_px": d.max, "median_px": d.median, "ties": 0, "max_px_excl_ties": None,
+                           "accuracy": None}
     if not isinstance(reference, Reference):
         return out
     acc = compare_to_reference(kp, ref, reference.heatmaps, reference.transforms, reference.mode,

@@ -111,7 +111,7 @@ def _latency_section(result: dict, warning: str | None) -> list[str]:
     if (result.get("accuracy") or {}).get("random_weights"):
         out.append("  Random weights give flat heatmaps with many near-equal maxima, so any rounding difference "
                    "(C++ vs OpenCV crops, FP16) moves some keypoints far: read 'excl ties', or measure with real "
-                   "peaks (the fixture model, or --checkpoint).")
+                   "peaks (the fixture model, or checkpoint=, the CLI's --checkpoint).")
     if warning:
         out.append(warning)
     return out

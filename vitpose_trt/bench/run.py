@@ -27,6 +27,7 @@ from vitpose_trt.bench.reference import Reference, keypoint_disagreement, refere
 from vitpose_trt.bench.measure import Runner
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
+from vitpose_trt.engines.base import check_threads
 from vitpose_trt.model import count_macs
 from vitpose_trt.options import with_options
 
@@ -97,8 +98,7 @@ class BenchConfig:
         if self.iters < 1 or self.warmup < 0 or self.max_seconds_per_row <= 0:
             raise ValueError(f"need iters >= 1, warmup >= 0 and max_seconds_per_row > 0; got {self.iters}, "
                              f"{self.warmup}, {self.max_seconds_per_row}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        check_threads(self.threads)
         self.people = [int(p) for p in self.people]
         self.batches = [int(b) for b in self.batches]
         if not self.people:
@@ -142,7 +142,8 @@ def _load_weights(cfg: BenchConfig):
         elif p.suffix.lower() == ".onnx":
             onnx_path = p
         elif checkpoint is not None and Path(checkpoint) != p:
-            raise ValueError("--engine is a checkpoint and --checkpoint names another: give one of them")
+            raise ValueError("engine= is a checkpoint and checkpoint= names another (the CLI's --engine and "
+                             "--checkpoint): give one of them")
         else:
             checkpoint = p
     if model is None:
@@ -205,7 +206,7 @@ def _run(cfg: BenchConfig) -> dict:
     factories.update(cfg.extra or {})
     model, plan, onnx_path, checkpoint = _load_weights(cfg)
     random_weights = bool(getattr(model, "random_weights", False))
-    no_cuda = "--device cpu was given" if cfg.device == "cpu" else cuda_reason()
+    no_cuda = "device='cpu' (the CLI's --device cpu) was given" if cfg.device == "cpu" else cuda_reason()
     result: dict[str, Any] = {"environment": environment(),
                               "model": _model_summary(model.config, random_weights, checkpoint),
                               "settings": _settings(cfg, factories),

@@ -161,7 +161,7 @@ def _pipeline_runner(name: str, pose, description: str) -> Runner:
 
 def runner_tensorrt(ctx: BenchContext) -> Runner:
     if ctx.plan_path is None:
-        raise Skip("no TensorRT engine given (pass --engine model.engine, built with `vitpose-trt build`)")
+        raise Skip("no TensorRT engine given (engine= a plan built with `vitpose-trt build`, the CLI's --engine)")
     if not tensorrt_available():
         raise Skip("the tensorrt package is not installed")
     ctx.need_cuda()

@@ -20,6 +20,7 @@ from typing import Any
 
 from vitpose_trt.engines.base import Engine, Graph
 from vitpose_trt.engines.model_info import ModelInfo, describe
+from vitpose_trt.engines.sidecar import rebuild_command
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def _open_tensorrt(req: _Request) -> Engine:
     if not req.plan:
         raise ValueError(
             f"the TensorRT backend runs a built engine, not {req.path or 'a model'}; build one with "
-            f"`vitpose-trt build {req.path or 'CHECKPOINT'} -o model.engine --fp16`"
+            f"`{rebuild_command({'source': {'path': str(req.path)}} if req.path else None)}`"
         )
     from vitpose_trt.engines.sidecar import read_sidecar
     from vitpose_trt.engines.tensorrt import TensorRTEngine
@@ -229,8 +230,9 @@ def _open_int8(req: _Request) -> Engine:
     from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
     from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 
+    build = rebuild_command({"source": {"path": "model.int8.onnx"}, "precision": "int8"})
     gpu_way = ("on a GPU, INT8 and FP8 are TensorRT engines: `vitpose-trt quantize MODEL -o model.int8.onnx "
-               "--calib IMAGES` then `vitpose-trt build model.int8.onnx -o model.engine`")
+               f"--calib IMAGES` then `{build}`")
     if req.backend not in ("auto", "onnxruntime"):
         raise ValueError(f"precision='int8' runs with ONNX Runtime on the CPU, not backend={req.backend!r}; {gpu_way}")
     if req.device is not None and req.device != "cpu":

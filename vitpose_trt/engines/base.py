@@ -173,6 +173,19 @@ class Engine(ABC):
                 f"max batch {self.max_batch}{weights})")
 
 
+def check_threads(threads: int | None) -> int | None:
+    """A CPU thread count as given (None: the library's default, one per core), or ValueError.
+
+    The one check of every `threads=` argument (the pipeline, the ONNX Runtime engines, PyTorch's
+    thread count in the benchmarks): a positive integer, not a bool.
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
 def check_max_batch(max_batch: int | None, device: str) -> int:
     """The batch bound an engine uses: `max_batch` when given, else the device's default."""
     if max_batch is None:

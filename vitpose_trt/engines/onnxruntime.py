@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch
+from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch, check_threads
 from vitpose_trt.engines.model_info import read_metadata
 
 # ONNX Runtime's tensor type strings -> numpy dtypes (the types the package's graphs use)
@@ -61,7 +61,8 @@ class OnnxRuntimeGraph:
             providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
             providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
-        if threads:
+        threads = check_threads(threads)
+        if threads is not None:
             options.intra_op_num_threads = threads
         self.session = _load_session(self.path, options, providers)
         self.inputs = [_spec(v) for v in self.session.get_inputs()]
@@ -109,9 +110,8 @@ class OnnxRuntimeEngine(Engine):
         # machine, ViTPose-B, 1 crop: idle 230-234 ms either way; beside a busy process and a busy
         # thread, 604 ms spinning vs 550-567 ms not.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        threads = check_threads(threads)
         if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         self.path = path

@@ -90,15 +90,19 @@ def check_kind(sidecar: Mapping[str, Any], kind: str, engine_path: str | os.Path
     built = sidecar_kind(sidecar)
     if built == kind:
         return
-    use = {KIND_POSE: "the pose model (VitPoseTRT(...), --engine)",
-           KIND_DETECTOR: "the person detector (Detector(...), --detector)"}
+    use = {KIND_POSE: "the pose model (VitPoseTRT(...), the CLI's --engine)",
+           KIND_DETECTOR: "the person detector (Detector(...), the CLI's --detector)"}
     source = (sidecar.get("source") or {}).get("path")
     raise ValueError(f"{os.fspath(engine_path)} is a {built} engine{f' (built from {source})' if source else ''}, "
                      f"not a {kind} model: pass it as {use.get(built, built)}")
 
 
 def rebuild_command(sidecar: Mapping[str, Any] | None, engine_path: str | os.PathLike[str] = "model.engine") -> str:
-    """The `vitpose-trt build` command that rebuilds this engine with the options it was built with."""
+    """The `vitpose-trt build` command that rebuilds this engine with the options it was built with.
+
+    The package's only spelling of a build command: a message that suggests a first build passes a
+    minimal sidecar ({"source": {"path": ...}}, and "precision" for a Q/DQ graph).
+    """
     sidecar = sidecar or {}
     args = sidecar.get("build_args") or {}
     detector = sidecar_kind(sidecar) == KIND_DETECTOR

@@ -483,7 +483,7 @@ class TensorRTEngine(Engine):
         n = int(crops.shape[0])
         if n < self.min_batch:
             raise ValueError(f"crops: batch {n} is below the engine's profile minimum {self.min_batch}; "
-                             "rebuild it with the default --min-batch 1")
+                             f"rebuild it with `{rebuild_command(self.sidecar, self.path)}` (its profile starts at 1)")
         k, (hh, hw) = self.num_keypoints, self._heatmap_shape
         with self.plan.lock:  # one context, scratch and output buffer: calls from any thread take turns
             self.plan.take_turn(stream)  # what used the output buffer on the last stream (a decode) comes first
