@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import onnx
+
 from build_engine.fp16 import FP32_OPS, convert_detector_to_fp16
 from build_engine.tensorrt_build import (
     BuildConfig,
@@ -32,6 +34,7 @@ from build_engine.tensorrt_build import (
 )
 from vitpose_trt.agreement import BOX_TOLERANCE, BoxTolerance, compare_detections, sample_frames
 from vitpose_trt.atomic import atomic_write, writable_target
+from vitpose_trt.detect import Detector, detect_format
 from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
 from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, META_VARIANT
@@ -41,8 +44,6 @@ from vitpose_trt.options import with_options
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-    from vitpose_trt.detect import Detector
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ VERIFY_SCORE_THR = 0.1
 
 def is_detector_graph(path: str | os.PathLike[str]) -> bool:
     """True for an .onnx that is a person detector: no ViTPose metadata, and outputs in a known format."""
-    import onnx
-
-    from vitpose_trt.detect import detect_format
-
     proto = onnx.load(os.fspath(path), load_external_data=False)
     if {p.key for p in proto.metadata_props} & {META_NUM_KEYPOINTS, META_VARIANT}:
         return False  # `vitpose-trt export` wrote it: a pose model
@@ -118,8 +115,6 @@ def build_detector(source: str | os.PathLike[str], output: str | os.PathLike[str
     """
     config = with_options(BuildConfig, config, options)
     require_tensorrt()
-    from vitpose_trt.detect import Detector
-
     source, output = Path(os.fspath(source)), Path(os.fspath(output))
     reference = Detector(source, format=config.detector_format, family=config.detector_family, input_size=input_size,
                          score_thr=VERIFY_SCORE_THR, providers=["CPUExecutionProvider"])
@@ -178,8 +173,6 @@ def _verify(engine_path: Path, reference: Detector, tolerance: BoxTolerance, *,
     """The engine's boxes against `reference`'s (ONNX Runtime, FP32 graph) on the COCO sample photos;
     raises EngineVerificationError past tolerance, after removing the engine and its sidecar.
     `name`: the engine in the messages (default its path)."""
-    from vitpose_trt.detect import Detector
-
     frames, photos = sample_frames()
     if not frames:
         log.warning("detector verification skipped: %s; the engine was not judged", photos)

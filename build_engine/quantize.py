@@ -40,6 +40,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,13 +48,19 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from vitpose_trt.agreement import QDQ_TOLERANCE, compare_graphs
+from vitpose_trt.atomic import writable_target
+from vitpose_trt.coco import image_id_from_name, load_detections
+from vitpose_trt.crop import preprocess
+from vitpose_trt.detect import make_detector
 from vitpose_trt.engines.onnx_cache import checkpoint_digest
 from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION
-from vitpose_trt.export import save_onnx, staged_onnx
+from vitpose_trt.export import export_onnx, save_onnx, staged_onnx
 from vitpose_trt.options import with_options
+from vitpose_trt.sources import ImageSource, open_sources
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +159,6 @@ def calibrate(model: onnx.ModelProto, names: Sequence[str], crops: np.ndarray, p
     The graph runs in ONNX Runtime with the tensors as extra outputs, `batch` crops at a time; only
     each tensor's largest values are kept between batches (the percentile needs just the tail).
     """
-    import onnxruntime as ort
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     known = {o.name for o in probe.graph.output}
@@ -300,8 +305,6 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], output: str | os.PathLike[s
     """
     fp32 = onnx.load(os.fspath(fp32_onnx))
     if any(o.domain in ("", "ai.onnx") and o.version < QDQ_OPSET for o in fp32.opset_import):
-        from onnx import version_converter
-
         fp32 = version_converter.convert_version(fp32, QDQ_OPSET)
     if has_qdq(fp32):
         raise ValueError(f"{fp32_onnx} is already quantized: give the FP32 export")
@@ -353,11 +356,6 @@ def calibration_crops(images: Sequence[str | os.PathLike[str]], *, dets: str | o
     Raises:
         ValueError: no image, or no person box in any of them.
     """
-    from vitpose_trt.coco import image_id_from_name, load_detections
-    from vitpose_trt.crop import preprocess
-    from vitpose_trt.sources import ImageSource, open_sources
-    from vitpose_trt.detect import make_detector
-
     if max_crops < 1:
         raise ValueError(f"max_crops (quantize's calib_crops=, the CLI's --calib-crops) must be >= 1, got {max_crops}")
     sources = open_sources([os.fspath(i) for i in images])
@@ -430,11 +428,6 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], con
         ValueError: an unknown mode, or no person box in the calibration images.
         FileNotFoundError: `source` is missing.
     """
-    import tempfile
-
-    from vitpose_trt.atomic import writable_target
-    from vitpose_trt.export import export_onnx
-
     config = with_options(QuantizeConfig, config, options)
     if config.mode not in RECIPES:
         raise ValueError(f"mode= (the CLI's --mode) must be one of {tuple(RECIPES)}, got {config.mode!r}")

@@ -3,6 +3,11 @@
 What the keypoints of a model are (names, flip pairs, skeleton, sigmas) lives in `vitpose_trt.datasets`.
 """
 
+import json
+import os
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from vitpose_trt.datasets import Dataset
@@ -18,9 +23,6 @@ def sample_dir(path=None):
     Order: `path`, $VITPOSE_TRT_COCO_SAMPLE, then `../shared/data/coco-sample` beside a development
     checkout. Nothing is downloaded.
     """
-    import os
-    from pathlib import Path
-
     if path is None:
         env = os.environ.get("VITPOSE_TRT_COCO_SAMPLE")
         path = env if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-sample"
@@ -35,9 +37,6 @@ def sample_checkpoint(path=None):
     Order: `path`, $VITPOSE_TRT_SAMPLE_CHECKPOINT, then
     `../shared/fixtures/vitpose-s-coco-sample.pth` beside a development checkout.
     """
-    import os
-    from pathlib import Path
-
     if path is None:
         env = os.environ.get("VITPOSE_TRT_SAMPLE_CHECKPOINT")
         path = env if env else (Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -53,10 +52,6 @@ def load_detections(path) -> dict:
     COCO annotation file ({images, annotations}). Returns {"by_id": {id: boxes}, "by_name": {name: boxes}}
     where boxes is an (M, 5) float64 array of x1, y1, x2, y2, score.
     """
-    import json
-
-    import numpy as np
-
     with open(path) as f:
         data = json.load(f)
     names: dict[int, str] = {}
@@ -92,11 +87,6 @@ def load_sample(root) -> list:
         [(file name, HxWx3 uint8 BGR frame, (M, 5) x1, y1, x2, y2, score boxes, best score first)],
         in file-name order.
     """
-    from pathlib import Path
-
-    import cv2
-    import numpy as np
-
     root = Path(root)
     detections = load_detections(root / "person_detections.json")["by_id"]
     out = []
@@ -113,8 +103,6 @@ def load_sample(root) -> list:
 
 def image_id_from_name(name: str) -> int | None:
     """COCO file names are the zero-padded image id: 000000000785.jpg -> 785."""
-    import os
-
     stem = os.path.splitext(os.path.basename(name))[0]
     digits = stem.rsplit("_", 1)[-1]
     return int(digits) if digits.isdigit() else None

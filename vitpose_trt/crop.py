@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from vitpose_trt import kernels
+from vitpose_trt.cuda_runtime import runtime
 from vitpose_trt.geometry import (
     boxes_to_transforms,
     check_boxes,
@@ -84,10 +85,10 @@ def preprocess(frame, boxes, mode: str = "udp", *, input_size: tuple[int, int] =
 
 
 def _preprocess_cuda(frame, transforms, mode, input_size, flip):
+    # lazy: torch (and cuda_memory, which imports it) only for the CUDA path; the crop module stays light
     import torch
 
     from vitpose_trt.cuda_memory import as_cuda_frame
-    from vitpose_trt.cuda_runtime import runtime
 
     rt = runtime()
     frame_dev = as_cuda_frame(frame)  # waits for a foreign producer's stream

@@ -19,10 +19,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
+
+from vitpose_trt import kernels
 
 if TYPE_CHECKING:
     import torch
+
+
+def _torch() -> ModuleType:
+    """The torch module, imported on first use."""
+    # lazy: crop and decode import this module, and they must not import torch
+    import torch
+
+    return torch
 
 
 class Event(Protocol):
@@ -52,14 +63,10 @@ class CudaRuntime:
     # ---- devices ---------------------------------------------------------------------------
 
     def available(self) -> bool:
-        import torch
-
-        return torch.cuda.is_available()
+        return _torch().cuda.is_available()
 
     def has_kernels(self) -> bool:
         """True when the extension has CUDA kernels and a GPU is visible."""
-        from vitpose_trt import kernels
-
         return kernels.has_cuda_kernels()
 
     def device(self, spec: str | int | torch.device | None = None) -> torch.device:
@@ -68,8 +75,7 @@ class CudaRuntime:
         Raises:
             RuntimeError: no GPU is visible. ValueError: not a CUDA device, or no such index.
         """
-        import torch
-
+        torch = _torch()
         if not self.available():
             raise RuntimeError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False: no GPU, "
                                "or a CPU-only torch build)")
@@ -87,8 +93,7 @@ class CudaRuntime:
 
     def describe(self, device: torch.device) -> tuple[str, str]:
         """(GPU name, compute capability "major.minor") of `device`."""
-        import torch
-
+        torch = _torch()
         major, minor = torch.cuda.get_device_capability(device)
         return torch.cuda.get_device_name(device), f"{major}.{minor}"
 
@@ -99,54 +104,39 @@ class CudaRuntime:
     # ---- streams and events ----------------------------------------------------------------
 
     def stream(self, device: torch.device) -> Stream:
-        import torch
-
-        return torch.cuda.Stream(device)
+        return _torch().cuda.Stream(device)
 
     def event(self) -> Event:
-        import torch
-
-        return torch.cuda.Event()
+        return _torch().cuda.Event()
 
     def current_stream(self, device: torch.device) -> Stream:
-        import torch
-
-        return torch.cuda.current_stream(device)
+        return _torch().cuda.current_stream(device)
 
     def use(self, stream: Any) -> ContextManager[Any]:
         """Make `stream` (and its device) current for the block: kernels, copies and PyTorch ops in it
         are enqueued there."""
-        import torch
-
-        return torch.cuda.stream(stream)
+        return _torch().cuda.stream(stream)
 
     def external_stream(self, handle: int, device: torch.device) -> Stream:
         """A stream made elsewhere, by its cudaStream_t (1: the legacy default stream)."""
-        import torch
-
+        torch = _torch()
         if handle == 1:
             return torch.cuda.default_stream(device)
         return torch.cuda.ExternalStream(handle, device=device)
 
     def synchronize(self, device: torch.device) -> None:
         """Wait on the host until all work queued on `device` is done."""
-        import torch
-
-        torch.cuda.synchronize(device)
+        _torch().cuda.synchronize(device)
 
     # ---- memory ------------------------------------------------------------------------------
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Uninitialized device memory (PyTorch's caching allocator, on the current stream)."""
-        import torch
-
-        return torch.empty(tuple(shape), dtype=dtype, device=device)
+        return _torch().empty(tuple(shape), dtype=dtype, device=device)
 
     def empty_pinned(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         """Uninitialized page-locked host memory: asynchronous copies to and from it."""
-        import torch
-
-        return torch.empty(tuple(shape), dtype=dtype, pin_memory=True)
+        return _torch().empty(tuple(shape), dtype=dtype, pin_memory=True)
 
     def copy(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         """dst[...] = src, enqueued on the current stream; asynchronous where host memory is pinned."""
@@ -163,22 +153,16 @@ class CudaRuntime:
     def as_tensor(self, array: Any) -> torch.Tensor:
         """An object with `__cuda_array_interface__` as a tensor over the same memory, on the device
         the memory is on (no copy: `torch.as_tensor` with a device would copy across GPUs)."""
-        import torch
-
-        return torch.as_tensor(array)
+        return _torch().as_tensor(array)
 
     # ---- kernels (on the current stream) -------------------------------------------------------
 
     def warp(self, frame: torch.Tensor, inv: torch.Tensor, out: torch.Tensor, flip: bool, *,
              normalize: str = "imagenet", letterbox: tuple[int, int, int, int, int] | None = None) -> None:
-        from vitpose_trt import kernels
-
         kernels.warp(frame, inv, out, flip, normalize=normalize, letterbox=letterbox)
 
     def decode(self, heatmaps: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor, mode: str,
                flipped: torch.Tensor | None = None, flip_index: torch.Tensor | None = None) -> None:
-        from vitpose_trt import kernels
-
         kernels.decode(heatmaps, transforms, out, mode, flipped, flip_index)
 
 

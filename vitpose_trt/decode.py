@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from vitpose_trt import kernels
+from vitpose_trt.cuda_runtime import runtime
 from vitpose_trt.datasets import flip_index
 from vitpose_trt.geometry import check_mode, heatmap_to_frame
 
@@ -161,10 +162,10 @@ def postprocess(heatmaps, transforms, mode: str = "udp", *, flipped=None, flip_p
 
 
 def _postprocess_cuda(heatmaps, transforms, mode, flipped, flip_pairs):
+    # lazy: torch (and cuda_memory, which imports it) only for the CUDA path; the decode module stays light
     import torch
 
     from vitpose_trt.cuda_memory import device_array
-    from vitpose_trt.cuda_runtime import runtime
 
     rt = runtime()
 

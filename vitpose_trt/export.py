@@ -14,16 +14,16 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 
 from vitpose_trt.atomic import writable_target
+from vitpose_trt.checkpoint import load_model
 from vitpose_trt.engines.model_info import ModelInfo, metadata_props
-
-if TYPE_CHECKING:
-    import onnx
+from vitpose_trt.model import warn_random_weights
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf cannot hold a message over 2 GB 
 
 def save_onnx(model, path: str | os.PathLike) -> Path:
     """Save a ModelProto; over ~1.8 GB of weights they go to one `<name>.data` file beside it."""
-    import onnx
-
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     if sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES:
@@ -86,14 +84,10 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
         FileNotFoundError / PermissionError / IsADirectoryError: `path` cannot be written; nothing
             is written unless the export and its check succeed.
     """
-    import onnx
-
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}")
     path = writable_target(path)
     if not isinstance(model, torch.nn.Module):
-        from vitpose_trt.checkpoint import load_model
-
         model = load_model(model)
     model = model.eval().float().cpu()
     # Everything is written beside `path`, checked, then renamed into place: a failed export or check
@@ -111,16 +105,12 @@ def export_onnx(model=None, path: str | os.PathLike = "model.onnx", *, opset: in
             diff = check_onnx_against_torch(model, staged, batch=2 if dynamic_batch else 1, atol=atol)
     random_weights = bool(getattr(model, "random_weights", False))
     if random_weights:
-        from vitpose_trt.model import warn_random_weights
-
         warn_random_weights(f"{path} was exported from RANDOM weights (not a trained model)")
     return ExportResult(path=path, max_rel_diff=diff, random_weights=random_weights)
 
 
 def _torch_export(model: torch.nn.Module, *, opset: int, dynamic_batch: bool) -> onnx.ModelProto:
     """The model's graph from torch's TorchScript exporter, loaded as an `onnx.ModelProto`."""
-    import onnx
-
     config = model.config
     dummy = torch.zeros(1, 3, *config.input_size)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
@@ -162,8 +152,6 @@ def check_onnx_against_torch(model: torch.nn.Module, path: str | os.PathLike, *,
     Raises:
         ValueError: the difference is above `atol` (the message gives both numbers).
     """
-    import onnxruntime as ort
-
     if crops is None:
         crops = np.random.default_rng(0).standard_normal((batch, 3, *model.config.input_size)).astype(np.float32)
     with torch.inference_mode():

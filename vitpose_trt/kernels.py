@@ -22,6 +22,7 @@ IMPLS = ("numpy", "cpp", "cuda")
 
 @functools.cache
 def _load() -> ModuleType | None:
+    # lazy: the extension is optional (None when not built); loaded once, on first use
     try:
         from vitpose_trt import _C
     except ImportError:
@@ -65,7 +66,7 @@ def _stream_of(out) -> int | None:
     """The current torch stream's handle on `out`'s device, or None when `out` is host memory."""
     if isinstance(out, np.ndarray):
         return None
-    import torch
+    import torch  # lazy: only a CUDA `out` needs torch; the numpy kernels must not import it
 
     if not isinstance(out, torch.Tensor) or out.device.type != "cuda":
         raise TypeError(f"out must be a numpy array or a CUDA torch tensor, got {type(out).__name__}"

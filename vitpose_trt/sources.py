@@ -13,10 +13,13 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -52,11 +55,6 @@ class Frame:
 def read_images_ahead(paths: Sequence[Path], depth: int = 4) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield (index, BGR image or None where OpenCV cannot read it) in order, while a thread decodes
     the next `depth` images (cv2.imread releases the GIL, so decoding overlaps inference)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    import cv2
-
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as pool:
         pending: deque = deque()
         for i, path in enumerate(paths):
@@ -118,8 +116,6 @@ class VideoSource:
     """
 
     def __init__(self, spec: str | int | Path, prefetch: int = 8) -> None:
-        import cv2
-
         target: int | str
         if isinstance(spec, int):
             self.kind, self.name, target = "camera", f"camera{spec}", spec
@@ -170,8 +166,6 @@ class VideoSource:
 
     def _read(self) -> None:
         """Reader thread: decode, time-stamp and queue frames; None marks the end."""
-        import cv2
-
         index, failures, start = 0, 0, time.monotonic()
         try:
             while not self._stop.is_set():

@@ -146,6 +146,7 @@ class IouTracker:
 
     def update(self, boxes: np.ndarray, scores: np.ndarray | None = None) -> list[Track]:
         """Match (N, >=4) boxes to the tracks; returns the N matched or new tracks, in box order."""
+        # lazy: scipy.optimize takes ~0.5 s to import, and the CLI imports this module to build its --help
         from scipy.optimize import linear_sum_assignment
 
         boxes = np.asarray(boxes, np.float64)

@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from vitpose_trt.draw import draw_people
 from vitpose_trt.sources import Frame, VideoSource
@@ -83,8 +85,6 @@ def _with_next(frames):
 
 def display_problem() -> str | None:
     """Why a window cannot be shown here, or None when it can."""
-    import cv2
-
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "no display ($DISPLAY is not set)"
     try:
@@ -155,8 +155,6 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, config: Vi
 
 def _progress_bar(source: VideoSource, config: VideoConfig):
     """A tqdm bar over the frames to come, with VideoResult.fps's figure live in the postfix."""
-    from tqdm import tqdm
-
     total = min(len(source) or 0, config.max_frames or 1 << 62) or None
     # one speed figure, VideoResult.fps's, live in the postfix: not tqdm's own rate as well
     shape = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}" if total else "{n_fmt}"
@@ -215,8 +213,6 @@ class _VideoRun:
                 self.writer = VideoWriter(self.res.video, self.source.fps, (w, h))
             self.writer.write(drawn)
         if self.config.show:
-            import cv2
-
             cv2.imshow("vitpose-trt", drawn)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # the viewer closed it: a normal end
                 return False
@@ -253,8 +249,6 @@ class _VideoRun:
 
 def _close_windows() -> None:
     try:
-        import cv2
-
         cv2.destroyAllWindows()
     except Exception:  # noqa: BLE001 - closing a window must not mask the real outcome
         pass

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from vitpose_trt.agreement import TIE_FRACTION, Stats, compare_to_reference, keypoint_distance
+from vitpose_trt.crop import preprocess
+from vitpose_trt.decode import merge_flip, postprocess
 
 
 @dataclass
@@ -26,10 +29,6 @@ class Reference:
 def reference_keypoints(model, frame: np.ndarray, boxes: np.ndarray, mode: str = "udp", flip: bool = False,
                         flip_pairs=None, chunk: int = 16) -> Reference:
     """The FP32 reference: PyTorch FP32 on the CPU + the numpy/OpenCV pre/post."""
-    import torch
-
-    from vitpose_trt import postprocess, preprocess
-
     input_size = tuple(model.config.input_size)
     crops, transforms = preprocess(frame, boxes, mode, input_size=input_size, impl="numpy", flip=flip)
     n = len(boxes)
@@ -38,8 +37,6 @@ def reference_keypoints(model, frame: np.ndarray, boxes: np.ndarray, mode: str =
                                for i in range(0, len(crops), chunk)])
     if flip:
         # the tie rule reads the heatmaps the keypoints were decoded from: the flip-merged ones
-        from vitpose_trt.decode import merge_flip
-
         merged = merge_flip(heat[:n], heat[n:], mode, flip_pairs)
     else:
         merged = heat

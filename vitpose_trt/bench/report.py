@@ -192,27 +192,32 @@ def _plot_lines(ax, series: dict[str, list[tuple[int, float]]], xlabel: str, yla
         ax.legend(fontsize=8)
 
 
-def plot_results(result: dict, path: str | os.PathLike) -> Path:
-    """PNG: e2e median latency vs people per frame, and throughput vs batch, one line per alternative."""
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no window)."""
+    # lazy: matplotlib is optional (pip install "vitpose-trt[plot]"), needed only for the plot
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_results(result: dict, path: str | os.PathLike) -> Path:
+    """PNG: e2e median latency vs people per frame, and throughput vs batch, one line per alternative."""
     fig = make_figure(result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
 def make_figure(result: dict):
     """The plot's matplotlib Figure (Agg backend): latency per frame and, when --batches asked for it,
     model throughput (a panel that says why it is empty when no batch size could run)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     batches = bool(result["settings"]["batches"])
     fig, axes = plt.subplots(1, 2 if batches else 1, figsize=(12 if batches else 6.5, 4.5), squeeze=False)
     latency = _series(result["rows"], "people", lambda r: r["e2e"]["median"])

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from vitpose_trt.coco import load_sample, sample_dir
@@ -44,8 +45,6 @@ def compose_coco_frame(root: Path, frame_size: tuple[int, int] = FRAME_SIZE,
     Returns:
         frame (H, W, 3) uint8 BGR, boxes (M, 5) float64 x1, y1, x2, y2, score, sorted by score.
     """
-    import cv2
-
     photos = load_sample(root)
     if not photos:
         raise ValueError(f"{root}: no photo has detections in person_detections.json")
@@ -73,8 +72,6 @@ def compose_coco_frame(root: Path, frame_size: tuple[int, int] = FRAME_SIZE,
 
 def synthetic_frame(frame_size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> np.ndarray:
     """A deterministic smooth-noise BGR frame (not all zeros, so every crop has texture)."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(frame_size[0] // 8, frame_size[1] // 8, 3), dtype=np.uint8)
     return cv2.resize(small, (frame_size[1], frame_size[0]), interpolation=cv2.INTER_LINEAR)

@@ -28,7 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
+
+from vitpose_trt.bench.environment import torch_threads
+from vitpose_trt.coco import load_sample, sample_dir
+from vitpose_trt.cuda_runtime import default_device
+from vitpose_trt.engines.pytorch import TorchEngine
+from vitpose_trt.model import build_random_model
+from vitpose_trt.pipeline import VitPoseTRT
+from vitpose_trt.detect import make_detector
+from vitpose_trt.pose_tracker import PoseTracker
+from vitpose_trt.sources import VideoSource
+from vitpose_trt.video import VideoConfig, process_video
 
 from vitpose_trt.options import with_options
 
@@ -57,10 +70,6 @@ def frame_index_of(image: np.ndarray) -> int:
 def _person_sprites() -> list[np.ndarray]:
     """Real people cut from the sample photos where present (so a detector has something to find),
     else plain drawn figures."""
-    import cv2
-
-    from vitpose_trt.coco import load_sample, sample_dir
-
     root = sample_dir()
     sprites = []
     if root is not None:
@@ -85,8 +94,6 @@ def synthetic_video(path, people: int, frames: int, size: tuple[int, int] = (128
     Returns:
         {frame index: (people, 5) boxes x1, y1, x2, y2, score=1}: where each person is.
     """
-    import cv2
-
     w, h = size
     if w < STAMP_BITS * STAMP_BLOCK or frames > 1 << STAMP_BITS:
         raise ValueError(f"the benchmark video needs a width of at least {STAMP_BITS * STAMP_BLOCK} px and at most "
@@ -200,8 +207,6 @@ def run_video_benchmark(config: VideoBenchConfig | None = None, /, **options: An
         {"environment": {...}, "rows": [{"people", "det_every", "frames", "fps", "median_frame_ms",
         "detector_runs", "people_found" (mean people posed per frame), "stage_ms": {stage: mean ms per frame}, "detector"}]}.
     """
-    from vitpose_trt.bench.environment import torch_threads
-
     cfg = with_options(VideoBenchConfig, config, options)
     with torch_threads(cfg.threads):  # process-wide: restored after
         pose = _pose_model(cfg.engine, cfg.variant, mode=cfg.mode, flip_test=cfg.flip_test, device=cfg.device,
@@ -217,8 +222,6 @@ def run_video_benchmark(config: VideoBenchConfig | None = None, /, **options: An
 def _detector(cfg: VideoBenchConfig):
     """The detector measured: `cfg.detector` (a path or known name: its ONNX Runtime on `cfg.threads`),
     or None for the synthetic people's known boxes."""
-    from vitpose_trt.pose_tracker import make_detector
-
     if isinstance(cfg.detector, (str, Path)):
         return make_detector(cfg.detector, threads=cfg.threads)
     return make_detector(cfg.detector) if cfg.detector is not None else None
@@ -244,13 +247,7 @@ def _people_rows(pose, det, n: int, tmp: Path, cfg: VideoBenchConfig) -> list[di
 
 def _pose_model(engine, variant: str, **options):
     """The `VitPoseTRT` measured: `engine`, or a fixed-seed random ViTPose of `variant`."""
-    from vitpose_trt.pipeline import VitPoseTRT
-
     if engine is None:
-        from vitpose_trt.cuda_runtime import default_device
-        from vitpose_trt.engines.pytorch import TorchEngine
-        from vitpose_trt.model import build_random_model
-
         dev = options["device"] or default_device()
         prec = options["precision"] or ("fp16" if dev.startswith("cuda") else "fp32")
         engine = TorchEngine(build_random_model(variant), device=dev, precision=prec)
@@ -259,8 +256,6 @@ def _pose_model(engine, variant: str, **options):
 
 def _warm_up(pose, det, video: Path, truth: dict[int, np.ndarray], calls: int) -> None:
     """`calls` untimed pose (and detector) calls on the video's first frame."""
-    from vitpose_trt.sources import VideoSource
-
     first = VideoSource(video)
     frame0 = next(iter(first)).image
     first.close()
@@ -272,10 +267,6 @@ def _warm_up(pose, det, video: Path, truth: dict[int, np.ndarray], calls: int) -
 
 def _scenario(pose, detector, video: Path, out: Path, every: int, render: bool) -> dict:
     """One row: the video tracked in turn, then detecting ahead (`VideoConfig(overlap=)`)."""
-    from vitpose_trt.sources import VideoSource
-    from vitpose_trt.pose_tracker import PoseTracker
-    from vitpose_trt.video import VideoConfig, process_video
-
     runs = {}
     for overlap in (False, True):
         # Random weights give flat heatmaps (scores ~1e-4): no keypoint would pass the usual threshold,
@@ -296,8 +287,6 @@ def _scenario(pose, detector, video: Path, out: Path, every: int, render: bool) 
 
 
 def _environment(pose, size: tuple[int, int], render: bool) -> dict:
-    import torch
-
     return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "torch_threads": torch.get_num_threads(), "engine": type(pose.engine).__name__,
             "device": pose.engine.device, "random_weights": pose.random_weights,

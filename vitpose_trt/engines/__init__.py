@@ -16,17 +16,29 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from vitpose_trt.cuda_runtime import default_device
 from vitpose_trt.engines.base import Engine, Graph
 from vitpose_trt.engines.model_info import ModelInfo, describe
-from vitpose_trt.engines.sidecar import rebuild_command
+from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
+from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeGraph
+from vitpose_trt.engines.sidecar import read_sidecar, rebuild_command
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "pytorch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 PLAN_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _torch() -> ModuleType:
+    """The torch module, imported on first use."""
+    # lazy: the CLI imports this module for its --help, which must not import torch
+    import torch
+
+    return torch
 
 
 def is_plan(path: str | os.PathLike[str]) -> bool:
@@ -57,7 +69,7 @@ def open_graph(path: str | os.PathLike[str], *, kind: str, providers: list[str] 
     if is_plan(path):
         if providers is not None or threads is not None:
             log.debug("%s is a TensorRT plan: ONNX Runtime's providers and threads do not apply", path)
-        from vitpose_trt.engines.tensorrt import TensorRTPlan
+        from vitpose_trt.engines.tensorrt import TensorRTPlan  # lazy: imports torch (see _open_tensorrt)
 
         return TensorRTPlan(path, kind=kind, device=device)
     if path.suffix.lower() != ".onnx":
@@ -65,8 +77,6 @@ def open_graph(path: str | os.PathLike[str], *, kind: str, providers: list[str] 
     if device is not None:
         raise ValueError(f"device={device!r} picks the GPU of a TensorRT plan; for an .onnx choose ONNX Runtime's "
                          "providers instead")
-    from vitpose_trt.engines.onnxruntime import OnnxRuntimeGraph
-
     return OnnxRuntimeGraph(path, providers=providers, threads=threads)
 
 
@@ -146,9 +156,7 @@ def _request(source, **options: Any) -> _Request:
     module = None
     path = None
     if source is not None and not isinstance(source, (str, os.PathLike)):
-        import torch
-
-        if not isinstance(source, torch.nn.Module):
+        if not isinstance(source, _torch().nn.Module):
             raise TypeError(f"engine must be a path, an nn.Module, an Engine or None, got {type(source).__name__}")
         module = source
     elif source is not None:
@@ -171,7 +179,7 @@ def _open_tensorrt(req: _Request) -> Engine:
             f"the TensorRT backend runs a built engine, not {req.path or 'a model'}; build one with "
             f"`{rebuild_command({'source': {'path': str(req.path)}} if req.path else None)}`"
         )
-    from vitpose_trt.engines.sidecar import read_sidecar
+    # lazy: engines.tensorrt imports torch (and TensorRT on use); the CLI imports this module for its --help
     from vitpose_trt.engines.tensorrt import TensorRTEngine
 
     engine: Engine = TensorRTEngine(req.path, device=req.device, max_batch=req.max_batch)
@@ -188,24 +196,18 @@ def _open_onnxruntime(req: _Request) -> Engine:
         raise ValueError(f"the onnxruntime backend needs an .onnx file, got {req.path or 'a model'}; export one "
                          "with `vitpose-trt export`")
     _check_cpu_device(req.device, "ONNX Runtime")
-    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-
     return OnnxRuntimeEngine(req.path, threads=req.threads, max_batch=req.max_batch)
 
 
 def _open_torch(req: _Request) -> Engine:
     """A checkpoint, module or the random-weight model: PyTorch, or under "auto" on the CPU a cached
     ONNX export on ONNX Runtime (see `open_engine`)."""
-    import torch
-
-    from vitpose_trt.cuda_runtime import default_device
+    # lazy: both import torch; the CLI imports this module for its --help
+    from vitpose_trt.checkpoint import load_model
     from vitpose_trt.engines.pytorch import TorchEngine
 
     device = req.device if req.device is not None else default_device()
     if req.path is not None and req.backend == "auto" and device == "cpu" and req.precision in (None, "fp32"):
-        from vitpose_trt.engines.onnx_cache import cached_onnx
-        from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-
         onnx_path = cached_onnx(req.path, dataset=req.dataset, expert=req.expert)
         log.info("running %s with ONNX Runtime on the CPU (cached export %s; backend='pytorch' runs PyTorch)",
                  req.path, onnx_path)
@@ -214,11 +216,9 @@ def _open_torch(req: _Request) -> Engine:
     if device.startswith("cuda"):
         log.info("TensorRT engine not given: running the PyTorch model on %s in %s", device, precision)
     if req.threads is not None and not device.startswith("cuda"):
-        torch.set_num_threads(req.threads)  # process-wide: PyTorch has no per-module thread count
+        _torch().set_num_threads(req.threads)  # process-wide: PyTorch has no per-module thread count
     module = req.module
     if module is None:
-        from vitpose_trt.checkpoint import load_model
-
         module = load_model(req.path, dataset=req.dataset, expert=req.expert)
     engine = TorchEngine(module, device=device, precision=precision, max_batch=req.max_batch)
     engine.dataset = getattr(module, "dataset", None)
@@ -227,9 +227,6 @@ def _open_torch(req: _Request) -> Engine:
 
 def _open_int8(req: _Request) -> Engine:
     """precision="int8": a checkpoint or FP32 .onnx, dynamically quantized, on ONNX Runtime (CPU)."""
-    from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
-    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-
     build = rebuild_command({"source": {"path": "model.int8.onnx"}, "precision": "int8"})
     gpu_way = ("on a GPU, INT8 and FP8 are TensorRT engines: `vitpose-trt quantize MODEL -o model.int8.onnx "
                f"--calib IMAGES` then `{build}`")

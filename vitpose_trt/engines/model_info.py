@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vitpose_trt.engines.sidecar import read_sidecar, sidecar_path
+
 # The .onnx metadata keys (`metadata_props`), written by `export.export_onnx` and the quantizers.
 META_VARIANT = "variant"
 META_DECODER = "decoder"
@@ -88,14 +90,14 @@ def describe(path: str | os.PathLike[str]) -> ModelInfo:
         ValueError: a plan without its sidecar, an .onnx whose shapes do not say K, or another kind
             of file (a checkpoint is described by loading it: `load_model`).
     """
-    from vitpose_trt.engines import PLAN_SUFFIXES
+    from vitpose_trt.engines import PLAN_SUFFIXES  # lazy: a cycle (the engines package imports this module)
 
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        import onnx
+        import onnx  # lazy: heavy, and the engines package and the CLI import this module
 
         return info_from_onnx(onnx.load(os.fspath(path), load_external_data=False), path)
     if suffix in PLAN_SUFFIXES:
@@ -118,8 +120,6 @@ def info_from_onnx(proto: Any, path: str | os.PathLike[str] = "model.onnx") -> M
 
 
 def _info_from_sidecar(path: Path) -> ModelInfo:
-    from vitpose_trt.engines.sidecar import read_sidecar, sidecar_path
-
     sidecar = read_sidecar(path)
     if sidecar is None or "num_keypoints" not in sidecar:
         raise ValueError(f"{path}: the TensorRT plan's sidecar {sidecar_path(path).name} is missing or records no "

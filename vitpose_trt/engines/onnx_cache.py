@@ -14,10 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+import platformdirs
+
+import vitpose_trt
+from vitpose_trt.agreement import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
+from vitpose_trt.datasets import get
+from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +36,6 @@ def cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("vitpose_trt", appauthor=False))
 
 
@@ -55,13 +61,12 @@ def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike
                 dataset=None, expert: int | None = None) -> Path:
     """The ONNX export of `checkpoint` (with the ViTPose++ expert of `dataset` / `expert`, see
     `load_model`), exported (and checked against PyTorch) on first use."""
+    # lazy: torch (export, checkpoint) only when a checkpoint is exported; detect and the engines' chooser import
+    # this module, which must stay light
     import torch
 
-    import vitpose_trt
     from vitpose_trt.checkpoint import load_model
     from vitpose_trt.export import export_onnx
-
-    from vitpose_trt.datasets import get
 
     name = get(dataset).name if dataset is not None else None
     out = _entry(directory, Path(os.fspath(checkpoint)).stem, ".onnx", checkpoint_digest(checkpoint),
@@ -94,15 +99,11 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
         RuntimeError: the INT8 graph disagrees with FP32 beyond `INT8_DYNAMIC_TOLERANCE` (nothing
             is cached), or the cache folder cannot be written.
     """
-    import json
-
+    # lazy: onnx, onnxruntime and export (torch) only when a graph is quantized; this module must stay light
     import onnx
     import onnxruntime
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    import vitpose_trt
-    from vitpose_trt.agreement import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
-    from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, read_metadata
     from vitpose_trt.export import EXTERNAL_DATA_BYTES, staged_onnx
 
     fp32 = Path(os.fspath(fp32_onnx))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import vitpose_trt
 from vitpose_trt.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -196,8 +197,6 @@ def _plan_entries(plan: PlanRecord, io: dict[str, Any], source: Mapping[str, Any
     """The sidecar entries every plan has, from "batch" to "vitpose_trt_version" (`io` as given)."""
     package_version = plan.package_version
     if package_version is None:
-        import vitpose_trt
-
         package_version = vitpose_trt.__version__
     return {
         "batch": plan.profile.batch_range,

@@ -4,7 +4,7 @@
 sidecar's checks); `TensorRTEngine` is the pose model's engine on it, and a person detector's
 plan runs on it through `vitpose_trt.detect.Detector`.
 
-TensorRT is imported inside functions only, so `import vitpose_trt` works without it. A bare
+TensorRT is imported on use only (`_tensorrt()`), so `import vitpose_trt` works without it. A bare
 `import tensorrt` is not proof that TensorRT is there: the `tensorrt-stubs` typing package makes
 that import succeed with no library behind it, hence `tensorrt_available()` looks for
 `tensorrt.Builder` / `tensorrt.Runtime`.
@@ -23,10 +23,13 @@ import logging
 import os
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from vitpose_trt.cuda_memory import GrowBuffer
 from vitpose_trt.cuda_runtime import Stream, runtime
 from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch
 from vitpose_trt.engines.sidecar import (
@@ -39,10 +42,10 @@ from vitpose_trt.engines.sidecar import (
     rebuild_command,
     sidecar_path,
 )
+from vitpose_trt.model import warn_random_weights
 
 if TYPE_CHECKING:
     import tensorrt as trt
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +65,18 @@ class TensorRTUnavailableError(ImportError):
 # availability
 
 
+def _tensorrt() -> ModuleType:
+    """The tensorrt module (ImportError when it is not installed)."""
+    # lazy: TensorRT is optional, and looked up on every use (the tests put stand-ins in sys.modules["tensorrt"])
+    import tensorrt
+
+    return tensorrt
+
+
 def tensorrt_available() -> bool:
     """True when the real TensorRT Python package is importable (not only `tensorrt-stubs`)."""
     try:
-        import tensorrt
+        tensorrt = _tensorrt()
     except ImportError:
         return False
     return hasattr(tensorrt, "Builder") and hasattr(tensorrt, "Runtime")
@@ -86,16 +97,15 @@ def trt_logger() -> trt.ILogger:
     global _TRT_LOGGER
     if _TRT_LOGGER is None:
         require_tensorrt()
-        import tensorrt as trt
-
+        base: Any = _tensorrt().ILogger  # the installed TensorRT's (or a test stand-in's) logger interface
         # TensorRT severities 0..4 (internal error, error, warning, info, verbose). Build-time INFO
         # is dozens of lines per build, so it goes to DEBUG; VERBOSE below that.
         levels = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.DEBUG, 4: 5}
         trt_log = logging.getLogger("tensorrt")
 
-        class _LoggingBridge(trt.ILogger):
+        class _LoggingBridge(base):
             def __init__(self) -> None:
-                trt.ILogger.__init__(self)  # pybind11 trampolines need the explicit base __init__
+                base.__init__(self)  # pybind11 trampolines need the explicit base __init__
 
             def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
                 level = levels.get(int(severity), logging.INFO)
@@ -113,13 +123,12 @@ def trt_logger() -> trt.ILogger:
 def current_platform(device: torch.device | None = None) -> Platform:
     """This machine's TensorRT version and the GPU `device` (default: the current CUDA device)."""
     require_tensorrt()
-    import tensorrt as trt
-
+    version = _tensorrt().__version__
     rt = runtime()
     if not rt.available():
-        return Platform(trt.__version__)
+        return Platform(version)
     name, capability = rt.describe(device if device is not None else rt.device(None))
-    return Platform(trt.__version__, name, capability)
+    return Platform(version, name, capability)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,10 +208,8 @@ class TensorRTPlan:
 
     def _load(self, plan: bytes, current: Platform) -> trt.ICudaEngine:
         """Deserialize the plan and create its execution context, with the plan's device current."""
-        import tensorrt as trt
-
         with self._cuda.use(self.stream):  # the plan's device is current while TensorRT loads it
-            self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
+            self._runtime: trt.Runtime | None = _tensorrt().Runtime(trt_logger())
             try:
                 engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
             except RuntimeError as e:  # some versions raise instead of returning None
@@ -218,8 +225,7 @@ class TensorRTPlan:
 
     def _read_tensors(self, engine: trt.ICudaEngine) -> None:
         """The I/O tensors' dtypes and `TensorSpec`s, and each input's profile-0 shapes."""
-        import tensorrt as trt
-
+        input_mode = _tensorrt().TensorIOMode.INPUT
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n), n) for n in names}
         self._profiles: dict[str, tuple[tuple[int, ...], ...]] = {}
@@ -227,7 +233,7 @@ class TensorRTPlan:
         self.outputs: list[TensorSpec] = []
         for n in names:
             dims = _dims(engine.get_tensor_shape(n))
-            if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
+            if engine.get_tensor_mode(n) == input_mode:
                 lo, opt, hi = (_dims(d) for d in engine.get_tensor_profile_shape(n, 0))  # profile 0
                 self._profiles[n] = (lo, opt, hi)
                 fixed = tuple(d if d >= 0 else (lo[i] if lo[i] == hi[i] else None) for i, d in enumerate(dims))
@@ -305,8 +311,6 @@ class TensorRTPlan:
         input may also be a tensor already on the plan's device, written on `self.stream` (or
         before it): it is read in place (the detector's GPU letterbox).
         """
-        import torch
-
         rt = self._cuda
         missing = [s.name for s in self.inputs if s.name not in feeds]
         if missing:
@@ -425,8 +429,6 @@ class TensorRTEngine(Engine):
 
     def __init__(self, path: str | os.PathLike[str], *, device: int | str | torch.device | None = None,
                  max_batch: int | None = None) -> None:
-        from vitpose_trt.cuda_memory import GrowBuffer
-
         self.plan = TensorRTPlan(path, kind=KIND_POSE, device=device)
         self.path, self.sidecar = self.plan.path, self.plan.sidecar
         self._device = self.torch_device = self.plan.device
@@ -439,8 +441,6 @@ class TensorRTEngine(Engine):
         self._read_build()
         self._out = GrowBuffer(self.output_dtype, self.torch_device)
         if self.random_weights:
-            from vitpose_trt.model import warn_random_weights
-
             warn_random_weights(f"{self.path} was built from RANDOM weights (not a trained model)")
 
     def _read_io(self) -> None:
@@ -462,8 +462,6 @@ class TensorRTEngine(Engine):
 
     def _read_build(self) -> None:
         """What the plan was built as, from its sidecar: precision, random weights, mode, flip test."""
-        import torch
-
         # an INT8/FP8 plan says so in its sidecar (its I/O is FP16 like an FP16 plan's)
         self.precision = self.sidecar.get("precision") or ("fp16" if self.input_dtype == torch.float16 else "fp32")
         self.random_weights = bool(self.sidecar.get("random_weights", False))
@@ -494,8 +492,6 @@ class TensorRTEngine(Engine):
     def _run(self, crops: np.ndarray) -> np.ndarray:
         """Host path for one chunk: upload, convert to `input_dtype` on the GPU (FP16 engines take
         FP16 crops: an explicit, documented conversion), pad up to the profile's minimum, run, download."""
-        import torch
-
         rt, m, stream = self.plan._cuda, len(crops), self.plan.stream
         with self.plan.lock, rt.use(stream), torch.inference_mode():
             dev = rt.empty(crops.shape, torch.float32, self._device)
@@ -519,14 +515,12 @@ def _dims(dims: trt.Dims) -> tuple[int, ...]:
 
 
 def _torch_dtype(dtype: trt.DataType, tensor: str) -> torch.dtype:
-    import tensorrt as trt
-    import torch
-
+    trt_types = _tensorrt().DataType
     # getattr: BF16 is new in TensorRT 9, INT64 in 10; engines built by the 8.x fallback must still load
-    for trt_type, torch_type in ((trt.DataType.FLOAT, torch.float32), (trt.DataType.HALF, torch.float16),
-                                 (getattr(trt.DataType, "BF16", None), torch.bfloat16),
-                                 (trt.DataType.INT32, torch.int32), (getattr(trt.DataType, "INT64", None), torch.int64),
-                                 (trt.DataType.BOOL, torch.bool)):
+    for trt_type, torch_type in ((trt_types.FLOAT, torch.float32), (trt_types.HALF, torch.float16),
+                                 (getattr(trt_types, "BF16", None), torch.bfloat16),
+                                 (trt_types.INT32, torch.int32), (getattr(trt_types, "INT64", None), torch.int64),
+                                 (trt_types.BOOL, torch.bool)):
         if trt_type is not None and dtype == trt_type:
             return torch_type
     raise ValueError(f"tensor {tensor!r} has TensorRT dtype {dtype}; expected FLOAT, HALF, BF16, INT32, INT64 or BOOL")
@@ -534,8 +528,6 @@ def _torch_dtype(dtype: trt.DataType, tensor: str) -> torch.dtype:
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     """The numpy dtype a host copy of a `dtype` tensor has (bfloat16, which numpy lacks: float32)."""
-    import torch
-
     names = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "float32", torch.int32: "int32",
              torch.int64: "int64", torch.bool: "bool"}
     return np.dtype(names[dtype])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from types import ModuleType
 from urllib.parse import urlparse
 
 import numpy as np
@@ -14,6 +15,18 @@ from vitpose_trt.triton.repository import MODEL_NAME
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("http", "grpc")
+
+
+def _tritonclient(protocol: str) -> tuple[ModuleType, ModuleType]:
+    """(tritonclient.http or tritonclient.grpc, tritonclient.utils)."""
+    # lazy: tritonclient is optional (pip install "vitpose-trt[triton]"); parse_url works without it
+    if protocol == "http":
+        import tritonclient.http as module
+    else:
+        import tritonclient.grpc as module
+    import tritonclient.utils as utils
+
+    return module, utils
 
 
 def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
@@ -69,19 +82,15 @@ class Client:
         self.protocol, self.address = parse_url(url, protocol)
         self.model_name = model_name
         self.timeout_s = float(timeout_s)
+        module, utils = _tritonclient(self.protocol)
         if self.protocol == "http":
-            import tritonclient.http as module
-
             self._client = module.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
                                                         network_timeout=self.timeout_s)
         else:
-            import tritonclient.grpc as module
-
             self._client = module.InferenceServerClient(self.address)
         self._module = module
-        from tritonclient.utils import InferenceServerException
-
-        self._server_error = InferenceServerException
+        self._server_error = utils.InferenceServerException
+        self._to_triton_dtype = utils.np_to_triton_dtype
         self._num_keypoints: int | None = None
 
     @property
@@ -148,10 +157,8 @@ class Client:
         return keypoints[0]
 
     def _input(self, name: str, array: np.ndarray):
-        from tritonclient.utils import np_to_triton_dtype
-
         try:
-            datatype = np_to_triton_dtype(array.dtype)
+            datatype = self._to_triton_dtype(array.dtype)
         except Exception:  # noqa: BLE001
             datatype = None
         if datatype is None:

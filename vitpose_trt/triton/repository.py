@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vitpose_trt.engines import PLAN_SUFFIXES
+from vitpose_trt import datasets
+from vitpose_trt.engines import BACKENDS, PLAN_SUFFIXES
 from vitpose_trt.engines.model_info import describe
 from vitpose_trt.geometry import check_mode
 from vitpose_trt.options import with_options
@@ -73,8 +74,6 @@ def engine_metadata(engine: str | os.PathLike, dataset=None, expert: int | None 
         FileNotFoundError: the file is missing.
         ValueError: a TensorRT plan without its sidecar (K is unknown without a GPU to open it).
     """
-    from vitpose_trt import datasets
-
     path = Path(os.fspath(engine))
     if not path.exists():
         raise FileNotFoundError(f"engine, model or checkpoint not found: {path}")
@@ -86,7 +85,7 @@ def engine_metadata(engine: str | os.PathLike, dataset=None, expert: int | None 
         meta = {"variant": info.variant, "num_keypoints": info.num_keypoints, "random_weights": info.random_weights,
                 "dataset": info.dataset}
     else:
-        from vitpose_trt.checkpoint import load_model
+        from vitpose_trt.checkpoint import load_model  # lazy: imports torch; client.py imports this module
 
         model = load_model(path, dataset=dataset, expert=expert)
         meta = {"variant": model.config.variant, "num_keypoints": int(model.config.num_keypoints),
@@ -179,8 +178,6 @@ class RepositoryConfig:
     expert: int | None = None
 
     def __post_init__(self) -> None:
-        from vitpose_trt.engines import BACKENDS
-
         check_mode(self.mode)
         for name, low in (("max_batch_crops", 1), ("instances", 1), ("max_queue_delay_us", 0)):
             value = getattr(self, name)

@@ -20,6 +20,7 @@ What a working Python backend needs here (measured with pytriton 0.7's Triton 2.
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import logging
 import os
 import re
@@ -36,6 +37,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from vitpose_trt.triton.repository import write_repository
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +77,6 @@ def find_tritonserver() -> ServerDist:
         return ServerDist(binary=binary, backend_dir=backends if backends.is_dir() else None, lib_dirs=[],
                           source="PATH")
     try:
-        import importlib.metadata as md
-
         version = md.version("nvidia-pytriton")
         root = Path(str(md.distribution("nvidia-pytriton").locate_file("pytriton")))
     except Exception:  # noqa: BLE001 - any failure means "not installed"
@@ -368,8 +369,6 @@ def serve(engine: str | os.PathLike, *, http_port: int = 8000, grpc_port: int = 
     Returns:
         the server's exit code (0 after a clean stop).
     """
-    from vitpose_trt.triton.repository import write_repository
-
     with tempfile.TemporaryDirectory(prefix="vitpose_trt_repo_") as tmp:
         repo = write_repository(Path(tmp) / "repository", engine, copy_engine=False, **repository_options)
         server = TritonServer(repo.path, http_port=http_port, grpc_port=grpc_port, host=host)
