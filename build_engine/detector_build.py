@@ -37,7 +37,7 @@ from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.detect import Detector, detect_format
 from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
-from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, META_VARIANT
+from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, META_VARIANT, load_onnx
 from vitpose_trt.export import save_onnx
 from vitpose_trt.options import with_options
 
@@ -56,7 +56,7 @@ VERIFY_SCORE_THR = 0.1
 
 def is_detector_graph(path: str | os.PathLike[str]) -> bool:
     """True for an .onnx that is a person detector: no ViTPose metadata, and outputs in a known format."""
-    proto = onnx.load(os.fspath(path), load_external_data=False)
+    proto = load_onnx(path, weights=False)
     if {p.key for p in proto.metadata_props} & {META_NUM_KEYPOINTS, META_VARIANT}:
         return False  # `vitpose-trt export` wrote it: a pose model
     def dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:

@@ -57,7 +57,7 @@ from vitpose_trt.coco import image_id_from_name, load_detections
 from vitpose_trt.crop import preprocess
 from vitpose_trt.detect import make_detector
 from vitpose_trt.engines.onnx_cache import checkpoint_digest
-from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION
+from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, load_onnx
 from vitpose_trt.export import export_onnx, save_onnx, staged_onnx
 from vitpose_trt.options import with_options
 from vitpose_trt.sources import ImageSource, open_sources
@@ -303,7 +303,7 @@ def quantize_onnx(fp32_onnx: str | os.PathLike[str], output: str | os.PathLike[s
     Returns:
         what was written and measured.
     """
-    fp32 = onnx.load(os.fspath(fp32_onnx))
+    fp32 = load_onnx(fp32_onnx)
     if any(o.domain in ("", "ai.onnx") and o.version < QDQ_OPSET for o in fp32.opset_import):
         fp32 = version_converter.convert_version(fp32, QDQ_OPSET)
     if has_qdq(fp32):
@@ -439,7 +439,7 @@ def quantize(source: str | os.PathLike[str], output: str | os.PathLike[str], con
         fp32 = source
         if source.suffix.lower() != ".onnx":
             fp32 = export_onnx(source, Path(tmp) / "model.onnx", opset=QDQ_OPSET).path
-        size = _input_size(onnx.load(os.fspath(fp32), load_external_data=False))
+        size = _input_size(load_onnx(fp32, weights=False))
         crops, where = calibration_crops(config.calib, dets=config.dets, detector=config.detector,
                                          max_crops=config.calib_crops, mode=config.pipeline, input_size=size)
         return quantize_onnx(fp32, output, crops, RECIPES[config.mode], crops_from=where, mode=config.pipeline,

@@ -36,7 +36,7 @@ from build_engine.quantize import has_qdq, read_quantization
 from vitpose_trt.agreement import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.agreement import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write, writable_target
-from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx
+from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx, load_onnx
 from vitpose_trt.engines.onnx_cache import update_digest
 from vitpose_trt.engines.sidecar import (
     BUILD_DEFAULTS,
@@ -133,7 +133,7 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
     path = Path(os.fspath(path))
     digest = hashlib.sha256()
     update_digest(digest, path)
-    model = onnx.load(os.fspath(path), load_external_data=False)
+    model = load_onnx(path, weights=False)
     locations = sorted({entry.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
                         for entry in t.external_data if entry.key == "location"})
     for location in locations:
@@ -350,7 +350,7 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
         path = Path(os.fspath(source))
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        proto = onnx.load(os.fspath(path), load_external_data=False)
+        proto = load_onnx(path, weights=False)
         info = _info_from_onnx(proto, path)
         if has_qdq(proto):
             return _quantized_source(path, proto, info)

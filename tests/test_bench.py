@@ -88,9 +88,9 @@ def test_timer_needs_start():
 
 def test_stage_hook_and_stream_of_the_cpu_path(micro):
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
 
-    engine = TorchEngine(micro, device="cpu", precision="fp32")
+    engine = PyTorchEngine(micro, device="cpu", precision="fp32")
     engine.max_batch = 2  # three boxes: two chunks
     pose = VitPoseTRT(engine)
     assert pose.stream is None  # the CPU path has no CUDA stream

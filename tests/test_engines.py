@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from vitpose_trt import VitPoseTRT
 from vitpose_trt.engines import open_engine
 from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-from vitpose_trt.engines.pytorch import TorchEngine
+from vitpose_trt.engines.pytorch import PyTorchEngine
 
 
 def _identityish_onnx(path, in_shape, out_shape):
@@ -49,7 +49,7 @@ def test_bad_onnx_files_are_value_errors_naming_the_file(tmp_path, tiny_model):
 
 
 def test_engines_check_their_input_the_same_way(tiny_model):
-    engine = TorchEngine(tiny_model)
+    engine = PyTorchEngine(tiny_model)
     with pytest.raises(ValueError, match=r"expected \(N, 3, 256, 192\)"):
         engine.run(np.zeros((1, 3, 64, 64), np.float32))
     with pytest.raises(ValueError, match="float32"):
@@ -63,9 +63,9 @@ def test_engines_check_their_input_the_same_way(tiny_model):
 
 def test_engine_run_chunks_by_max_batch(tiny_model):
     crops = np.random.default_rng(0).standard_normal((5, 3, 256, 192)).astype(np.float32)
-    whole = TorchEngine(tiny_model, max_batch=8).run(crops)
+    whole = PyTorchEngine(tiny_model, max_batch=8).run(crops)
     calls = []
-    engine = TorchEngine(tiny_model, max_batch=2)
+    engine = PyTorchEngine(tiny_model, max_batch=2)
     hook = engine.model.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
     try:
         np.testing.assert_allclose(engine.run(crops), whole, rtol=1e-4, atol=1e-6)
@@ -124,7 +124,7 @@ def test_engines_are_context_managers(tiny_model, tmp_path):
 def test_every_threads_argument_is_checked_by_check_threads(tmp_path):
     """One rule for `threads=` (engines.base.check_threads): None or a positive integer, never a bool;
     the pipeline, both ONNX Runtime runners and the benchmarks' PyTorch thread count all use it."""
-    from vitpose_trt.bench.environment import torch_threads
+    from vitpose_trt.engines.pytorch import torch_threads
     from vitpose_trt.bench.run import BenchConfig
     from vitpose_trt.engines.base import check_threads
     from vitpose_trt.engines.onnxruntime import OnnxRuntimeGraph
@@ -180,3 +180,22 @@ def test_the_build_command_is_spelled_only_by_rebuild_command(tmp_path):
             if re.search(r"vitpose-trt build \S+ -o ", str(text)):
                 spelled.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not spelled, spelled
+
+
+def test_a_pytorch_cpu_engine_sets_its_threads_per_run_and_restores_them(tiny_model):
+    """PyTorch's thread count is process-wide: an engine opened with threads= uses them while it runs
+    and leaves the program's setting as it was (before, opening the engine changed it for good)."""
+    import copy
+
+    import torch
+
+    from vitpose_trt.engines import open_engine
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    engine = open_engine(copy.deepcopy(tiny_model), backend="pytorch", device="cpu", threads=wanted)
+    assert torch.get_num_threads() == before
+    seen = []
+    engine.model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    engine.run(np.zeros((1, 3, 256, 192), np.float32))
+    assert seen == [wanted] and torch.get_num_threads() == before

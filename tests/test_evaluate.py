@@ -356,20 +356,20 @@ def test_written_files_rescore_to_the_same_numbers(runs):
 def test_a_wrong_model_scores_low(sample, tiny_model):
     """The AP guard above can fail: a random 2-block ViTPose on the same boxes scores near 0."""
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
 
-    pose = VitPoseTRT(TorchEngine(copy.deepcopy(tiny_model)))
+    pose = VitPoseTRT(PyTorchEngine(copy.deepcopy(tiny_model)))
     report = ev.evaluate(sample, sample / ANN, pose, progress=False)
     assert report["AP"] < 0.5 and report["settings"]["random_weights"]
 
 
 def test_missing_images_are_listed_not_fatal(sample, tiny_model, tmp_path, caplog):
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
 
     for name in ("000000000785.jpg", "000000196141.jpg"):  # temp copies of two of the four photos
         shutil.copy(sample / name, tmp_path)
-    pose = VitPoseTRT(TorchEngine(copy.deepcopy(tiny_model)))
+    pose = VitPoseTRT(PyTorchEngine(copy.deepcopy(tiny_model)))
     with caplog.at_level(logging.WARNING, logger="vitpose_trt.evaluate"):
         report = ev.evaluate(tmp_path, sample / ANN, pose, progress=False)
     assert sorted(report["settings"]["missing_images"]) == ["000000040083.jpg", "000000197388.jpg"]
@@ -385,11 +385,11 @@ def test_missing_images_are_listed_not_fatal(sample, tiny_model, tmp_path, caplo
 def test_compare_reports_ap_side_by_side_and_keypoint_distances(sample, sample_checkpoint, tiny_model, tmp_path):
     """The same boxes through ONNX Runtime: same AP, sub-pixel distances; through a wrong model: far off."""
     from vitpose_trt import VitPoseTRT
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
     from vitpose_trt.export import export_onnx
 
     onnx_path = export_onnx(sample_checkpoint, tmp_path / "s.onnx").path
-    wrong = VitPoseTRT(TorchEngine(copy.deepcopy(tiny_model)))
+    wrong = VitPoseTRT(PyTorchEngine(copy.deepcopy(tiny_model)))
     report = ev.evaluate(sample, sample / ANN, str(sample_checkpoint), device="cpu", compare=[onnx_path, wrong],
                          progress=False)
     same, bad = report["compare"]

@@ -19,7 +19,7 @@ import torch
 from tests.standins.cuda import DEVICE, CudaStandIn, ForeignFrame, happens_before
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
 from vitpose_trt.cuda_runtime import use_runtime
-from vitpose_trt.engines.pytorch import TorchEngine
+from vitpose_trt.engines.pytorch import PyTorchEngine
 from vitpose_trt.gpu_path import GpuPath
 
 BOXES = 4  # most confident detector boxes per photo: real people, a few seconds of ViTPose-S on 2 cores
@@ -36,7 +36,7 @@ def photos(coco_sample):
 
 def gpu_pose(model, **kw) -> VitPoseTRT:
     max_batch = kw.pop("max_batch", 64)
-    pose = VitPoseTRT(TorchEngine(model, "cuda", "fp32", max_batch=max_batch), **kw)
+    pose = VitPoseTRT(PyTorchEngine(model, "cuda", "fp32", max_batch=max_batch), **kw)
     assert isinstance(pose.path, GpuPath), "the GPU path was not taken"
     return pose
 
@@ -44,7 +44,7 @@ def gpu_pose(model, **kw) -> VitPoseTRT:
 def cpu_pose(model, **kw) -> VitPoseTRT:
     """The CPU path with the C++ kernels and the same engine batches as `gpu_pose`."""
     max_batch = kw.pop("max_batch", 64)
-    return VitPoseTRT(TorchEngine(model, "cpu", "fp32", max_batch=max_batch), impl="cpp", **kw)
+    return VitPoseTRT(PyTorchEngine(model, "cpu", "fp32", max_batch=max_batch), impl="cpp", **kw)
 
 
 def watch_model(standin: CudaStandIn, model: torch.nn.Module):
@@ -107,7 +107,7 @@ def test_no_boxes_and_bad_frames(standin, tiny_model):
 
 def test_without_cuda_kernels_the_cpu_path_runs_the_cuda_engine(sample_model, photos, caplog):
     with use_runtime(CudaStandIn(kernels=False)), caplog.at_level(logging.WARNING):
-        pose = VitPoseTRT(TorchEngine(sample_model, "cuda", "fp32"))
+        pose = VitPoseTRT(PyTorchEngine(sample_model, "cuda", "fp32"))
         frame, boxes = photos[0]
         got = pose.infer(frame, boxes)
     assert pose.impl == "cpp" and "built without CUDA kernels" in caplog.text
@@ -119,14 +119,14 @@ def test_without_cuda_kernels_the_cpu_path_runs_the_cuda_engine(sample_model, ph
 
 
 def test_the_model_alone_returns_channels_last_heatmaps(tiny_model):
-    """Why TorchEngine makes its output contiguous: the decoder keeps the feature map's strides."""
+    """Why PyTorchEngine makes its output contiguous: the decoder keeps the feature map's strides."""
     with torch.inference_mode():
         heatmaps = tiny_model(torch.zeros(2, 3, 256, 192))
     assert not heatmaps.is_contiguous() and heatmaps.stride()[1] == 1
 
 
 def test_an_engine_returning_strided_heatmaps_is_refused(standin, tiny_model):
-    class Strided(TorchEngine):
+    class Strided(PyTorchEngine):
         def _run_cuda(self, crops, stream):
             return super()._run_cuda(crops, stream).transpose(2, 3).contiguous().transpose(2, 3)
 

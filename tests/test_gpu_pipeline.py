@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
-from vitpose_trt.engines.pytorch import TorchEngine, exact_fp32
+from vitpose_trt.engines.pytorch import PyTorchEngine, exact_fp32
 
 pytestmark = pytest.mark.requires_cuda
 
@@ -39,8 +39,8 @@ def no_tf32():
 
 
 def gpu_engine(model, precision, **kw):
-    """A CUDA engine on a copy: TorchEngine moves and casts the module it is given."""
-    return TorchEngine(copy.deepcopy(model), "cuda", precision, **kw)
+    """A CUDA engine on a copy: PyTorchEngine moves and casts the module it is given."""
+    return PyTorchEngine(copy.deepcopy(model), "cuda", precision, **kw)
 
 
 def reference(model, frame, boxes, mode="udp", flip=False):

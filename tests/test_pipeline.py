@@ -8,7 +8,7 @@ import torch
 
 from vitpose_trt import VitPoseTRT, postprocess, preprocess
 from vitpose_trt.engines import open_engine
-from vitpose_trt.engines.pytorch import TorchEngine
+from vitpose_trt.engines.pytorch import PyTorchEngine
 
 
 def reference(model, frame, boxes, mode, flip=False):
@@ -22,7 +22,7 @@ def reference(model, frame, boxes, mode, flip=False):
 @pytest.mark.parametrize("mode", ["udp", "classic"])
 @pytest.mark.parametrize("flip", [False, True])
 def test_infer_equals_reference_steps_on_real_photos(tiny_model, coco_sample, mode, flip):
-    pose = VitPoseTRT(TorchEngine(tiny_model), mode=mode, flip_test=flip, impl="numpy")
+    pose = VitPoseTRT(PyTorchEngine(tiny_model), mode=mode, flip_test=flip, impl="numpy")
     for _, frame, boxes in coco_sample[:2]:
         got = pose.infer(frame, boxes)
         assert got.shape == (len(boxes), 17, 3) and got.dtype == np.float32
@@ -31,15 +31,15 @@ def test_infer_equals_reference_steps_on_real_photos(tiny_model, coco_sample, mo
 
 def test_chunks_above_max_batch(tiny_model, coco_sample):
     _, frame, boxes = coco_sample[0]
-    whole = VitPoseTRT(TorchEngine(tiny_model), impl="numpy", flip_test=True).infer(frame, boxes)
-    engine = TorchEngine(tiny_model)
+    whole = VitPoseTRT(PyTorchEngine(tiny_model), impl="numpy", flip_test=True).infer(frame, boxes)
+    engine = PyTorchEngine(tiny_model)
     engine.max_batch = 6  # 3 boxes + their 3 mirrors per call
     chunked = VitPoseTRT(engine, impl="numpy", flip_test=True).infer(frame, boxes)
     np.testing.assert_allclose(chunked, whole, atol=1e-4)  # batch size changes only float summation order
 
 
 def test_empty_and_outside_boxes(tiny_model):
-    pose = VitPoseTRT(TorchEngine(tiny_model), impl="numpy")
+    pose = VitPoseTRT(PyTorchEngine(tiny_model), impl="numpy")
     frame = np.zeros((48, 64, 3), np.uint8)
     assert pose.infer(frame, np.zeros((0, 4))).shape == (0, 17, 3)
     assert pose.infer(frame, []).shape == (0, 17, 3)
@@ -48,7 +48,7 @@ def test_empty_and_outside_boxes(tiny_model):
 
 
 def test_bad_input_is_a_clear_error(tiny_model):
-    pose = VitPoseTRT(TorchEngine(tiny_model), impl="numpy")
+    pose = VitPoseTRT(PyTorchEngine(tiny_model), impl="numpy")
     frame = np.zeros((48, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="uint8"):
         pose.infer(frame.astype(np.float32), [[0, 0, 10, 10]])
@@ -59,7 +59,7 @@ def test_bad_input_is_a_clear_error(tiny_model):
     with pytest.raises(ValueError, match="x2 < x1"):
         pose.infer(frame, [[10, 0, 0, 10]])
     with pytest.raises(ValueError, match="unknown mode"):
-        VitPoseTRT(TorchEngine(tiny_model), mode="dark")
+        VitPoseTRT(PyTorchEngine(tiny_model), mode="dark")
     with pytest.raises(ValueError, match="unknown backend"):
         VitPoseTRT(None, backend="tflite")
     with pytest.raises(FileNotFoundError):
@@ -71,8 +71,8 @@ def test_flip_test_needs_pairs_for_other_keypoint_sets():
 
     model = ViTPose(ViTPoseConfig(variant="tiny", embed_dim=32, depth=1, num_heads=2, num_keypoints=5)).eval()
     with pytest.raises(ValueError, match="flip_pairs"):
-        VitPoseTRT(TorchEngine(model), flip_test=True)
-    pose = VitPoseTRT(TorchEngine(model), flip_test=True, flip_pairs=[(1, 2), (3, 4)], impl="numpy")
+        VitPoseTRT(PyTorchEngine(model), flip_test=True)
+    pose = VitPoseTRT(PyTorchEngine(model), flip_test=True, flip_pairs=[(1, 2), (3, 4)], impl="numpy")
     assert pose.infer(np.zeros((32, 32, 3), np.uint8), [[0, 0, 20, 30]]).shape == (1, 5, 3)
 
 
@@ -83,7 +83,7 @@ def test_onnx_engine_matches_pytorch(tiny_model, coco_sample, tmp_path):
     _, frame, boxes = coco_sample[1]
     onnx_pose = VitPoseTRT(path, impl="numpy")
     assert onnx_pose.engine.name == "onnxruntime" and onnx_pose.random_weights
-    torch_pose = VitPoseTRT(TorchEngine(tiny_model), impl="numpy")
+    torch_pose = VitPoseTRT(PyTorchEngine(tiny_model), impl="numpy")
     np.testing.assert_allclose(onnx_pose.infer(frame, boxes), torch_pose.infer(frame, boxes), atol=1e-3)
 
 
@@ -98,7 +98,7 @@ def test_default_engine_is_random_vitpose_b_and_says_so(coco_sample, caplog):
 
 
 def test_infer_async_on_cpu_returns_the_same(tiny_model, coco_sample):
-    pose = VitPoseTRT(TorchEngine(tiny_model), impl="numpy")
+    pose = VitPoseTRT(PyTorchEngine(tiny_model), impl="numpy")
     _, frame, boxes = coco_sample[0]
     np.testing.assert_array_equal(pose.infer_async(frame, boxes).result(), pose.infer(frame, boxes))
 
@@ -126,14 +126,14 @@ def test_infer_many_equals_infer_per_frame(sample_model, coco_sample, flip):
     """Frames share engine batches (here 3 boxes per call, so batches straddle frames); each frame's
     keypoints equal its own `infer`. Only the batch composition differs, which changes PyTorch's
     float summation order: 1e-3 px and 1e-4 of the ~1.0 peak scores cover that."""
-    engine = TorchEngine(sample_model, max_batch=6 if flip else 3)
+    engine = PyTorchEngine(sample_model, max_batch=6 if flip else 3)
     pose = VitPoseTRT(engine, flip_test=flip)
     frames = [frame for _, frame, _ in coco_sample[:3]]
     boxes = [b[:n] for (_, _, b), n in zip(coco_sample[:3], (4, 0, 3))]
     many = pose.infer_many(frames, boxes)
     assert [m.shape for m in many] == [(4, 17, 3), (0, 17, 3), (3, 17, 3)]
     for frame, b, got in zip(frames, boxes, many):
-        want = VitPoseTRT(TorchEngine(sample_model, max_batch=64), flip_test=flip).infer(frame, b)
+        want = VitPoseTRT(PyTorchEngine(sample_model, max_batch=64), flip_test=flip).infer(frame, b)
         np.testing.assert_allclose(got[..., :2], want[..., :2], atol=1e-3)
         np.testing.assert_allclose(got[..., 2], want[..., 2], atol=1e-4)
     with pytest.raises(ValueError, match="2 frames but 1 box arrays"):
@@ -142,7 +142,7 @@ def test_infer_many_equals_infer_per_frame(sample_model, coco_sample, flip):
 
 def test_infer_many_catches_a_frame_mixup(sample_model, coco_sample):
     """The comparison above can fail: boxes paired with the wrong frame give other keypoints."""
-    pose = VitPoseTRT(TorchEngine(sample_model))
+    pose = VitPoseTRT(PyTorchEngine(sample_model))
     (_, f0, b0), (_, f1, _) = coco_sample[0], coco_sample[1]
     right = pose.infer_many([f0], [b0[:2]])[0]
     wrong = pose.infer_many([f1], [b0[:2]])[0]
@@ -179,11 +179,11 @@ def test_memory_stays_bounded_for_2000_boxes():
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 500, (2000, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(20, 140, (2000, 2))], axis=1)
-    bounded = VitPoseTRT(TorchEngine(model))
+    bounded = VitPoseTRT(PyTorchEngine(model))
     assert bounded.engine.max_batch == 16
     peak = _peak_bytes(bounded, frame, boxes)
     assert peak < MEMORY_BOUND, f"{peak / 2**20:.0f} MiB for 2,000 boxes"
-    unbounded = VitPoseTRT(TorchEngine(model, max_batch=500))
+    unbounded = VitPoseTRT(PyTorchEngine(model, max_batch=500))
     assert _peak_bytes(unbounded, frame, boxes[:500]) > MEMORY_BOUND
 
 
@@ -219,7 +219,7 @@ def test_a_pose_config_is_the_same_as_its_keywords(tiny_model, coco_sample):
     np.testing.assert_array_equal(by_config.infer(frame, boxes), by_keywords.infer(frame, boxes))
     both = VitPoseTRT(tiny_model, PoseConfig(**settings), mode="udp", flip_test=False)
     assert (both.mode, both.flip_test, both.impl, both.config.max_batch) == ("udp", False, "numpy", 4)
-    assert VitPoseTRT(TorchEngine(tiny_model)).config == PoseConfig()
+    assert VitPoseTRT(PyTorchEngine(tiny_model)).config == PoseConfig()
 
 
 def test_pose_settings_are_checked_when_made(tiny_model):
@@ -228,17 +228,17 @@ def test_pose_settings_are_checked_when_made(tiny_model):
     from vitpose_trt import PoseConfig
 
     with pytest.raises(TypeError, match="unknown option 'flip_tset'"):
-        VitPoseTRT(TorchEngine(tiny_model), flip_tset=True)
+        VitPoseTRT(PyTorchEngine(tiny_model), flip_tset=True)
     with pytest.raises(TypeError, match="config must be a PoseConfig, got str"):
-        VitPoseTRT(TorchEngine(tiny_model), "classic")
+        VitPoseTRT(PyTorchEngine(tiny_model), "classic")
     for bad, match in ((dict(mode="dark"), "unknown mode"), (dict(threads=0), "threads"),
                        (dict(impl="fortran"), "unknown impl")):
         with pytest.raises(ValueError, match=match):
             PoseConfig(**bad)
         with pytest.raises(ValueError, match=match):
-            VitPoseTRT(TorchEngine(tiny_model), **bad)
+            VitPoseTRT(PyTorchEngine(tiny_model), **bad)
         with pytest.raises(ValueError, match=match):
-            VitPoseTRT(TorchEngine(tiny_model), PoseConfig(), **bad)
+            VitPoseTRT(PyTorchEngine(tiny_model), PoseConfig(), **bad)
 
 
 def test_cuda_device_without_a_gpu_is_a_runtime_error(tiny_model):
@@ -259,7 +259,7 @@ def test_cuda_device_without_a_gpu_is_a_runtime_error(tiny_model):
     (None, "boxes is None"),
 ])
 def test_bad_boxes_name_the_problem(tiny_model, boxes, match):
-    pose = VitPoseTRT(TorchEngine(tiny_model), impl="numpy")
+    pose = VitPoseTRT(PyTorchEngine(tiny_model), impl="numpy")
     with pytest.raises(ValueError, match=match):
         pose.infer(np.zeros((48, 64, 3), np.uint8), boxes)
 
@@ -267,7 +267,7 @@ def test_bad_boxes_name_the_problem(tiny_model, boxes, match):
 @pytest.mark.parametrize("pairs", [[(1, 2, 3)], [1, 2], [("a", "b")], [(1.5, 2)], 7])
 def test_malformed_flip_pairs_name_the_problem(tiny_model, pairs):
     with pytest.raises(ValueError, match="flip_pairs"):
-        VitPoseTRT(TorchEngine(tiny_model), flip_test=True, flip_pairs=pairs)
+        VitPoseTRT(PyTorchEngine(tiny_model), flip_test=True, flip_pairs=pairs)
 
 
 def test_a_failed_imread_is_a_value_error(tiny_model):
@@ -275,7 +275,7 @@ def test_a_failed_imread_is_a_value_error(tiny_model):
 
     frame = cv2.imread("/nonexistent.jpg")
     with pytest.raises(ValueError, match="frame is None"):
-        VitPoseTRT(TorchEngine(tiny_model)).infer(frame, [[0, 0, 10, 10]])
+        VitPoseTRT(PyTorchEngine(tiny_model)).infer(frame, [[0, 0, 10, 10]])
 
 
 @pytest.mark.parametrize("view", ["mirror", "flip", "transpose", "rgb", "fortran"])
@@ -285,7 +285,7 @@ def test_any_strided_frame_gives_the_contiguous_result(sample_model, coco_sample
     _, frame, boxes = coco_sample[1]
     v = {"mirror": frame[:, ::-1], "flip": frame[::-1], "transpose": frame.transpose(1, 0, 2),
          "rgb": frame[..., ::-1], "fortran": np.asfortranarray(frame)}[view]
-    pose = VitPoseTRT(TorchEngine(sample_model))
+    pose = VitPoseTRT(PyTorchEngine(sample_model))
     np.testing.assert_array_equal(pose.infer(v, boxes[:2]), pose.infer(np.ascontiguousarray(v), boxes[:2]))
 
 
@@ -294,7 +294,7 @@ def test_threads_sharing_one_instance_get_the_single_threaded_answers(sample_mod
     as if it were alone (bit for bit)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pose = VitPoseTRT(TorchEngine(sample_model))
+    pose = VitPoseTRT(PyTorchEngine(sample_model))
     jobs = [(frame, boxes[:3]) for _, frame, boxes in coco_sample] * 2
     alone = [pose.infer(f, b) for f, b in jobs]
     with ThreadPoolExecutor(4) as pool:

@@ -1,6 +1,6 @@
 """The GPU path's device primitives, behind one seam: streams, events, memory, copies, kernels.
 
-Every CUDA call made by the GPU path (`gpu_path.py`), the CUDA engines (`TorchEngine` on CUDA,
+Every CUDA call made by the GPU path (`gpu_path.py`), the CUDA engines (`PyTorchEngine` on CUDA,
 `TensorRTEngine`) and the CUDA array helpers (`cuda_memory.py`) goes through `runtime()`. In a
 process that is `CudaRuntime`: PyTorch's CUDA streams, events and caching allocator (so TensorRT,
 PyTorch and the kernels share one context and one allocator) and the extension's CUDA kernels.

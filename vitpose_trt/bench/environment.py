@@ -3,32 +3,13 @@ was busy enough to make the numbers noisy."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from vitpose_trt.engines.base import check_threads
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """PyTorch's CPU thread count set to `threads` (None: left as is) for the block, then restored:
-    the setting is process-wide, and a benchmark called from a program must not change it."""
-    import torch
-
-    threads = check_threads(threads)
-    saved = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def cpu_model() -> str:

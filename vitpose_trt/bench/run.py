@@ -16,6 +16,7 @@ from typing import Any
 from vitpose_trt.agreement import TIE_FRACTION, TIE_RADIUS_PX
 from vitpose_trt.bench.environment import cuda_reason, environment, extension_status, loadavg
 from vitpose_trt.bench.measure import (
+    Runner,
     Timer,
     measure_frames,
     measure_matmul_rate,
@@ -24,10 +25,10 @@ from vitpose_trt.bench.measure import (
     summarize,
 )
 from vitpose_trt.bench.reference import Reference, keypoint_disagreement, reference_keypoints
-from vitpose_trt.bench.measure import Runner
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
 from vitpose_trt.engines.base import check_threads
+from vitpose_trt.engines.pytorch import torch_threads
 from vitpose_trt.model import count_macs
 from vitpose_trt.options import with_options
 
@@ -116,7 +117,6 @@ def run_benchmark(config: BenchConfig | None = None, /, **options: Any) -> dict:
         "matmul", "skipped"}.
     """
     cfg = with_options(BenchConfig, config, options)
-    from vitpose_trt.bench.environment import torch_threads
 
     with torch_threads(cfg.threads):
         return _run(cfg)

@@ -174,9 +174,9 @@ def runner_tensorrt(ctx: BenchContext) -> Runner:
 
 def runner_pytorch_cuda(ctx: BenchContext) -> Runner:
     ctx.need_cuda()
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
 
-    engine = TorchEngine(copy.deepcopy(ctx.model), device="cuda", precision="fp16")
+    engine = PyTorchEngine(copy.deepcopy(ctx.model), device="cuda", precision="fp16")
     pose = ctx.open_pose(engine)
     return _pipeline_runner("pytorch-cuda", pose, "VitPoseTRT, PyTorch CUDA FP16 engine")
 
@@ -221,9 +221,9 @@ def _fp32_onnx(ctx: BenchContext) -> Path:
 
 
 def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
 
-    engine = TorchEngine(ctx.model, device="cpu", precision="fp32")  # CPU FP32: .to() is a no-op, no copy
+    engine = PyTorchEngine(ctx.model, device="cpu", precision="fp32")  # CPU FP32: .to() is a no-op, no copy
     pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("pytorch-cpu", pose, "VitPoseTRT, PyTorch CPU FP32")
 

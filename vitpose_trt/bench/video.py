@@ -32,10 +32,9 @@ import cv2
 import numpy as np
 import torch
 
-from vitpose_trt.bench.environment import torch_threads
 from vitpose_trt.coco import load_sample, sample_dir
 from vitpose_trt.cuda_runtime import default_device
-from vitpose_trt.engines.pytorch import TorchEngine
+from vitpose_trt.engines.pytorch import PyTorchEngine, torch_threads
 from vitpose_trt.model import build_random_model
 from vitpose_trt.pipeline import VitPoseTRT
 from vitpose_trt.detect import make_detector
@@ -250,7 +249,7 @@ def _pose_model(engine, variant: str, **options):
     if engine is None:
         dev = options["device"] or default_device()
         prec = options["precision"] or ("fp16" if dev.startswith("cuda") else "fp32")
-        engine = TorchEngine(build_random_model(variant), device=dev, precision=prec)
+        engine = PyTorchEngine(build_random_model(variant), device=dev, precision=prec)
     return VitPoseTRT(engine, **options)
 
 

@@ -204,7 +204,7 @@ def _open_torch(req: _Request) -> Engine:
     ONNX export on ONNX Runtime (see `open_engine`)."""
     # lazy: both import torch; the CLI imports this module for its --help
     from vitpose_trt.checkpoint import load_model
-    from vitpose_trt.engines.pytorch import TorchEngine
+    from vitpose_trt.engines.pytorch import PyTorchEngine
 
     device = req.device if req.device is not None else default_device()
     if req.path is not None and req.backend == "auto" and device == "cpu" and req.precision in (None, "fp32"):
@@ -215,12 +215,10 @@ def _open_torch(req: _Request) -> Engine:
     precision = req.precision or ("fp16" if device.startswith("cuda") else "fp32")
     if device.startswith("cuda"):
         log.info("TensorRT engine not given: running the PyTorch model on %s in %s", device, precision)
-    if req.threads is not None and not device.startswith("cuda"):
-        _torch().set_num_threads(req.threads)  # process-wide: PyTorch has no per-module thread count
     module = req.module
     if module is None:
         module = load_model(req.path, dataset=req.dataset, expert=req.expert)
-    engine = TorchEngine(module, device=device, precision=precision, max_batch=req.max_batch)
+    engine = PyTorchEngine(module, device=device, precision=precision, max_batch=req.max_batch, threads=req.threads)
     engine.dataset = getattr(module, "dataset", None)
     return engine
 

@@ -97,13 +97,23 @@ def describe(path: str | os.PathLike[str]) -> ModelInfo:
         raise FileNotFoundError(f"model file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        import onnx  # lazy: heavy, and the engines package and the CLI import this module
-
-        return info_from_onnx(onnx.load(os.fspath(path), load_external_data=False), path)
+        return info_from_onnx(load_onnx(path, weights=False), path)
     if suffix in PLAN_SUFFIXES:
         return _info_from_sidecar(path)
     raise ValueError(f"{path}: describe() reads an .onnx or a TensorRT plan ({', '.join(PLAN_SUFFIXES)}); "
                      "a checkpoint is read by loading it (vitpose_trt.load_model)")
+
+
+def load_onnx(path: str | os.PathLike[str], *, weights: bool = True) -> Any:
+    """`onnx.load`, with a file that is not an ONNX model (truncated, another format) refused by name
+    (ValueError) rather than as protobuf's DecodeError; `weights=False` leaves external weights unread."""
+    import onnx  # lazy: heavy, and the engines package and the CLI import this module
+    from google.protobuf.message import DecodeError  # protobuf: onnx's own dependency
+
+    try:
+        return onnx.load(os.fspath(path), load_external_data=weights)
+    except DecodeError as e:
+        raise ValueError(f"{os.fspath(path)}: not an ONNX model (it does not parse: {e})") from None
 
 
 def info_from_onnx(proto: Any, path: str | os.PathLike[str] = "model.onnx") -> ModelInfo:

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 
 from vitpose_trt.cuda_runtime import Stream, runtime
-from vitpose_trt.engines.base import Engine, check_max_batch
+from vitpose_trt.engines.base import Engine, check_max_batch, check_threads
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-class TorchEngine(Engine):
+class PyTorchEngine(Engine):
     """Runs a `ViTPose` nn.Module.
 
     Args:
@@ -25,12 +25,14 @@ class TorchEngine(Engine):
             kernels accumulate in FP32 internally, so the overflow that hurts FP16 TensorRT
             engines does not arise here).
         max_batch: most crops per forward pass (default: `DEFAULT_MAX_BATCH` for the device).
+        threads: PyTorch's CPU threads while a CPU model runs (None: PyTorch's setting); the count
+            is process-wide in PyTorch, so it is set for each run and restored after (`torch_threads`).
     """
 
     name = "pytorch"
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", precision: str = "fp32",
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None, threads: int | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if precision not in _DTYPES:
@@ -51,6 +53,7 @@ class TorchEngine(Engine):
         self.dtype = _DTYPES[precision]
         self.input_dtype = self.dtype if self.device == "cuda" else None
         self.max_batch = check_max_batch(max_batch, self.device)
+        self.threads = check_threads(threads) if kind == "cpu" else None
         self.model = model.eval().to(self.torch_device or "cpu", self.dtype)
         config = getattr(model, "config", None)
         if config is not None:
@@ -61,7 +64,8 @@ class TorchEngine(Engine):
     @torch.inference_mode()
     def _run(self, crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(crops).to(self.torch_device or "cpu", self.dtype)
-        return self.model(x).float().cpu().numpy()
+        with torch_threads(self.threads):
+            return self.model(x).float().cpu().numpy()
 
     @torch.inference_mode()
     def _run_cuda(self, crops: torch.Tensor, stream: Stream) -> torch.Tensor:
@@ -85,3 +89,18 @@ def exact_fp32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's CPU thread count set to `threads` (None: left as is) for the block, then restored:
+    the setting is process-wide, and a library called from a program must not change it."""
+    threads = check_threads(threads)
+    saved = torch.get_num_threads()
+    if threads is not None and threads != saved:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
