@@ -1,5 +1,6 @@
 """Build a TensorRT FP16 engine for ViTPose: checkpoint or ONNX -> `model.engine` + `model.engine.json`.
-(A person detector's .onnx is built by the same `build`, in `build_engine.detector_build`.)
+(A person detector's .onnx is built on the same builder, in `build_engine.detector_build`;
+`build_engine.build` picks which.)
 
     checkpoint --export_onnx--> FP32 ONNX --fp16.convert_to_fp16--> FP16 ONNX (LayerNorm in FP32)
         --strongly typed TensorRT network--> plan, with one optimization profile over the batch
@@ -48,6 +49,7 @@ from vitpose_trt.engines.sidecar import (
 )
 from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
 from vitpose_trt.export import save_onnx
+from vitpose_trt.geometry import check_mode
 from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
@@ -58,8 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BuildConfig", "EngineVerificationError", "EngineMismatchError", "ModelInfo", "ProfileShapes",
-    "TensorRTUnavailableError", "VERIFY_TOLERANCE", "build", "build_plan", "default_timing_cache_path",
+    "BuildConfig", "EngineVerificationError", "EngineMismatchError", "ProfileShapes",
+    "TensorRTUnavailableError", "VERIFY_TOLERANCE", "build_plan", "build_pose", "default_timing_cache_path",
     "judge_verification", "make_sidecar", "onnx_sha256", "profile_shapes", "publish_plan", "strongly_typed_available",
     "verification_crops", "write_sidecar",
 ]
@@ -223,9 +225,10 @@ class _Source:
     tolerance: Tolerance = VERIFY_TOLERANCE  # what the built engine is judged by against `reference`
 
 
-def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str],
+def build_pose(source: str | os.PathLike[str] | torch.nn.Module | None, output: str | os.PathLike[str],
           config: BuildConfig | None = None, **options: Any) -> Path:
-    """Build a TensorRT engine and its sidecar.
+    """Build a pose model's TensorRT engine and its sidecar (`build_engine.build` sends a person
+    detector's .onnx to `detector_build.build_detector` instead).
 
     Both are written and verified in a temporary folder beside `output`, and renamed into place
     at the end (`publish_plan`): a build that fails, verification included, writes nothing to
@@ -234,12 +237,10 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
     Args:
         source: a checkpoint (exported to ONNX first, into that temporary folder), an FP32 .onnx
             from `vitpose-trt export`, a Q/DQ .onnx from `vitpose-trt quantize`, an nn.Module, or
-            None (random-weight ViTPose-B, for benchmarks). A person detector's .onnx (no ViTPose
-            metadata, outputs `vitpose_trt.detect.Detector` reads) is built as one:
-            `build_engine.detector_build`.
+            None (random-weight ViTPose-B, for benchmarks).
         output: the plan path, e.g. "model.engine"; the sidecar goes to "model.engine.json".
         config: the settings (default `BuildConfig()`).
-        **options: `BuildConfig` fields by name, replacing `config`'s (`build(src, out, max_batch=4)`).
+        **options: `BuildConfig` fields by name, replacing `config`'s (`build_pose(src, out, max_batch=4)`).
 
     Returns:
         The plan path.
@@ -253,17 +254,6 @@ def build(source: str | os.PathLike[str] | torch.nn.Module | None, output: str |
     """
     config = with_options(BuildConfig, config, options)
     require_tensorrt()  # before the minutes of export, with the one-line install hint
-    from build_engine.detector_build import build_detector, is_detector_source
-    from vitpose_trt.geometry import check_mode
-
-    if is_detector_source(source, config.detector_format, config.detector_family):
-        given = config.pose_options_given()
-        if given:
-            raise ValueError(f"{source} is a person detector: {', '.join(given)} are options of the pose model's "
-                             "engine (a detector's engine takes one image, batch 1)")
-        assert isinstance(source, (str, os.PathLike))  # is_detector_source: an .onnx path
-        return build_detector(source, output, config)
-
     check_mode(config.mode)
     output = Path(os.fspath(output))
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -246,11 +246,12 @@ def test_bad_input_is_one_error_line_and_exit_status_2(case, bad_input_folder, c
     assert sorted(p.name for p in bad_input_folder.iterdir()) == before  # nothing written
 
 
-@pytest.mark.parametrize("command", ["triton-repo", "serve", "quantize"])
+@pytest.mark.parametrize("command", ["triton-repo", "serve", "quantize", "bench"])
 def test_a_corrupt_onnx_is_one_error_line(command, bad_input_folder, capsys):
     junk = str(bad_input_folder / "junk.onnx")
     argv = {"triton-repo": ["triton-repo", "repo", "--engine", junk], "serve": ["serve", "--engine", junk],
-            "quantize": ["quantize", junk, "-o", "q.onnx", "--calib", "."]}[command]
+            "quantize": ["quantize", junk, "-o", "q.onnx", "--calib", "."],
+            "bench": ["bench", "--engine", junk, "--out", str(bad_input_folder / "bench"), "--no-progress"]}[command]
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"vitpose-trt {command}: error: ") and "not an ONNX model" in lines[0]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.standins.cuda import DEVICE, ForeignFrame, happens_before
-from vitpose_trt.cuda_memory import GrowBuffer, as_cuda_frame, check_cuda_frame, device_array, producer_stream
+from vitpose_trt.cuda_memory import GrowBuffer, as_cuda_frame, device_array, producer_stream
+from vitpose_trt.geometry import check_frame
 
 # --------------------------------------------------------------------------------------------
 # the interface's "stream"
@@ -136,17 +137,17 @@ def test_without_the_producer_stream_the_read_is_unordered(standin):
 
 
 @pytest.mark.parametrize(("shape", "dtype", "match"), [
-    ((4, 4), torch.uint8, r"frame: expected \(H, W, 3\) uint8, got \(4, 4\)"),
-    ((4, 4, 4), torch.uint8, r"frame: expected \(H, W, 3\) uint8, got \(4, 4, 4\)"),
-    ((4, 4, 3), torch.float32, r"frame: expected \(H, W, 3\) uint8, got \(4, 4, 3\) torch.float32"),
+    ((4, 4), torch.uint8, r"frame: expected \(H, W, 3\) uint8, got shape \(4, 4\)"),
+    ((4, 4, 4), torch.uint8, r"frame: expected \(H, W, 3\) uint8, got shape \(4, 4, 4\)"),
+    ((4, 4, 3), torch.float32, r"frame: expected \(H, W, 3\) uint8, got torch.float32"),
     ((0, 4, 3), torch.uint8, r"frame is empty: shape \(0, 4, 3\)"),
 ])
-def test_check_cuda_frame(standin, shape, dtype, match):
+def test_device_frames_are_checked_as_frames(standin, shape, dtype, match):
     with pytest.raises(ValueError, match=match):
-        check_cuda_frame(torch.zeros(shape, dtype=dtype))
+        check_frame(torch.zeros(shape, dtype=dtype), on_device=True)
     with pytest.raises(ValueError, match=match):
         as_cuda_frame(standin.empty(shape, dtype, DEVICE))
-    assert check_cuda_frame(torch.zeros((1, 1, 3), dtype=torch.uint8)).shape == (1, 1, 3)
+    assert check_frame(torch.zeros((1, 1, 3), dtype=torch.uint8), on_device=True).shape == (1, 1, 3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def test_cli_wholebody_infer_video_eval_and_triton(tmp_path, coco_sample, capsys
 # --- the dataset travels with the file: ONNX metadata, TensorRT sidecar -------------------------
 
 def test_onnx_metadata_and_sidecar_carry_the_dataset(tmp_path):
-    from build_engine.tensorrt_build import ModelInfo
+    from vitpose_trt.engines import ModelInfo
     from tests.test_sidecar import sample_sidecar
     from vitpose_trt import VitPoseTRT
     from vitpose_trt.engines.sidecar import read_sidecar, write_sidecar

@@ -53,7 +53,8 @@ ENTRY_POINTS = {
     "vitpose_trt.bench.run:run_benchmark": (),
     "vitpose_trt.bench.video:run_video_benchmark": (),
     "vitpose_trt.triton.repository:write_repository": ("out", "model.engine"),
-    "build_engine.tensorrt_build:build": (None, "x.engine"),
+    "build_engine:build": (None, "x.engine"),
+    "build_engine.tensorrt_build:build_pose": (None, "x.engine"),
     "build_engine.detector_build:build_detector": ("det.onnx", "det.engine"),
     "build_engine.quantize:quantize": ("m.onnx", "q.onnx"),
 }

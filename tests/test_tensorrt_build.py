@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from build_engine import build
 from build_engine.tensorrt_build import (
     EngineVerificationError,
-    ModelInfo,
-    build,
     judge_verification,
     onnx_sha256,
     profile_shapes,
@@ -28,6 +27,7 @@ from build_engine.tensorrt_build import (
 )
 from vitpose_trt.agreement import compare_heatmaps
 from vitpose_trt.coco import sample_dir
+from vitpose_trt.engines import ModelInfo
 from vitpose_trt.engines.sidecar import sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import INSTALL_HINT, TensorRTEngine, TensorRTUnavailableError, tensorrt_available
 

@@ -88,7 +88,7 @@ def test_rebuild_reuses_the_timing_cache_and_a_foreign_one_is_replaced(standins,
     again = tmp_path / "again.engine"
     cache = tmp_path / "again.engine.timing.cache"
     cache.write_bytes(plan.with_name(plan.name + ".timing.cache").read_bytes())
-    from build_engine.tensorrt_build import build
+    from build_engine import build
 
     with caplog.at_level(logging.DEBUG):
         build(read_sidecar(plan)["source"]["path"], again, max_batch=4, verify=False)
@@ -112,7 +112,7 @@ def test_the_build_verification_removes_a_wrong_engine(standins, sample_checkpoi
 def test_a_static_batch_onnx_fails_to_build_as_with_tensorrt(standins, tiny_model, tmp_path):
     """An ONNX export with a fixed batch of 1 cannot take the profile's batches 1..4: TensorRT's
     builder refuses it (here its stand-in), and `build` says so without leaving files behind."""
-    from build_engine.tensorrt_build import build
+    from build_engine import build
     from vitpose_trt.export import export_onnx
 
     static = tmp_path / "static.onnx"

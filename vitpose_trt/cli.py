@@ -392,7 +392,7 @@ def _quantize(args) -> int:
 
 
 def _build(args) -> int:
-    from build_engine.tensorrt_build import build
+    from build_engine import build
     from vitpose_trt.engines.tensorrt import TensorRTUnavailableError
 
     if not args.fp16:

@@ -28,6 +28,7 @@ from vitpose_trt.bench.reference import Reference, keypoint_disagreement, refere
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
 from vitpose_trt.engines.base import check_threads
+from vitpose_trt.engines.model_info import describe
 from vitpose_trt.engines.pytorch import torch_threads
 from vitpose_trt.model import count_macs
 from vitpose_trt.options import with_options
@@ -140,6 +141,7 @@ def _load_weights(cfg: BenchConfig):
         if p.suffix.lower() in PLAN_SUFFIXES:
             plan = p
         elif p.suffix.lower() == ".onnx":
+            describe(p)  # a file that is not a pose model's ONNX fails here, not row by row minutes later
             onnx_path = p
         elif checkpoint is not None and Path(checkpoint) != p:
             raise ValueError("engine= is a checkpoint and checkpoint= names another (the CLI's --engine and "
