@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vitpose_trt.atomic import write_json
+
 
 def _engine(args, tmp: Path) -> Path:
     if args.engine:
@@ -193,7 +195,7 @@ def main(argv=None) -> int:
         if r["path"] != "inprocess" and r["clients"] == 1 and "p50_ms" in r and r["people"] in base:
             print(f"hop cost ({r['path']}, {r['people']} people): p50 {r['p50_ms'] - base[r['people']]['p50_ms']:+.1f} ms")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        write_json(args.json, result, indent=1)
     return 0
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vitpose_trt.atomic import write_json
 from vitpose_trt.pose_tracker import PoseTracker
 
 CLIP_SIZE = (640, 480)  # (width, height)
@@ -365,7 +366,7 @@ def main(argv=None) -> int:
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}", "runs": runs}
     print(json.dumps(result, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        write_json(args.json, result, indent=1)
     failed = any(r["errors"] for r in runs)
     memories = [m for r in runs for m in (r.get("memory"), r.get("server_memory"), r.get("client_memory")) if m]
     if args.what != "ci" and any(m["flat"] is False for m in memories):

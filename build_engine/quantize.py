@@ -53,6 +53,7 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from vitpose_trt.agreement import QDQ_TOLERANCE, compare_graphs
 from vitpose_trt.atomic import writable_target
+from vitpose_trt.batching import chunks
 from vitpose_trt.coco import image_id_from_name, load_detections
 from vitpose_trt.crop import preprocess
 from vitpose_trt.detect import make_detector
@@ -168,8 +169,8 @@ def calibrate(model: onnx.ModelProto, names: Sequence[str], crops: np.ndarray, p
     input_name = session.get_inputs()[0].name
     tails: dict[str, np.ndarray] = {n: np.zeros(0, np.float32) for n in names}  # largest |x| so far
     totals: dict[str, int] = dict.fromkeys(names, 0)
-    for lo in range(0, len(crops), batch):
-        chunk = np.ascontiguousarray(crops[lo:lo + batch])
+    for lo, hi in chunks(len(crops), batch):
+        chunk = np.ascontiguousarray(crops[lo:hi])
         for name, value in zip(names, session.run(list(names), {input_name: chunk})):
             flat = np.abs(np.asarray(value, dtype=np.float32)).ravel()
             totals[name] += flat.size

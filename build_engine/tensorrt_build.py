@@ -37,6 +37,7 @@ from build_engine.quantize import has_qdq, read_quantization
 from vitpose_trt.agreement import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.agreement import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write, writable_target
+from vitpose_trt.batching import chunks
 from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx, load_onnx
 from vitpose_trt.engines.onnx_cache import update_digest
 from vitpose_trt.engines.sidecar import (
@@ -435,8 +436,8 @@ def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarra
         try:
             m = model.to(device)
             with exact_fp32(), torch.inference_mode():
-                out = [m(torch.from_numpy(crops[i:i + 8]).to(device)).float().cpu().numpy()
-                       for i in range(0, len(crops), 8)]
+                out = [m(torch.from_numpy(crops[lo:hi]).to(device)).float().cpu().numpy()
+                       for lo, hi in chunks(len(crops), 8)]
         finally:
             model.cpu()
         return np.concatenate(out)

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from vitpose_trt.batching import chunks
 from vitpose_trt.geometry import check_mode, frame_to_heatmap, identity_transform
 from vitpose_trt.stats import summary
 
@@ -336,8 +337,8 @@ def compare_graphs(reference, candidate, crops: np.ndarray, mode: str = "udp", *
         model = os.fspath(graph) if isinstance(graph, (str, os.PathLike)) else graph.SerializeToString()
         session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return np.concatenate([session.run(None, {name: np.ascontiguousarray(crops[lo:lo + batch])})[0]
-                               for lo in range(0, len(crops), batch)])
+        return np.concatenate([session.run(None, {name: np.ascontiguousarray(crops[lo:hi])})[0]
+                               for lo, hi in chunks(len(crops), batch)])
 
     d = compare_heatmaps(heatmaps(reference), heatmaps(candidate), mode, fraction=tolerance.fraction)
     return d, tolerance.violations(d)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from vitpose_trt.agreement import TIE_FRACTION, Stats, compare_to_reference, keypoint_distance
+from vitpose_trt.batching import chunks
 from vitpose_trt.crop import preprocess
 from vitpose_trt.decode import merge_flip, postprocess
 
@@ -33,8 +34,7 @@ def reference_keypoints(model, frame: np.ndarray, boxes: np.ndarray, mode: str =
     crops, transforms = preprocess(frame, boxes, mode, input_size=input_size, impl="numpy", flip=flip)
     n = len(boxes)
     with torch.inference_mode():
-        heat = np.concatenate([model(torch.from_numpy(crops[i:i + chunk])).numpy()
-                               for i in range(0, len(crops), chunk)])
+        heat = np.concatenate([model(torch.from_numpy(crops[lo:hi])).numpy() for lo, hi in chunks(len(crops), chunk)])
     if flip:
         # the tie rule reads the heatmaps the keypoints were decoded from: the flip-merged ones
         merged = merge_flip(heat[:n], heat[n:], mode, flip_pairs)
