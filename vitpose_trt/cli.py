@@ -4,17 +4,32 @@ bench-video, triton-repo, serve."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+
+from vitpose_trt import __version__
+from vitpose_trt.atomic import output_folder, writable_target, write_json
+from vitpose_trt.coco import image_id_from_name, keypoint_results, load_detections
+from vitpose_trt import datasets
 from vitpose_trt.detect import FAMILIES as DETECTOR_FAMILIES
 from vitpose_trt.detect import FORMATS as DETECTOR_FORMATS
 from vitpose_trt.engines import BACKENDS, PRECISIONS
 from vitpose_trt.engines.sidecar import BUILD_DEFAULTS, rebuild_command
+from vitpose_trt.draw import draw_poses
 from vitpose_trt.geometry import MODES
+from vitpose_trt.sources import ImageSource, open_sources
 from vitpose_trt.tracking import ONE_EURO_BETA, ONE_EURO_D_CUTOFF, ONE_EURO_MIN_CUTOFF
+from vitpose_trt.triton.repository import write_repository
+from vitpose_trt.video_io import load_frame_detections, write_image_atomic
+
+# Modules that import torch, onnx or TensorRT (export, checkpoint, pipeline, bench, build_engine, ...)
+# are imported by the subcommand that needs them, so that `vitpose-trt --help` stays fast.
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -51,10 +66,8 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset_args(p: argparse.ArgumentParser, expert: bool = True) -> None:
-    from vitpose_trt.datasets import names
-
     p.add_argument("--dataset", default=None,
-                   help=f"keypoint dataset of the model ({', '.join(names())}): picks a ViTPose++ checkpoint's expert "
+                   help=f"keypoint dataset of the model ({', '.join(datasets.names())}): picks a ViTPose++ checkpoint's expert "
                         "and brings its flip pairs, skeleton and sigmas (default: what the model records, else its K)")
     if expert:
         p.add_argument("--expert", type=int, default=None,
@@ -80,8 +93,6 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `vitpose-trt` parser: global options, then one subparser per command (`_add_<command>_arguments`)."""
-    from vitpose_trt import __version__
-
     parser = argparse.ArgumentParser(prog="vitpose-trt", description=__doc__,
                                      formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -363,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args) -> int:
-    from vitpose_trt.atomic import writable_target
     from vitpose_trt.export import export_onnx
     from vitpose_trt.checkpoint import load_model
 
@@ -415,9 +425,6 @@ def _build(args) -> int:
 
 def _infer(args) -> int:
     """Images -> keypoints.json + overlays; each video/camera/stream -> <name>.jsonl + <name>.mp4."""
-    from vitpose_trt.atomic import output_folder
-    from vitpose_trt.sources import ImageSource, open_sources
-
     if args.det_every < 1:
         raise ValueError(f"--det-every must be >= 1, got {args.det_every}")
     sources = open_sources(args.inputs)
@@ -480,11 +487,7 @@ def _check_output_names(images, videos) -> None:
 def _load_boxes(path: str, video: bool):
     """--boxes: COCO detections for images, per-frame detections for a video; errors name the file."""
     if video:
-        from vitpose_trt.video_io import load_frame_detections
-
         return load_frame_detections(path)
-    from vitpose_trt.coco import load_detections
-
     try:
         return load_detections(path)
     except json.JSONDecodeError as e:
@@ -498,8 +501,6 @@ def _load_boxes(path: str, video: bool):
 
 def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> int:
     """Every image -> its overlay; all -> keypoints.json. Ctrl-C keeps what was done, as videos do."""
-    from vitpose_trt.atomic import write_json
-
     results: list = []
     seen = {"people": 0, "images": 0, "unmatched": [], "empty": []}
     interrupted = False
@@ -526,12 +527,6 @@ def _infer_images(args, source, pose, detector, detections, out_dir: Path) -> in
 
 def _pose_image(args, frame, pose, detector, detections, out_dir: Path, seen: dict) -> list:
     """One image: its boxes, keypoints and overlay; its COCO results. Errors name the image."""
-    import numpy as np
-
-    from vitpose_trt.coco import image_id_from_name, keypoint_results
-    from vitpose_trt.draw import draw_poses
-    from vitpose_trt.video_io import write_image_atomic
-
     image, name = frame.image, frame.name or f"{frame.index}.jpg"
     image_id = image_id_from_name(name)
     if args.whole_frame:
@@ -588,9 +583,6 @@ def _infer_video(args, source, pose, detector, detections, out_dir: Path) -> int
     return 130 if res.interrupted else (1 if res.detector_error else 0)
 
 def _bench(args) -> int:
-    import time
-
-    from vitpose_trt.atomic import output_folder
     from vitpose_trt.bench import int_list, resolve_alternatives
 
     people = int_list(args.people, "--people")
@@ -638,8 +630,6 @@ def _run_bench(args, people, alternatives, required, out_dir: Path) -> int:
     print(f"wrote {', '.join(p.name for p in written.values())} to {out_dir}/"
           + ("" if has_plot else " (no plot: pip install matplotlib)"))
     if args.json:
-        from vitpose_trt.atomic import write_json
-
         print(f"wrote {write_json(args.json, result, indent=1)}")
     if args.plot:
         if not has_plot:
@@ -656,10 +646,6 @@ def _run_bench(args, people, alternatives, required, out_dir: Path) -> int:
 
 
 def _eval(args) -> int:
-    import contextlib
-
-    from vitpose_trt.atomic import output_folder
-
     # the folder is checked before the minutes of evaluation, and removed again if they fail
     with output_folder(args.out, overwrite=args.overwrite, name="--out") if args.out else contextlib.nullcontext():
         return _run_eval(args)
@@ -707,8 +693,6 @@ def _triton_options(args) -> dict:
 
 
 def _triton_repo(args) -> int:
-    from vitpose_trt.triton.repository import write_repository
-
     info = write_repository(args.out, args.engine, **_triton_options(args))
     print(f"wrote {info.path}: model {info.model_name!r} ({info.variant}, {info.num_keypoints} keypoints, "
           f"dataset {info.dataset or 'unknown'}); "
@@ -750,8 +734,6 @@ def _bench_video(args) -> int:
         known_boxes=args.known_boxes))
     print(format_video_table(result))
     if args.json:
-        from vitpose_trt.atomic import write_json
-
         print(f"wrote {write_json(args.json, result, indent=1)}")
     return 0
 
