@@ -2,8 +2,9 @@
 TensorRT engine builder for the pose model (`tensorrt_build`) and for a person detector
 (`detector_build`, on the same builder). `build` picks which from the source.
 
-Depends on `vitpose_trt` (ONNX export lives there: `vitpose_trt.export`), never the reverse: only
-the CLI's `build` and `quantize` commands load this package, lazily.
+Depends on `vitpose_trt` (ONNX export lives there: `vitpose_trt.export`), never the reverse: the
+CLI's `build` and `quantize` commands load it when they run. Importing any of its modules loads them
+all, with torch and onnx.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 
 import cv2
@@ -282,3 +283,12 @@ def test_an_error_in_a_fresh_process_is_one_line_without_a_traceback(tmp_path):
                           "--results", str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("vitpose-trt eval: error: ") and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_help_loads_no_heavy_library():
+    """`vitpose-trt --help` (and importing the CLI) loads no torch, onnx, onnxruntime or TensorRT: the
+    subcommands import what pulls them when they run."""
+    code = ("import sys, vitpose_trt.cli; heavy = {'torch', 'onnx', 'onnxruntime', 'tensorrt'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

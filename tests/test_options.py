@@ -52,6 +52,7 @@ def test_the_config_checks_its_values_when_made():
 ENTRY_POINTS = {
     "vitpose_trt.bench.run:run_benchmark": (),
     "vitpose_trt.bench.video:run_video_benchmark": (),
+    "vitpose_trt.video:process_video": (None, None, "out"),
     "vitpose_trt.triton.repository:write_repository": ("out", "model.engine"),
     "build_engine:build": (None, "x.engine"),
     "build_engine.tensorrt_build:build_pose": (None, "x.engine"),

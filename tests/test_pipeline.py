@@ -207,7 +207,7 @@ def test_a_pose_config_is_the_same_as_its_keywords(tiny_model, coco_sample):
     from vitpose_trt import PoseConfig
 
     settings = dict(mode="classic", flip_test=True, device="cpu", precision="fp32", impl="numpy", max_batch=4,
-                    dataset="coco")  # (not threads: PyTorch's thread count is process-wide)
+                    dataset="coco")
     by_config = VitPoseTRT(tiny_model, PoseConfig(**settings))
     by_keywords = VitPoseTRT(tiny_model, **settings)
     assert by_config.config == by_keywords.config == PoseConfig(**settings)

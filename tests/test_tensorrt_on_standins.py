@@ -78,6 +78,9 @@ def test_build_writes_plan_sidecar_and_timing_cache(plan, sample_checkpoint):
     check = sidecar["verification"]
     assert check["enforced"] is True and check["reference"] == "PyTorch FP32"
     assert check["metric"]["counted"] > 0.8 * check["metric"]["keypoints"]  # the fixture's real peaks
+    from build_engine.tensorrt_build import VERIFY_TOLERANCE
+
+    assert check["tolerance"] == vars(VERIFY_TOLERANCE)  # numbers read back as numbers (median_px: inf)
     assert check["metric"]["heatmap_px"]["max"] < 0.05  # FP16 graph vs FP32 model
     cache = plan.with_name(plan.name + ".timing.cache").read_bytes()
     assert cache.startswith(standin_trt.CACHE_MAGIC) and len(json.loads(cache[len(standin_trt.CACHE_MAGIC):])["entries"]) == 1

@@ -29,6 +29,8 @@ _LAZY = {
     "Person": "vitpose_trt.pose_tracker",
     "Detector": "vitpose_trt.detect",
     "DetectorConfig": "vitpose_trt.detect",
+    "TrackingConfig": "vitpose_trt.pose_tracker",
+    "VideoConfig": "vitpose_trt.video",
     "preprocess": "vitpose_trt.crop",  # the crop stage (module crop.py)
     "postprocess": "vitpose_trt.decode",  # the decode stage (module decode.py)
 }

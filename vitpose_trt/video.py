@@ -10,14 +10,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from vitpose_trt.draw import draw_people
-from vitpose_trt.sources import Frame, VideoSource
+from vitpose_trt.options import with_options
 from vitpose_trt.pose_tracker import STAGES, DetectorError, Person, PoseTracker
+from vitpose_trt.sources import Frame, VideoSource
 from vitpose_trt.video_io import JsonlWriter, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -120,14 +122,15 @@ class VideoConfig:
 
 
 def process_video(source: VideoSource, tracker: PoseTracker, out_dir, config: VideoConfig | None = None, *,
-                  frame_boxes: dict[int, np.ndarray] | None = None) -> VideoResult:
+                  frame_boxes: dict[int, np.ndarray] | None = None, **options: Any) -> VideoResult:
     """Track every frame of `source`, writing `out_dir/<name>.jsonl` and (render) `out_dir/<name>.mp4`.
 
     Args:
         source: an opened `VideoSource` (closed on return).
         tracker: the `PoseTracker` (reset first: ids start at 0 per video).
         out_dir: an existing, writable folder.
-        config: rendering, window, progress bar, frame limit, detecting ahead (default: `VideoConfig()`).
+        config: rendering, window, progress bar, frame limit, detecting ahead (default: `VideoConfig()`);
+            `options`, its fields by name, replace its values (`process_video(src, tracker, out, render=False)`).
         frame_boxes: per-frame boxes ({frame index: (M, 5)}) to use instead of the tracker's detector;
             frames absent from it have nobody.
 
@@ -136,7 +139,7 @@ def process_video(source: VideoSource, tracker: PoseTracker, out_dir, config: Vi
     `max_detector_failures`), with `detector_error` set. Any other exception removes the partial
     outputs and propagates.
     """
-    run = _VideoRun(source, tracker, Path(out_dir), config or VideoConfig(), frame_boxes)
+    run = _VideoRun(source, tracker, Path(out_dir), with_options(VideoConfig, config, options), frame_boxes)
     ok = False
     try:
         try:

@@ -90,7 +90,7 @@ def describe(path: str | os.PathLike[str]) -> ModelInfo:
         ValueError: a plan without its sidecar, an .onnx whose shapes do not say K, or another kind
             of file (a checkpoint is described by loading it: `load_model`).
     """
-    from vitpose_trt.engines import PLAN_SUFFIXES  # lazy: a cycle (the engines package imports this module)
+    from vitpose_trt.engines import PLAN_SUFFIXES, is_plan  # lazy: a cycle (the engines package imports this module)
 
     path = Path(os.fspath(path))
     if not path.is_file():
@@ -98,7 +98,7 @@ def describe(path: str | os.PathLike[str]) -> ModelInfo:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return info_from_onnx(load_onnx(path, weights=False), path)
-    if suffix in PLAN_SUFFIXES:
+    if is_plan(path):
         return _info_from_sidecar(path)
     raise ValueError(f"{path}: describe() reads an .onnx or a TensorRT plan ({', '.join(PLAN_SUFFIXES)}); "
                      "a checkpoint is read by loading it (vitpose_trt.load_model)")

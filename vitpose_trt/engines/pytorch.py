@@ -25,8 +25,8 @@ class PyTorchEngine(Engine):
             kernels accumulate in FP32 internally, so the overflow that hurts FP16 TensorRT
             engines does not arise here).
         max_batch: most crops per forward pass (default: `DEFAULT_MAX_BATCH` for the device).
-        threads: PyTorch's CPU threads while a CPU model runs (None: PyTorch's setting); the count
-            is process-wide in PyTorch, so it is set for each run and restored after (`torch_threads`).
+        threads: PyTorch's CPU threads while a CPU model runs (None: PyTorch's setting); set for each
+            run and restored after (`torch_threads`), so the caller's own setting is left as it was.
     """
 
     name = "pytorch"
@@ -94,7 +94,7 @@ def exact_fp32() -> Iterator[None]:
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """PyTorch's CPU thread count set to `threads` (None: left as is) for the block, then restored:
-    the setting is process-wide, and a library called from a program must not change it."""
+    a library called from a program must not change the program's setting."""
     threads = check_threads(threads)
     saved = torch.get_num_threads()
     if threads is not None and threads != saved:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import vitpose_trt
-from vitpose_trt.atomic import write_json
+from vitpose_trt.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -283,5 +283,8 @@ def detector_record(sidecar: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Mapping[str, Any]) -> Path:
-    """Write `<engine>.json` atomically (a reader never sees half a file)."""
-    return write_json(sidecar_path(engine_path), dict(sidecar), indent=2)
+    """Write `<engine>.json` atomically (a reader never sees half a file). Plain `json.dumps`, not
+    `atomic.write_json`: a tolerance of math.inf must read back as a float (JSON's `Infinity`)."""
+    path = sidecar_path(engine_path)
+    atomic_write(path, json.dumps(sidecar, indent=2) + "\n")
+    return path
