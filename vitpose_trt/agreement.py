@@ -332,7 +332,8 @@ def compare_graphs(reference, candidate, crops: np.ndarray, mode: str = "udp", *
     """Two ONNX graphs (paths or ModelProtos) run by ONNX Runtime on the CPU on the same crops, their
     keypoints compared over the peaks `tolerance.fraction` selects: (the disagreement, what it
     breaks of `tolerance`; empty when within it or when no peak is clear enough to judge)."""
-    import onnxruntime as ort  # lazy: a light module (evaluate and the ONNX cache import it); only this check runs graphs
+    # lazy: a light module (evaluate and the ONNX cache import it), and only this check runs graphs
+    import onnxruntime as ort
 
     def heatmaps(graph) -> np.ndarray:
         model = os.fspath(graph) if isinstance(graph, (str, os.PathLike)) else graph.SerializeToString()

@@ -137,8 +137,8 @@ class VitPoseTRT:
             flip_index(self.engine.num_keypoints, flip_pairs)  # fail now, not at the first frame
         self.path: CpuPath | GpuPath = self._open_path(flip_pairs, cfg.impl, cfg.threads)
         if self.engine.random_weights:
-            _torch_modules()[1].warn_random_weights(f"VitPoseTRT runs {self.engine.describe()}: its keypoints are meaningless "
-                                "(benchmarks and tests only)")
+            _torch_modules()[1].warn_random_weights(f"VitPoseTRT runs {self.engine.describe()}: its keypoints are "
+                                                    "meaningless (benchmarks and tests only)")
 
     def _open_path(self, flip_pairs, impl: str | None, threads: int | None) -> CpuPath | GpuPath:
         """The runner around the opened engine: the GPU path for a CUDA engine when the extension has

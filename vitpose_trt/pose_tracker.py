@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.optimize  # noqa: F401  -- loaded with this module, not inside the first frame's timing (tracking's matcher)
+import scipy.optimize  # noqa: F401  -- tracking's matcher: loaded with this module, not in the first frame's time
 
 from vitpose_trt.detect import detector_file, make_detector
 from vitpose_trt.geometry import check_boxes, check_frame
