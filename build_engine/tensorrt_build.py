@@ -28,18 +28,26 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import onnx
+import torch
 
+import vitpose_trt.engines.tensorrt as trt_runtime  # TensorRTEngine looked up on use (the tests replace it)
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes
 from build_engine.quantize import has_qdq, read_quantization
 from vitpose_trt.agreement import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.agreement import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.batching import chunks
+from vitpose_trt.checkpoint import load_model
+from vitpose_trt.cuda_runtime import default_device, runtime
 from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx, load_onnx
-from vitpose_trt.engines.onnx_cache import update_digest
+from vitpose_trt.engines.onnx_cache import checkpoint_digest, update_digest
+from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+from vitpose_trt.engines.pytorch import exact_fp32
 from vitpose_trt.engines.sidecar import (
     BUILD_DEFAULTS,
     EngineMismatchError,
@@ -48,15 +56,14 @@ from vitpose_trt.engines.sidecar import (
     sidecar_path,
     write_sidecar,
 )
-from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt
-from vitpose_trt.export import save_onnx
+from vitpose_trt.engines.tensorrt import TensorRTUnavailableError, current_platform, require_tensorrt, trt_logger
+from vitpose_trt.export import export_onnx, save_onnx
 from vitpose_trt.geometry import check_mode
+from vitpose_trt.model import warn_random_weights
 from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
-    import onnx
     import tensorrt as trt
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,14 @@ __all__ = [
 VERIFY_TOLERANCE = Tolerance()
 VERIFY_MAX_CROPS = 32
 TIMING_CACHE_SUFFIX = ".timing.cache"  # model.engine -> model.engine.timing.cache
+
+
+def _tensorrt() -> ModuleType:
+    """The tensorrt module (ImportError when it is not installed)."""
+    # lazy: TensorRT is optional, and looked up on every use (the tests put stand-ins in sys.modules["tensorrt"])
+    import tensorrt
+
+    return tensorrt
 
 
 class EngineVerificationError(RuntimeError):
@@ -131,8 +146,6 @@ def default_timing_cache_path(engine_path: str | os.PathLike[str]) -> Path:
 
 def onnx_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of an .onnx file, followed by its external weight files if it has any (sorted by name)."""
-    import onnx
-
     path = Path(os.fspath(path))
     digest = hashlib.sha256()
     update_digest(digest, path)
@@ -264,8 +277,6 @@ def build_pose(source: str | os.PathLike[str] | torch.nn.Module | None, output: 
         staged = _build_pose(src, Path(tmp), config, output)
         publish_plan(staged, output)
     if src.info.random_weights:
-        from vitpose_trt.model import warn_random_weights
-
         warn_random_weights(f"{output} was built from RANDOM weights (not a trained model)")
     return output
 
@@ -306,23 +317,19 @@ def _build_pose(src: _Source, tmp: Path, config: BuildConfig, output: Path) -> P
 
 def strongly_typed_available() -> bool:
     """Whether this TensorRT builds strongly typed networks (10.x and later; 8.x does not)."""
-    import tensorrt as trt
-
-    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    return hasattr(_tensorrt().NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
 
 
 def _network_graph(src: _Source, config: BuildConfig, strongly_typed: bool, tmp: Path) -> tuple[Path, tuple[str, ...]]:
     """The graph TensorRT parses and the op types kept in FP32: with FP16 on a strongly typed
     TensorRT, the FP16 graph (`convert_to_fp16`, saved into `tmp`); else the FP32 graph itself."""
-    import tensorrt as trt
-
     if not config.fp16:
         return src.onnx_path, ()
     fp32_ops = fp32_ops_for(config.fp32_softmax)
     if not strongly_typed:
         log.warning("TensorRT %s has no strongly typed networks: using the FP16 builder flag with "
                     "normalization layers pinned to FP32 (upgrade to TensorRT >= 10 for the exact recipe)",
-                    trt.__version__)
+                    _tensorrt().__version__)
         return src.onnx_path, fp32_ops
     graph = convert_to_fp16(src.onnx_path, fp32_softmax=config.fp32_softmax)
     return save_onnx(graph.model, tmp / "model.fp16.onnx"), fp32_ops
@@ -334,9 +341,6 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
     A checkpoint/module's reference is the PyTorch model itself; an .onnx file's is ONNX Runtime
     on that FP32 graph (which `vitpose-trt export` already checked against PyTorch to 1e-4).
     """
-    import onnx
-    import torch
-
     if isinstance(source, (str, os.PathLike)) and Path(os.fspath(source)).suffix.lower() == ".onnx":
         path = Path(os.fspath(source))
         if not path.is_file():
@@ -347,13 +351,9 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
             return _quantized_source(path, proto, info)
         return _Source(path, info, _onnxruntime_reference(path), "ONNX Runtime FP32", os.fspath(path))
 
-    from vitpose_trt.export import export_onnx
-
     if isinstance(source, torch.nn.Module):
         model, given = source, None
     else:
-        from vitpose_trt.checkpoint import load_model
-
         given = None if source is None else os.fspath(source)
         model = load_model(given)
     model = model.eval().float()
@@ -371,8 +371,6 @@ def _quantized_source(path: Path, proto: onnx.ModelProto, info: ModelInfo) -> _S
     found it (the quantization error and the engine's together, by `QDQ_TOLERANCE`), else against
     the Q/DQ graph itself run by ONNX Runtime (the engine's own error; the quantization error was
     judged when the graph was made)."""
-    from vitpose_trt.engines.onnx_cache import checkpoint_digest
-
     quant = read_quantization(proto) or {}
     precision = info.precision
     if precision not in ("int8", "fp8"):  # a Q/DQ graph from elsewhere: its zero points tell
@@ -387,8 +385,6 @@ def _quantized_source(path: Path, proto: onnx.ModelProto, info: ModelInfo) -> _S
         if original.suffix.lower() == ".onnx":
             reference, name = _onnxruntime_reference(original), f"ONNX Runtime FP32 ({original.name})"
         else:
-            from vitpose_trt.checkpoint import load_model
-
             reference, name = _torch_reference(load_model(original).eval().float()), f"PyTorch FP32 ({original.name})"
         return _Source(path, info, reference, name, os.fspath(path), precision, summary, QDQ_TOLERANCE)
     log.warning("%s: its FP32 source %s is not here (or changed): the engine is judged against the %s graph itself "
@@ -426,11 +422,6 @@ def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
 
 def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     def run(crops: np.ndarray) -> np.ndarray:
-        import torch
-
-        from vitpose_trt.cuda_runtime import default_device, runtime
-        from vitpose_trt.engines.pytorch import exact_fp32
-
         # FP32 for real (no TF32), on the GPU when there is one (the runtime's device: cuda:N)
         device = runtime().device(None) if default_device() == "cuda" else torch.device("cpu")
         try:
@@ -447,8 +438,6 @@ def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarra
 
 def _onnxruntime_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     def run(crops: np.ndarray) -> np.ndarray:
-        from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-
         return OnnxRuntimeEngine(path).run(crops)
 
     return run
@@ -457,9 +446,7 @@ def _onnxruntime_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 def _verify(engine_path: Path, src: _Source, *, mode: str, flip_test: bool, name: str | None = None) -> dict[str, Any]:
     """Engine vs the FP32 reference on real crops; raises EngineVerificationError past tolerance
     (and removes the engine and its sidecar). `name`: the engine in the messages (default its path)."""
-    from vitpose_trt.engines.tensorrt import TensorRTEngine
-
-    engine = TensorRTEngine(engine_path)
+    engine = trt_runtime.TensorRTEngine(engine_path)
     crops, where = verification_crops(engine.input_size, mode, flip_test=flip_test,
                                       max_crops=min(VERIFY_MAX_CROPS, engine.max_batch or VERIFY_MAX_CROPS))
     candidate = engine.run(crops)
@@ -539,10 +526,7 @@ def build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_
     Returns:
         (plan bytes, {"inputs": [{"name", "dtype"}], "outputs": [{"name", "dtype"}, ...]}).
     """
-    import tensorrt as trt
-
-    from vitpose_trt.engines.tensorrt import trt_logger
-
+    trt = _tensorrt()
     logger = trt_logger()
     builder = trt.Builder(logger)
     network, parser = _parse_network(builder, logger, onnx_path, strongly_typed)  # the parser owns the weights
@@ -582,8 +566,7 @@ def _parse_network(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
         RuntimeError: TensorRT could not parse the graph (its errors quoted).
         ValueError: not one input and at least one output.
     """
-    import tensorrt as trt
-
+    trt = _tensorrt()
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -603,8 +586,7 @@ def _parse_network(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
 def _set_precision(network: trt.INetworkDefinition, config: trt.IBuilderConfig, *, fp16: bool,
                    strongly_typed: bool, fp32_ops: Sequence[str], half_input: bool) -> None:
     """The precision recipe's builder side (see `build_plan`); a strongly typed network's FP16 is in its graph."""
-    import tensorrt as trt
-
+    trt = _tensorrt()
     if fp16 and not strongly_typed:  # TensorRT 8.x ONLY: 10.x/11.x build strongly typed networks
         _pin_fp32_layers(network, config, fp32_ops)
         # the same I/O as the strongly typed engine: FP16 crops in, FP32 heatmaps / boxes out
@@ -621,8 +603,7 @@ def _pin_fp32_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig
     """TensorRT 8.x ONLY (no strongly typed networks there): the weakly typed recipe, FP16 builder flag
     with normalization (and softmax) layers forced to FP32. TensorRT 11 removed these flags
     (`BuilderFlag.FP16` is gone), which is why the strongly typed path is taken wherever it exists."""
-    import tensorrt as trt
-
+    trt = _tensorrt()
     # getattr: LayerType.NORMALIZATION only exists from TensorRT 8.6 (older parsers split LayerNorm up)
     wanted = {"LayerNormalization": getattr(trt.LayerType, "NORMALIZATION", None), "Softmax": trt.LayerType.SOFTMAX}
     types = [wanted[op] for op in fp32_ops if wanted.get(op) is not None]
@@ -662,8 +643,7 @@ def _load_timing_cache(config: trt.IBuilderConfig, path: Path) -> trt.ITimingCac
 
 
 def _dtype_name(dtype: trt.DataType) -> str:
-    import tensorrt as trt
-
+    trt = _tensorrt()
     # getattr: BF16 is new in TensorRT 9, and the 8.x fallback path must not fail on reading it
     for trt_type, name in ((trt.DataType.FLOAT, "float32"), (trt.DataType.HALF, "float16"),
                            (getattr(trt.DataType, "BF16", None), "bfloat16"), (trt.DataType.INT32, "int32"),

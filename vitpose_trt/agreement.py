@@ -30,13 +30,18 @@ prominence. `Tolerance` holds the pass/fail bounds, written next to why they are
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from vitpose_trt.batching import chunks
+from vitpose_trt.coco import load_sample, sample_dir
+from vitpose_trt.crop import preprocess
+from vitpose_trt.decode import postprocess
 from vitpose_trt.geometry import check_mode, frame_to_heatmap, identity_transform
 from vitpose_trt.stats import summary
+from vitpose_trt.tracking import iou_matrix
 
 TIE_FRACTION = 0.05  # a rival within 5% of the prominence below the peak makes a tie
 TIE_RADIUS_PX = 1.5  # heatmap px: beyond the peak's 8 neighbours (distance sqrt(2) = 1.41)
@@ -276,8 +281,6 @@ def compare_heatmaps(reference, candidate, mode: str = "udp", *, fraction: float
         mode: "udp" or "classic" (how to decode).
         fraction: the tie rule's margin.
     """
-    from vitpose_trt import postprocess
-
     check_mode(mode)
     ref = np.asarray(reference, dtype=np.float32)
     cand = np.asarray(candidate, dtype=np.float32)
@@ -329,8 +332,7 @@ def compare_graphs(reference, candidate, crops: np.ndarray, mode: str = "udp", *
     """Two ONNX graphs (paths or ModelProtos) run by ONNX Runtime on the CPU on the same crops, their
     keypoints compared over the peaks `tolerance.fraction` selects: (the disagreement, what it
     breaks of `tolerance`; empty when within it or when no peak is clear enough to judge)."""
-    import os
-
+    # lazy: a light module (evaluate and the ONNX cache import it), and only this check runs graphs
     import onnxruntime as ort
 
     def heatmaps(graph) -> np.ndarray:
@@ -421,8 +423,6 @@ def compare_detections(reference, candidate, tolerance: BoxTolerance = BOX_TOLER
     Raises:
         ValueError: different numbers of images, or arrays that are not (M, >= 5).
     """
-    from vitpose_trt.tracking import iou_matrix
-
     if len(reference) != len(candidate):
         raise ValueError(f"{len(reference)} reference images but {len(candidate)} candidate images")
     ious, diffs = [], []
@@ -458,8 +458,6 @@ def compare_detections(reference, candidate, tolerance: BoxTolerance = BOX_TOLER
 def sample_frames(coco_dir=None) -> tuple[list[np.ndarray], str]:
     """The COCO sample photos (BGR frames) for a detector check, and where they came from; no frames,
     and why not, where they are absent (an installed package)."""
-    from vitpose_trt.coco import load_sample, sample_dir
-
     root = sample_dir(coco_dir)
     if root is None:
         return [], ("the COCO sample photos were not found (../shared/data/coco-sample beside the checkout, or "
@@ -477,9 +475,6 @@ def sample_crops(input_size, mode: str = "udp", *, flip_test: bool = False, max_
     Returns:
         (crops (M, 3, H, W) float32, a description of where they came from).
     """
-    from vitpose_trt.coco import load_sample, sample_dir
-    from vitpose_trt.crop import preprocess
-
     size = (int(input_size[0]), int(input_size[1]))
     root = sample_dir(coco_dir)
     per = max(1, max_crops // 2) if flip_test else max_crops

@@ -42,8 +42,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from vitpose_trt.geometry import check_frame
+from vitpose_trt import kernels
 from vitpose_trt.crop import IMAGENET_MEAN, IMAGENET_STD
+from vitpose_trt.cuda_runtime import runtime
+from vitpose_trt.engines import open_graph
+from vitpose_trt.engines.onnx_cache import cache_dir
+from vitpose_trt.engines.sidecar import KIND_DETECTOR, detector_record
+from vitpose_trt.geometry import check_frame
 from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
@@ -82,14 +87,12 @@ def detector_file(spec: str | os.PathLike[str], cache: str | os.PathLike[str] | 
         return path
     name = path.stem.lower()
     if cache is None:
-        from vitpose_trt.engines.onnx_cache import cache_dir
-
         cache = cache_dir() / "detectors"
     target = Path(os.fspath(cache)) / f"{name}.onnx"
     if target.is_file():
         return target
     try:
-        from ultralytics import YOLO
+        from ultralytics import YOLO  # lazy: Ultralytics is optional (AGPL-3.0), only to export a known detector
     except ImportError:
         raise ImportError(f"detector {name}: {name}.onnx is not here and Ultralytics is not installed to export it: "
                           f"`pip install ultralytics` (AGPL-3.0; its weights download on first use) and run again, "
@@ -176,8 +179,6 @@ def letterbox(frame: np.ndarray, size: tuple[int, int], family: str,
     geometry = letterbox_geometry(frame.shape, size, family)
     th, tw = size
     if impl == "cpp":
-        from vitpose_trt import kernels
-
         x = np.empty((1, 3, th, tw), np.float32)
         kernels.warp(frame, geometry.inverse_matrix(), x, normalize=family, letterbox=geometry.region())
         return x, geometry
@@ -317,9 +318,6 @@ class Detector:
     """
 
     def __init__(self, path, config: DetectorConfig | None = None, **options: Any) -> None:
-        from vitpose_trt.engines import open_graph
-        from vitpose_trt.engines.sidecar import KIND_DETECTOR, detector_record
-
         self.config = cfg = with_options(DetectorConfig, config, options)
         path = detector_file(path)
         self.graph = open_graph(path, kind=KIND_DETECTOR, providers=cfg.providers, threads=cfg.threads,
@@ -359,8 +357,6 @@ class Detector:
 
     def _letterbox_impl(self, path: Path, impl: str) -> str:
         """The letterbox implementation: "auto" is "cuda" for a TensorRT plan, else the CPU default."""
-        from vitpose_trt import kernels
-
         on_gpu = self.graph.name == "tensorrt"
         if impl == "auto":
             impl = "cuda" if on_gpu else kernels.default_cpu_impl()
@@ -394,10 +390,10 @@ class Detector:
         """The letterbox on the plan's device, by the warp kernel, queued on the plan's stream (which
         its `run` then uses): the frame goes up once (or not at all, when it is already there) and
         only the detector's outputs come back."""
+        # lazy: torch (cuda_memory imports it) only for a TensorRT plan's GPU letterbox; the CPU detector runs without
         import torch
 
         from vitpose_trt.cuda_memory import as_cuda_frame
-        from vitpose_trt.cuda_runtime import runtime
 
         rt, plan = runtime(), self.graph
         caller = rt.current_stream(plan.device)

@@ -41,11 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO as CocoIndex  # not datasets.COCO, the dataset
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
 
 from vitpose_trt.agreement import keypoint_distance
 from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import VIS_THR, keypoint_results, load_detections, rescore, result_keypoints
 from vitpose_trt.datasets import COCO, Dataset, Part, get
+from vitpose_trt.pipeline import VitPoseTRT
 from vitpose_trt.sources import read_images_ahead
 from vitpose_trt.stats import summary
 from vitpose_trt.geometry import boxes_to_transforms, check_boxes
@@ -76,8 +80,6 @@ def load_keypoint_annotations(path, dataset: Dataset | str = COCO):
             file, another number of keypoints, a part missing).
     """
     dataset = get(dataset)
-    from pycocotools.coco import COCO
-
     path = Path(path)
     data = _read_json(path, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
@@ -100,7 +102,7 @@ def load_keypoint_annotations(path, dataset: Dataset | str = COCO):
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
             raise ValueError(f"{path}: image entry {i} lacks 'id' or 'file_name'")
-    coco = COCO()
+    coco = CocoIndex()
     coco.dataset = data
     _quiet(coco.createIndex)
     return coco
@@ -328,9 +330,6 @@ def part_keypoint_eval(coco, results: list[dict], parts: tuple[Part, ...], sigma
     Returns:
         the ten numbers, named as METRIC_NAMES.
     """
-    from pycocotools.coco import COCO as CocoIndex
-    from pycocotools.cocoeval import COCOeval
-
     layout = layout or parts
     gt = dict(coco.dataset)
     gt["annotations"] = []
@@ -540,8 +539,6 @@ def _open_poses(cfg: EvalConfig) -> list:
 def _run(cfg: EvalConfig, inputs: _Inputs) -> _Run:
     """Every present image through every engine (all its boxes in one call), images read ahead in a
     thread; an unreadable image is logged and left out."""
-    from tqdm import tqdm
-
     poses, present = inputs.poses, inputs.present
     run = _Run(results=[[] for _ in poses], distances=[[] for _ in poses[1:]])
     wall, cpu = time.perf_counter(), time.process_time()
@@ -715,8 +712,6 @@ def _check_limit(limit) -> None:
 def _open_pose(engine, dataset=None, **options):
     """`engine` as a `VitPoseTRT`: one given is used as is (it must run `dataset` where one is named),
     anything else is opened with `dataset` and `options` (VitPoseTRT's keywords)."""
-    from vitpose_trt.pipeline import VitPoseTRT
-
     if isinstance(engine, VitPoseTRT):
         if dataset is not None and engine.dataset is not get(dataset):
             raise ValueError(f"dataset={get(dataset).name!r} was asked for, but the VitPoseTRT given runs "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,14 @@ if TYPE_CHECKING:
     from vitpose_trt.gpu_path import GpuPath
 
 log = logging.getLogger(__name__)
+
+
+def _torch_modules() -> tuple[ModuleType, ModuleType]:
+    """(vitpose_trt.gpu_path, vitpose_trt.model), imported on first use."""
+    # lazy: both import torch, which the CPU path (an ONNX Runtime engine) runs without
+    from vitpose_trt import gpu_path, model
+
+    return gpu_path, model
 
 
 @dataclass(frozen=True)
@@ -128,18 +137,14 @@ class VitPoseTRT:
             flip_index(self.engine.num_keypoints, flip_pairs)  # fail now, not at the first frame
         self.path: CpuPath | GpuPath = self._open_path(flip_pairs, cfg.impl, cfg.threads)
         if self.engine.random_weights:
-            from vitpose_trt.model import warn_random_weights
-
-            warn_random_weights(f"VitPoseTRT runs {self.engine.describe()}: its keypoints are meaningless "
-                                "(benchmarks and tests only)")
+            _torch_modules()[1].warn_random_weights(f"VitPoseTRT runs {self.engine.describe()}: its keypoints are "
+                                                    "meaningless (benchmarks and tests only)")
 
     def _open_path(self, flip_pairs, impl: str | None, threads: int | None) -> CpuPath | GpuPath:
         """The runner around the opened engine: the GPU path for a CUDA engine when the extension has
         the CUDA kernels, else the CPU path with the `impl` kernels."""
         if self.engine.device == "cuda" and runtime().has_kernels():
-            from vitpose_trt.gpu_path import GpuPath  # imports torch: loaded only for CUDA engines
-
-            return GpuPath(self.engine, self.mode, self.flip_test, flip_pairs)
+            return _torch_modules()[0].GpuPath(self.engine, self.mode, self.flip_test, flip_pairs)
         if self.engine.device == "cuda":
             log.warning("vitpose_trt._C was built without CUDA kernels: crops and decode run on the CPU, "
                         "with host round trips (rebuild with nvcc on PATH for the GPU path)")

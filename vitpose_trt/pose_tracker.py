@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.optimize  # noqa: F401  -- tracking's matcher: loaded with this module, not in the first frame's time
 
-from vitpose_trt.detect import make_detector
+from vitpose_trt.detect import detector_file, make_detector
 from vitpose_trt.geometry import check_boxes, check_frame
 from vitpose_trt.options import with_options
 from vitpose_trt.video_io import person_record
@@ -135,11 +136,8 @@ class PoseTracker:
         if not hasattr(pose, "infer"):
             raise TypeError(f"pose must be a VitPoseTRT (with .infer), got {type(pose).__name__}")
         config = with_options(TrackingConfig, config, settings)
-        import scipy.optimize  # noqa: F401  -- loaded now, not inside the first frame's timing
         self.pose = pose
         if isinstance(detector, (str, Path)) and str(detector).lower() != "hog":
-            from vitpose_trt.detect import detector_file
-
             detector = detector_file(detector)  # a missing file fails here, not at the first frame
         self._detector_arg = detector
         self._detector: Callable | None = None

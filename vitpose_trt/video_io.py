@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from vitpose_trt.atomic import atomic_path, atomic_write
@@ -41,8 +42,6 @@ class _Staged:
 
 def write_image_atomic(path, image: np.ndarray) -> Path:
     """Encode `image` by `path`'s suffix and write it atomically (an encoding failure is an error too)."""
-    import cv2
-
     path = Path(path)
     ok, buf = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
@@ -115,8 +114,6 @@ class VideoWriter:
     """
 
     def __init__(self, path, fps: float, size: tuple[int, int], queue_size: int = 16) -> None:
-        import cv2
-
         self.path = Path(path)
         self._staged = _Staged(self.path)
         w, h = size
@@ -137,8 +134,6 @@ class VideoWriter:
         self.frames = 0
 
     def _encode(self) -> None:
-        import cv2
-
         while True:
             image = self._queue.get()
             if image is None:

@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from importlib.metadata import version
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 
+from vitpose_trt import __version__, kernels
+from vitpose_trt.cuda_runtime import default_device, runtime
 
 
 def cpu_model() -> str:
@@ -33,26 +38,16 @@ def loadavg() -> list[float] | None:
 
 def _version(module: str) -> str | None:
     try:
-        from importlib.metadata import version
-
         return version(module)
     except Exception:
         return None
-
-
-def _cv2_version() -> str | None:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2.__version__
 
 
 def tensorrt_version() -> str | None:
     """TensorRT's version, or None where it is not installed (the `tensorrt-stubs` typing package
     alone leaves an empty `tensorrt` namespace package, which does not count)."""
     try:
-        import tensorrt
+        import tensorrt  # lazy: TensorRT is optional (and slow to import); only its version is read
     except ImportError:
         return None
     return getattr(tensorrt, "__version__", None)
@@ -60,19 +55,11 @@ def tensorrt_version() -> str | None:
 
 def extension_status() -> tuple[bool, bool]:
     """(C++ kernels built, CUDA kernels usable): whether `vitpose_trt._C` imports and sees a GPU."""
-    from vitpose_trt import kernels
-
     return kernels.has_cpp(), kernels.has_cuda_kernels()
 
 
 def cuda_reason() -> str:
     """Why the CUDA rows cannot run here ("" when they can)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "torch is not installed"
-    from vitpose_trt.cuda_runtime import default_device
-
     if default_device() != "cuda":
         return "no CUDA GPU visible (torch.cuda.is_available() is False)"
     return ""
@@ -80,11 +67,6 @@ def cuda_reason() -> str:
 
 def environment() -> dict[str, Any]:
     """GPU, driver, CPU and library versions, and the load average now."""
-    import torch
-
-    from vitpose_trt import __version__
-    from vitpose_trt.cuda_runtime import default_device, runtime
-
     cpp, cuda_kernels = extension_status()
     env: dict[str, Any] = {
         "vitpose_trt": __version__,
@@ -99,7 +81,7 @@ def environment() -> dict[str, Any]:
         "transformers": _version("transformers"),
         "tensorrt": tensorrt_version(),
         "numpy": np.__version__,
-        "opencv": _cv2_version(),
+        "opencv": cv2.__version__,
         "extension_cpp": cpp,
         "extension_cuda": cuda_kernels,
         "gpu": None,

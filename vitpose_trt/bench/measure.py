@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from vitpose_trt.stats import summary
 
@@ -53,8 +54,6 @@ class Timer:
     def _event(self):
         if not self.cuda:
             return None
-        import torch
-
         ev = torch.cuda.Event(enable_timing=True)
         ev.record(self.stream if self.stream is not None else torch.cuda.current_stream())
         return ev
@@ -94,17 +93,11 @@ class Timer:
 
 def sync(stream) -> None:
     """Wait for `stream` (None: the current CUDA stream)."""
-    import torch
-
     (stream if stream is not None else torch.cuda.current_stream()).synchronize()
 
 
 def release_cuda() -> None:
     """Finish queued GPU work and return cached blocks (between rows, after a failure)."""
-    try:
-        import torch
-    except ImportError:
-        return
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
@@ -192,8 +185,6 @@ def measure_throughput(runner: Runner, batches: Sequence[int], *, iters: int, wa
                 raise RuntimeError("no batched model")
             fn = runner.batch(b)
             if runner.cuda:
-                import torch
-
                 torch.cuda.synchronize()  # the batch was made on the default stream; the model may use another
             t_first = time.perf_counter()
             for _ in range(max(1, warmup)):
@@ -227,8 +218,6 @@ def measure_throughput(runner: Runner, batches: Sequence[int], *, iters: int, wa
 
 def measure_matmul_rate(device: str = "cuda", n: int | None = None, iters: int = 10) -> dict:
     """Dense matmul rate: an n^3 FP16 matmul on the GPU (CUDA events), FP32 on the CPU; median."""
-    import torch
-
     if device == "cuda":
         n = n or MATMUL_N_CUDA
         a = torch.randn(n, n, device="cuda", dtype=torch.float16)

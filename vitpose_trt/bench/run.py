@@ -13,6 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm import tqdm
+
+from vitpose_trt import checkpoint as ckpt
+from vitpose_trt import model as model_module  # looked up at call time: tests swap build_random_model
 from vitpose_trt.agreement import TIE_FRACTION, TIE_RADIUS_PX
 from vitpose_trt.bench.environment import cuda_reason, environment, extension_status, loadavg
 from vitpose_trt.bench.measure import (
@@ -27,10 +32,13 @@ from vitpose_trt.bench.measure import (
 from vitpose_trt.bench.reference import Reference, keypoint_disagreement, reference_keypoints
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
+from vitpose_trt.coco import sample_checkpoint
+from vitpose_trt.engines import PLAN_SUFFIXES
 from vitpose_trt.engines.base import check_threads
 from vitpose_trt.engines.model_info import describe
 from vitpose_trt.engines.pytorch import torch_threads
-from vitpose_trt.model import count_macs
+from vitpose_trt.geometry import check_mode
+from vitpose_trt.model import count_macs, warn_random_weights
 from vitpose_trt.options import with_options
 
 log = logging.getLogger(__name__)
@@ -94,8 +102,6 @@ class BenchConfig:
     extra: dict[str, Callable[[BenchContext], Runner]] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        from vitpose_trt.geometry import check_mode
-
         check_mode(self.mode)
         if self.iters < 1 or self.warmup < 0 or self.max_seconds_per_row <= 0:
             raise ValueError(f"need iters >= 1, warmup >= 0 and max_seconds_per_row > 0; got {self.iters}, "
@@ -130,8 +136,6 @@ def run_benchmark(config: BenchConfig | None = None, /, **options: Any) -> dict:
 def _load_weights(cfg: BenchConfig):
     """(model, plan_path, onnx_path, checkpoint): the FP32 CPU weights every alternative shares, the
     engine file, and where the weights came from."""
-    from vitpose_trt.engines import PLAN_SUFFIXES
-
     model, checkpoint = cfg.model, cfg.checkpoint
     plan = onnx_path = None
     if cfg.engine is not None:
@@ -149,17 +153,12 @@ def _load_weights(cfg: BenchConfig):
         else:
             checkpoint = p
     if model is None:
-        from vitpose_trt import checkpoint as ckpt
-        from vitpose_trt import model as model_module  # looked up at call time: tests swap build_random_model
-
         model = (ckpt.load_model(checkpoint, variant=cfg.variant) if checkpoint is not None
                  else model_module.build_random_model(cfg.variant))
     return _fp32_cpu(model), plan, onnx_path, checkpoint
 
 
 def _fp32_cpu(model):
-    import torch
-
     p = next(model.parameters(), None)
     if p is not None and (p.device.type != "cpu" or p.dtype != torch.float32):
         model = copy.deepcopy(model)  # leave the caller's model where it is
@@ -182,8 +181,6 @@ def _accuracy_weights(cfg: BenchConfig):
     if choice is False or (choice is None and (cfg.model is not None or cfg.checkpoint is not None)):
         return None, ""
     if choice is None:
-        from vitpose_trt.coco import sample_checkpoint
-
         path = sample_checkpoint()
         if path is None:
             log.info("the fixture model (../shared/fixtures/vitpose-s-coco-sample.pth) is absent: the accuracy "
@@ -191,9 +188,7 @@ def _accuracy_weights(cfg: BenchConfig):
             return None, ""
         choice = path
     if isinstance(choice, (str, os.PathLike)):
-        from vitpose_trt.checkpoint import load_model
-
-        return _fp32_cpu(load_model(choice)), f"{choice}"
+        return _fp32_cpu(ckpt.load_model(choice)), f"{choice}"
     return _fp32_cpu(choice), "the given accuracy model"
 
 
@@ -214,8 +209,6 @@ def _run(cfg: BenchConfig) -> dict:
                               "settings": _settings(cfg, factories),
                               "rows": [], "throughput": [], "skipped": {}, "matmul": {}}
     if random_weights:
-        from vitpose_trt.model import warn_random_weights
-
         warn_random_weights("benchmarking RANDOM weights: speed does not depend on the weights; keypoints are "
                             "meaningless")
 
@@ -271,8 +264,6 @@ def _run_alternatives(factories: dict, ctx: BenchContext, acc: _Accuracy, scenar
                       cfg: BenchConfig, result: dict) -> None:
     """Each alternative in turn, set up, measured on every scenario and batch size, then released: its
     rows go into result["rows"] and ["throughput"], or it goes into result["skipped"] with the reason."""
-    from tqdm import tqdm
-
     per_row = len(scenarios) + len(cfg.batches)
     bar = tqdm(total=len(factories) * per_row, desc="bench", unit="row", disable=not cfg.progress,
                file=sys.stderr, dynamic_ncols=True)

@@ -8,18 +8,29 @@ on the CPU); the e2e column times `VitPoseTRT.infer`.
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
+from vitpose_trt import postprocess, preprocess
 from vitpose_trt.bench.measure import Runner, Timer
 from vitpose_trt.checkpoint import to_hf_state_dict
+from vitpose_trt.engines import open_engine
+from vitpose_trt.engines.onnx_cache import cached_int8_onnx
+from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
+from vitpose_trt.engines.pytorch import PyTorchEngine, exact_fp32
 from vitpose_trt.engines.tensorrt import tensorrt_available
+from vitpose_trt.export import export_onnx
+from vitpose_trt.geometry import check_boxes
+from vitpose_trt.pipeline import PoseConfig, VitPoseTRT
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +65,32 @@ class Skip(Exception):
     """An alternative that cannot run here; the message is the reason shown in the table."""
 
 
+def _optional(name: str, reason: str | None = None) -> ModuleType:
+    """The module `name`; when it cannot be imported, Skip(`reason`) (the ImportError itself without one)."""
+    # lazy: transformers and onnxruntime's quantization tools are optional here; without them a row is skipped
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if reason is None:
+            raise
+        raise Skip(reason) from None
+
+
 def build_hf_model(model):
     """A transformers `VitPoseForPoseEstimation` holding `model`'s weights (FP32, CPU, eval)."""
-    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
-
+    transformers = _optional("transformers")
     c = model.config
     if c.decoder == "classic" and c.deconv_channels != 256:
         raise Skip(f"transformers' classic decoder has 256 channels, this model {c.deconv_channels}")
     if c.mlp_ratio != int(c.mlp_ratio):
         raise Skip(f"transformers needs an integer mlp_ratio, got {c.mlp_ratio}")
-    backbone = VitPoseBackboneConfig(
+    backbone = transformers.VitPoseBackboneConfig(
         image_size=list(c.input_size), patch_size=[c.patch_size, c.patch_size], hidden_size=c.embed_dim,
         num_hidden_layers=c.depth, num_attention_heads=c.num_heads, mlp_ratio=int(c.mlp_ratio),
         layer_norm_eps=c.layer_norm_eps, qkv_bias=c.qkv_bias, out_indices=[c.depth])
-    config = VitPoseConfig(backbone_config=backbone, use_simple_decoder=c.decoder == "simple",
+    config = transformers.VitPoseConfig(backbone_config=backbone, use_simple_decoder=c.decoder == "simple",
                            num_labels=c.num_keypoints)
-    hf = VitPoseForPoseEstimation(config)
+    hf = transformers.VitPoseForPoseEstimation(config)
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     hf.load_state_dict(to_hf_state_dict(sd), strict=True)
     return hf.eval()
@@ -106,8 +127,6 @@ class BenchContext:
     def open_pose(self, engine, **options: Any):
         """`engine` as a `VitPoseTRT` with the benchmark's mode, flip test and flip pairs (`options`:
         other `PoseConfig` fields by name)."""
-        from vitpose_trt.pipeline import PoseConfig, VitPoseTRT
-
         return VitPoseTRT(engine, PoseConfig(mode=self.mode, flip_test=self.flip_test, flip_pairs=self.flip_pairs),
                           **options)
 
@@ -146,8 +165,6 @@ def _pipeline_runner(name: str, pose, description: str) -> Runner:
     """A `VitPoseTRT` as a runner: its GPU path when it has one (a compute stream), else its CPU path."""
     if pose.stream is None:
         return _cpu_pipeline_runner(name, pose, description)
-    import torch
-
     eng, stream = pose.engine, pose.stream
 
     def batch(b):
@@ -165,8 +182,6 @@ def runner_tensorrt(ctx: BenchContext) -> Runner:
     if not tensorrt_available():
         raise Skip("the tensorrt package is not installed")
     ctx.need_cuda()
-    from vitpose_trt.engines import open_engine
-
     engine = open_engine(ctx.plan_path, backend="tensorrt")
     pose = ctx.open_pose(engine)
     return _pipeline_runner("tensorrt", pose, f"VitPoseTRT, TensorRT {engine.precision} engine {ctx.plan_path.name}")
@@ -174,33 +189,20 @@ def runner_tensorrt(ctx: BenchContext) -> Runner:
 
 def runner_pytorch_cuda(ctx: BenchContext) -> Runner:
     ctx.need_cuda()
-    from vitpose_trt.engines.pytorch import PyTorchEngine
-
     engine = PyTorchEngine(copy.deepcopy(ctx.model), device="cuda", precision="fp16")
     pose = ctx.open_pose(engine)
     return _pipeline_runner("pytorch-cuda", pose, "VitPoseTRT, PyTorch CUDA FP16 engine")
 
 
 def runner_onnxruntime(ctx: BenchContext) -> Runner:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise Skip("onnxruntime is not installed") from None
-    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-
+    _optional("onnxruntime", "onnxruntime is not installed")
     engine = OnnxRuntimeEngine(_fp32_onnx(ctx), threads=ctx.threads)
     pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("onnxruntime", pose, "VitPoseTRT, ONNX Runtime CPU FP32")
 
 
 def runner_onnxruntime_int8(ctx: BenchContext) -> Runner:
-    try:
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError:
-        raise Skip("onnxruntime (with its quantization tools) is not installed") from None
-    from vitpose_trt.engines.onnx_cache import cached_int8_onnx
-    from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
-
+    _optional("onnxruntime.quantization", "onnxruntime (with its quantization tools) is not installed")
     path = cached_int8_onnx(_fp32_onnx(ctx), directory=ctx.tmpdir or tempfile.mkdtemp(), mode=ctx.mode)
     engine = OnnxRuntimeEngine(path, threads=ctx.threads)
     pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
@@ -211,8 +213,6 @@ def _fp32_onnx(ctx: BenchContext) -> Path:
     """The FP32 .onnx of the benchmark weights: the one given, else exported once into the run's folder."""
     if ctx.onnx_path is not None:
         return ctx.onnx_path
-    from vitpose_trt.export import export_onnx
-
     path = Path(ctx.tmpdir or tempfile.mkdtemp()) / f"bench_{id(ctx.model):x}.onnx"
     if not path.is_file():
         log.info("exporting the benchmark weights to %s for ONNX Runtime", path)
@@ -221,8 +221,6 @@ def _fp32_onnx(ctx: BenchContext) -> Path:
 
 
 def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
-    from vitpose_trt.engines.pytorch import PyTorchEngine
-
     engine = PyTorchEngine(ctx.model, device="cpu", precision="fp32")  # CPU FP32: .to() is a no-op, no copy
     pose = ctx.open_pose(engine, impl=ctx.cpu_impl)
     return _cpu_pipeline_runner("pytorch-cpu", pose, "VitPoseTRT, PyTorch CPU FP32")
@@ -231,12 +229,6 @@ def runner_pytorch_cpu(ctx: BenchContext) -> Runner:
 def runner_baseline(ctx: BenchContext) -> Runner:
     """The seed-style pipeline: FP32 eager model (GPU where there is one), numpy/OpenCV pre/post,
     one box at a time."""
-    import torch
-
-    from vitpose_trt import postprocess, preprocess
-    from vitpose_trt.engines.pytorch import exact_fp32
-    from vitpose_trt.geometry import check_boxes
-
     device = "cuda" if ctx.cuda else "cpu"
     model = ctx.model if device == "cpu" else copy.deepcopy(ctx.model).to(device)
     gpu = device == "cuda"
@@ -269,19 +261,11 @@ def runner_baseline(ctx: BenchContext) -> Runner:
 
 
 def runner_transformers(ctx: BenchContext) -> Runner:
+    transformers = _optional("transformers", "transformers is not installed")
     try:
-        import transformers
-    except ImportError:
-        raise Skip("transformers is not installed") from None
-    try:
-        from transformers import VitPoseForPoseEstimation  # noqa: F401
-    except ImportError:
+        transformers.VitPoseForPoseEstimation  # noqa: B018 (a lazy attribute: raises when this version lacks it)
+    except (ImportError, AttributeError):
         raise Skip(f"transformers {transformers.__version__} has no VitPoseForPoseEstimation") from None
-    import torch
-
-    from vitpose_trt import postprocess, preprocess
-    from vitpose_trt.geometry import check_boxes
-
     gpu = ctx.cuda
     device, dtype = ("cuda", torch.float16) if gpu else ("cpu", torch.float32)
     hf = build_hf_model(ctx.model).to(device, dtype)
@@ -325,10 +309,6 @@ def runner_transformers(ctx: BenchContext) -> Runner:
 def runner_torch_fp16_eager(ctx: BenchContext) -> Runner:
     """The model alone, PyTorch FP16 eager on the GPU: crops already on the device, no pre/post."""
     ctx.need_cuda()
-    import torch
-
-    from vitpose_trt import postprocess, preprocess
-
     model = copy.deepcopy(ctx.model).to("cuda", torch.float16)
     stream = torch.cuda.current_stream()
     state: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import platformdirs
 
@@ -57,26 +58,36 @@ def update_digest(digest, path: str | os.PathLike[str]) -> None:
             digest.update(block)
 
 
+def _heavy(*, quantizer: bool = False) -> SimpleNamespace:
+    """torch, onnx, onnxruntime and the package modules that import them (checkpoint, export); with
+    `quantizer`, onnxruntime.quantization too."""
+    # lazy: detect and the engines' chooser import this module, which must stay light; these load only
+    # when a checkpoint is exported or a graph quantized
+    import onnx
+    import onnxruntime
+    import torch
+
+    from vitpose_trt import checkpoint, export
+
+    if quantizer:
+        import onnxruntime.quantization
+    return SimpleNamespace(onnx=onnx, onnxruntime=onnxruntime, torch=torch, checkpoint=checkpoint, export=export)
+
+
 def cached_onnx(checkpoint: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None, *,
                 dataset=None, expert: int | None = None) -> Path:
     """The ONNX export of `checkpoint` (with the ViTPose++ expert of `dataset` / `expert`, see
     `load_model`), exported (and checked against PyTorch) on first use."""
-    # lazy: torch (export, checkpoint) only when a checkpoint is exported; detect and the engines' chooser import
-    # this module, which must stay light
-    import torch
-
-    from vitpose_trt.checkpoint import load_model
-    from vitpose_trt.export import export_onnx
-
+    heavy = _heavy()  # checkpoint.load_model looked up on use (the tests replace it)
     name = get(dataset).name if dataset is not None else None
     out = _entry(directory, Path(os.fspath(checkpoint)).stem, ".onnx", checkpoint_digest(checkpoint),
-                 vitpose_trt.__version__, torch.__version__, name, expert)
+                 vitpose_trt.__version__, heavy.torch.__version__, name, expert)
     if out.is_file():
         log.debug("ONNX cache hit: %s", out)
         return out
     _make_dir(out.parent)
     log.info("exporting %s to ONNX once for ONNX Runtime on the CPU (cached in %s)", checkpoint, out.parent)
-    export_onnx(load_model(checkpoint, dataset=dataset, expert=expert), out)
+    heavy.export.export_onnx(heavy.checkpoint.load_model(checkpoint, dataset=dataset, expert=expert), out)
     return out
 
 
@@ -99,13 +110,8 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
         RuntimeError: the INT8 graph disagrees with FP32 beyond `INT8_DYNAMIC_TOLERANCE` (nothing
             is cached), or the cache folder cannot be written.
     """
-    # lazy: onnx, onnxruntime and export (torch) only when a graph is quantized; this module must stay light
-    import onnx
-    import onnxruntime
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from vitpose_trt.export import EXTERNAL_DATA_BYTES, staged_onnx
-
+    heavy = _heavy(quantizer=True)
+    onnx, onnxruntime, export = heavy.onnx, heavy.onnxruntime, heavy.export
     fp32 = Path(os.fspath(fp32_onnx))
     digest = hashlib.sha256()
     update_digest(digest, fp32)
@@ -116,10 +122,11 @@ def cached_int8_onnx(fp32_onnx: str | os.PathLike[str], directory: str | os.Path
         return out
     _make_dir(out.parent)
     log.info("quantizing %s to INT8 once for ONNX Runtime on the CPU (cached in %s)", fp32, out.parent)
-    with staged_onnx(out) as staged, _quiet_onnxruntime_quantizer():
-        quantize_dynamic(fp32, staged, op_types_to_quantize=["MatMul"], per_channel=True,
-                         weight_type=QuantType.QInt8,
-                         use_external_data_format=fp32.stat().st_size > EXTERNAL_DATA_BYTES)
+    with export.staged_onnx(out) as staged, _quiet_onnxruntime_quantizer():
+        quantization = onnxruntime.quantization
+        quantization.quantize_dynamic(fp32, staged, op_types_to_quantize=["MatMul"], per_channel=True,
+                                      weight_type=quantization.QuantType.QInt8,
+                                      use_external_data_format=fp32.stat().st_size > export.EXTERNAL_DATA_BYTES)
         model = onnx.load(os.fspath(staged), load_external_data=False)
         size = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][2:]
         crops, where = sample_crops(size, mode, max_crops=16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,18 @@ _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "ten
                 "tensor(int64)": np.int64, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8}
 
 
+def _ort() -> ModuleType:
+    """The onnxruntime module."""
+    # lazy: the engines package (and so the CLI's --help) imports this module; ONNX Runtime loads on first use
+    import onnxruntime
+
+    return onnxruntime
+
+
 def _load_session(path: Path, options: Any, providers: list[str]) -> Any:
     """An InferenceSession, or ValueError naming the file (ONNX Runtime raises its own classes, Fail,
     InvalidGraph, ..., for corrupt or unsupported files)."""
-    import onnxruntime as ort
-
+    ort = _ort()
     try:
         return ort.InferenceSession(os.fspath(path), options, providers=providers)
     except Exception as e:
@@ -51,8 +59,7 @@ class OnnxRuntimeGraph:
 
     def __init__(self, path: str | os.PathLike[str], *, providers: list[str] | None = None,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = _ort()
         self.path = Path(os.fspath(path))
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
@@ -99,8 +106,7 @@ class OnnxRuntimeEngine(Engine):
     device = "cpu"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, max_batch: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = _ort()
         path = Path(os.fspath(path))
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")

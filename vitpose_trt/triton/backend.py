@@ -34,6 +34,14 @@ def _apply_pythonpath() -> None:
 if __name__ != "vitpose_trt.triton.backend":  # loaded by the stub as <repository>/vitpose/1/model.py
     _apply_pythonpath()
 
+# torch and the package after _apply_pythonpath: the server's environment says which vitpose_trt to import
+import torch  # noqa: E402
+
+import vitpose_trt  # noqa: E402
+from vitpose_trt.batching import frame_batches  # noqa: E402
+from vitpose_trt.geometry import check_boxes, check_frame  # noqa: E402
+from vitpose_trt.pipeline import VitPoseTRT  # noqa: E402
+
 try:
     import triton_python_backend_utils as pb_utils  # provided by the Python backend's stub process
 except ImportError:  # imported outside Triton: the request checks are testable
@@ -52,8 +60,6 @@ def split_request(image: np.ndarray, boxes: np.ndarray) -> list[tuple[np.ndarray
     Raises:
         ValueError: the message names the input and the problem (sent back as the request's error).
     """
-    from vitpose_trt.geometry import check_boxes, check_frame
-
     if image.ndim != 4:
         raise ValueError(f"image must have shape (H, W, 3) after the batch axis, got {image.shape[1:]}")
     if boxes.ndim != 3:
@@ -85,8 +91,6 @@ def _output(name: str, array: np.ndarray):
     array = np.ascontiguousarray(array)
     if array.size == 0:
         return pb_utils.Tensor(name, array)  # no bytes to lose: the plain constructor is safe here
-    import torch
-
     # Through torch: numpy 2 hands out versioned DLPack capsules, which this stub does not accept.
     return pb_utils.Tensor.from_dlpack(name, torch.from_numpy(array))
 
@@ -95,8 +99,6 @@ class TritonPythonModel:
     """Triton's entry points: `initialize` once per instance, `execute` per gathered batch of requests."""
 
     def initialize(self, args: dict) -> None:
-        from vitpose_trt.pipeline import VitPoseTRT
-
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         engine = Path(params["engine"])
@@ -112,8 +114,6 @@ class TritonPythonModel:
                                precision=params.get("precision") or None, dataset=params.get("dataset") or None,
                                expert=int(expert) if expert is not None else None)
         self.num_keypoints = self.pose.num_keypoints
-        import vitpose_trt
-
         # Into the server's log: which package and engine this instance runs.
         pb_utils.Logger.log_info(f"{args.get('model_instance_name', 'vitpose')}: vitpose_trt {vitpose_trt.__version__} "
                                  f"from {Path(vitpose_trt.__file__).parent}, {self.pose.engine.describe()}")
@@ -133,8 +133,6 @@ class TritonPythonModel:
 
         k = self.num_keypoints
         results = [np.empty((len(b), k, 3), dtype=np.float32) for _, b in items]
-        from vitpose_trt.batching import frame_batches
-
         for call in frame_batches([len(b) for _, b in items], self.max_crops):
             try:
                 keypoints = self.pose.infer_many([items[s.frame][0] for s in call],
