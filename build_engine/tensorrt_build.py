@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -38,6 +37,7 @@ import torch
 import vitpose_trt.engines.tensorrt as trt_runtime  # TensorRTEngine looked up on use (the tests replace it)
 from build_engine.fp16 import DEFAULT_FP32_SOFTMAX, convert_to_fp16, fp32_ops_for, graph_io_dtypes
 from build_engine.quantize import has_qdq, read_quantization
+from vitpose_trt._lazy import lazy_module
 from vitpose_trt.agreement import QDQ_TOLERANCE, Disagreement, Tolerance, compare_heatmaps
 from vitpose_trt.agreement import sample_crops as verification_crops  # the build check's real crops
 from vitpose_trt.atomic import atomic_write, writable_target
@@ -64,6 +64,8 @@ from vitpose_trt.options import with_options
 
 if TYPE_CHECKING:
     import tensorrt as trt
+else:  # TensorRT is optional: imported on first use, looked up at each (test stand-ins)
+    trt = lazy_module("tensorrt")
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,6 @@ VERIFY_TOLERANCE = Tolerance()
 VERIFY_MAX_CROPS = 32
 TIMING_CACHE_SUFFIX = ".timing.cache"  # model.engine -> model.engine.timing.cache
 
-
-def _tensorrt() -> ModuleType:
-    """The tensorrt module (ImportError when it is not installed)."""
-    # lazy: TensorRT is optional, and looked up on every use (the tests put stand-ins in sys.modules["tensorrt"])
-    import tensorrt
-
-    return tensorrt
 
 
 class EngineVerificationError(RuntimeError):
@@ -317,7 +312,7 @@ def _build_pose(src: _Source, tmp: Path, config: BuildConfig, output: Path) -> P
 
 def strongly_typed_available() -> bool:
     """Whether this TensorRT builds strongly typed networks (10.x and later; 8.x does not)."""
-    return hasattr(_tensorrt().NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
 
 
 def _network_graph(src: _Source, config: BuildConfig, strongly_typed: bool, tmp: Path) -> tuple[Path, tuple[str, ...]]:
@@ -329,7 +324,7 @@ def _network_graph(src: _Source, config: BuildConfig, strongly_typed: bool, tmp:
     if not strongly_typed:
         log.warning("TensorRT %s has no strongly typed networks: using the FP16 builder flag with "
                     "normalization layers pinned to FP32 (upgrade to TensorRT >= 10 for the exact recipe)",
-                    _tensorrt().__version__)
+                    trt.__version__)
         return src.onnx_path, fp32_ops
     graph = convert_to_fp16(src.onnx_path, fp32_softmax=config.fp32_softmax)
     return save_onnx(graph.model, tmp / "model.fp16.onnx"), fp32_ops
@@ -357,10 +352,7 @@ def _resolve_source(source: str | os.PathLike[str] | torch.nn.Module | None, tmp
         given = None if source is None else os.fspath(source)
         model = load_model(given)
     model = model.eval().float()
-    config: Any = model.config  # a ViTPoseConfig (nn.Module's __getattr__ types it as Tensor | Module)
-    info = ModelInfo(str(config.variant), int(config.num_keypoints), str(config.decoder),
-                     (int(config.input_size[0]), int(config.input_size[1])),
-                     bool(getattr(model, "random_weights", False)), getattr(model, "dataset", None))
+    info = ModelInfo.of_model(model)
     exported: Any = export_onnx(model, tmp / "model.onnx", opset=17, dynamic_batch=True)
     onnx_path = Path(getattr(exported, "path", exported))  # an ExportResult (or a plain Path)
     return _Source(onnx_path, info, _torch_reference(model), "PyTorch FP32", given)
@@ -417,7 +409,8 @@ def _info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
     out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or not dims[2] or not dims[3] or len(out_dims) != 4 or not out_dims[1]:
         raise ValueError(f"{path}: expected a static (N, 3, H, W) -> (N, K, h, w) graph, got {dims} -> {out_dims}")
-    return info_from_onnx(proto, path)
+    # the graph's own shapes, not its metadata, size the profile: a resized graph must still build
+    return replace(info_from_onnx(proto, path), num_keypoints=int(out_dims[1]), input_size=(int(dims[2]), int(dims[3])))
 
 
 def _torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
@@ -526,7 +519,6 @@ def build_plan(onnx_path: Path, profile: ProfileShapes, *, fp16: bool, strongly_
     Returns:
         (plan bytes, {"inputs": [{"name", "dtype"}], "outputs": [{"name", "dtype"}, ...]}).
     """
-    trt = _tensorrt()
     logger = trt_logger()
     builder = trt.Builder(logger)
     network, parser = _parse_network(builder, logger, onnx_path, strongly_typed)  # the parser owns the weights
@@ -566,7 +558,6 @@ def _parse_network(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
         RuntimeError: TensorRT could not parse the graph (its errors quoted).
         ValueError: not one input and at least one output.
     """
-    trt = _tensorrt()
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -586,7 +577,6 @@ def _parse_network(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
 def _set_precision(network: trt.INetworkDefinition, config: trt.IBuilderConfig, *, fp16: bool,
                    strongly_typed: bool, fp32_ops: Sequence[str], half_input: bool) -> None:
     """The precision recipe's builder side (see `build_plan`); a strongly typed network's FP16 is in its graph."""
-    trt = _tensorrt()
     if fp16 and not strongly_typed:  # TensorRT 8.x ONLY: 10.x/11.x build strongly typed networks
         _pin_fp32_layers(network, config, fp32_ops)
         # the same I/O as the strongly typed engine: FP16 crops in, FP32 heatmaps / boxes out
@@ -603,7 +593,6 @@ def _pin_fp32_layers(network: trt.INetworkDefinition, config: trt.IBuilderConfig
     """TensorRT 8.x ONLY (no strongly typed networks there): the weakly typed recipe, FP16 builder flag
     with normalization (and softmax) layers forced to FP32. TensorRT 11 removed these flags
     (`BuilderFlag.FP16` is gone), which is why the strongly typed path is taken wherever it exists."""
-    trt = _tensorrt()
     # getattr: LayerType.NORMALIZATION only exists from TensorRT 8.6 (older parsers split LayerNorm up)
     wanted = {"LayerNormalization": getattr(trt.LayerType, "NORMALIZATION", None), "Softmax": trt.LayerType.SOFTMAX}
     types = [wanted[op] for op in fp32_ops if wanted.get(op) is not None]
@@ -643,7 +632,6 @@ def _load_timing_cache(config: trt.IBuilderConfig, path: Path) -> trt.ITimingCac
 
 
 def _dtype_name(dtype: trt.DataType) -> str:
-    trt = _tensorrt()
     # getattr: BF16 is new in TensorRT 9, and the 8.x fallback path must not fail on reading it
     for trt_type, name in ((trt.DataType.FLOAT, "float32"), (trt.DataType.HALF, "float16"),
                            (getattr(trt.DataType, "BF16", None), "bfloat16"), (trt.DataType.INT32, "int32"),

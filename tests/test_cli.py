@@ -255,7 +255,7 @@ def test_a_corrupt_onnx_is_one_error_line(command, bad_input_folder, capsys):
             "bench": ["bench", "--engine", junk, "--out", str(bad_input_folder / "bench"), "--no-progress"]}[command]
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"vitpose-trt {command}: error: ") and "not an ONNX model" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"vitpose-trt {command}: error: ") and "not a loadable ONNX model" in lines[0]
 
 
 # a value of the wrong type for one option of each subcommand: argparse's usage, then its error line

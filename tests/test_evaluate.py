@@ -272,6 +272,11 @@ def test_detections_that_are_not_boxes_name_the_file_and_the_image(sample, tmp_p
         path.write_text(json.dumps([{"image_id": image_id, "category_id": 1, "bbox": bbox, "score": score}]))
         with pytest.raises(ValueError, match=rf"dets.json: image {image_id}: boxes \[0\] .*{problem}"):
             ev.load_person_detections(path, coco)
+    # below the score threshold a box is dropped unchecked, as the protocol drops it
+    path.write_text(json.dumps([{"image_id": image_id, "category_id": 1, "bbox": [0, 0, 0, 0], "score": 0.01},
+                                {"image_id": image_id, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}]))
+    kept, counts = ev.load_person_detections(path, coco, score_thr=0.5)
+    assert counts["below_thr"] == 1 and kept[image_id].tolist() == [[0, 0, 5, 5, 0.9]]
 
 
 def test_bad_annotation_and_detection_files_are_named(sample, tmp_path):

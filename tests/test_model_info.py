@@ -76,5 +76,5 @@ def test_describe_refuses_what_it_cannot_read(tmp_path):
 def test_a_file_that_is_not_onnx_is_refused_by_name(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00\xffnot a protobuf" * 7)
-    with pytest.raises(ValueError, match="junk.onnx: not an ONNX model"):
+    with pytest.raises(ValueError, match="junk.onnx: not a loadable ONNX model"):
         describe(junk)

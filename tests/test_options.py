@@ -53,6 +53,7 @@ ENTRY_POINTS = {
     "vitpose_trt.bench.run:run_benchmark": (),
     "vitpose_trt.bench.video:run_video_benchmark": (),
     "vitpose_trt.video:process_video": (None, None, "out"),
+    "vitpose_trt.evaluate:evaluate": ("images", "ann.json"),
     "vitpose_trt.triton.repository:write_repository": ("out", "model.engine"),
     "build_engine:build": (None, "x.engine"),
     "build_engine.tensorrt_build:build_pose": (None, "x.engine"),

@@ -102,3 +102,18 @@ def test_a_name_tensorrt_lacks_fails_the_standin_check(stub_path, tmp_path):
     assert result.returncode == 1, out
     assert 'Method "create_netwerk" is marked as an override, but no base method was found' in out, out
     assert 'Argument 2 of "set_tensor_address" is incompatible with supertype' in out, out
+
+
+@pytest.mark.slow  # ~25 s, as above
+def test_the_builder_calls_tensorrt_through_the_stubs(stub_path, tmp_path):
+    """The builder reaches TensorRT through `trt = lazy_module("tensorrt")`, typed as the stubs' module
+    under TYPE_CHECKING: a misspelt TensorRT name in it must be a mypy error, not an Any."""
+    build = REPO / "build_engine" / "tensorrt_build.py"
+    text = build.read_text()
+    anchor = "    builder = trt.Builder(logger)\n"
+    assert anchor in text
+    wrong = tmp_path / "tensorrt_build_wrong.py"
+    wrong.write_text(text.replace(anchor, anchor + "    builder.create_netwerk(0)\n"))
+    result = _mypy([str(wrong)], stub_path, tmp_path / "cache")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and '"Builder" has no attribute "create_netwerk"' in out, out

@@ -1,4 +1,5 @@
-"""Module attributes loaded on first use (PEP 562), so `import vitpose_trt` stays light."""
+"""Loaded on first use, so `import vitpose_trt` stays light: module attributes (PEP 562) and
+optional modules (`lazy_module`)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,18 @@ def lazy_attributes(module: str, table: Mapping[str, str],
         return names
 
     return __getattr__, __dir__
+
+
+class lazy_module:  # noqa: N801 -- stands where a module name stands: `trt = lazy_module("tensorrt")`
+    """An optional module, imported at its first attribute access and looked up in `sys.modules`
+    at every access (so a test's stand-in module is seen); ImportError when it is not installed.
+
+    Under `if TYPE_CHECKING: import tensorrt as trt` / `else: trt = lazy_module("tensorrt")`, mypy
+    types `trt.X` from the module's stubs while nothing imports it before it is used.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(importlib.import_module(self._name), attr)

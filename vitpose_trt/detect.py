@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("yolo", "dets_labels", "xyxy_score_class")
 FAMILIES = ("yolo", "yolox", "rtmdet")
 PAD_VALUE = 114  # all three families pad with 114 grey
-LETTERBOX_IMPLS = ("auto", "numpy", "cpp", "cuda")  # `Detector(impl=)`: "auto" or one of kernels.IMPLS
+LETTERBOX_IMPLS = ("auto", *kernels.IMPLS)  # `Detector(impl=)`
 # mmdet RTMDet's BGR mean (103.53, 116.28, 123.675) and std (57.375, 57.12, 58.395) of raw levels: ImageNet's x 255
 RTMDET_MEAN = (np.array(IMAGENET_MEAN[::-1]) * 255).astype(np.float32)
 RTMDET_STD = (np.array(IMAGENET_STD[::-1]) * 255).astype(np.float32)

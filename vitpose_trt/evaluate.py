@@ -49,10 +49,11 @@ from vitpose_trt.agreement import keypoint_distance
 from vitpose_trt.atomic import write_json
 from vitpose_trt.coco import VIS_THR, keypoint_results, load_detections, rescore, result_keypoints
 from vitpose_trt.datasets import COCO, Dataset, Part, get
+from vitpose_trt.geometry import boxes_to_transforms, check_boxes
+from vitpose_trt.options import with_options
 from vitpose_trt.pipeline import VitPoseTRT
 from vitpose_trt.sources import read_images_ahead
 from vitpose_trt.stats import summary
-from vitpose_trt.geometry import boxes_to_transforms, check_boxes
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,15 @@ def load_person_detections(path, coco, score_thr: float = DET_BBOX_THR) -> tuple
     for image_id, boxes in by_id.items():
         if image_id in unknown:
             continue
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim == 2 and boxes.shape[1] == 5:  # below the threshold: dropped unchecked, as the protocol
+            low = boxes[:, 4] < score_thr  # drops them (a NaN score is kept, to be refused by name)
+            below += int(low.sum())
+            boxes = boxes[~low]
         try:
-            boxes = check_boxes(boxes, scores=True)
+            kept[image_id] = check_boxes(boxes, scores=True)
         except ValueError as e:
             raise ValueError(f"{path}: image {image_id}: {e}") from None
-        keep = boxes[:, 4] >= score_thr
-        below += int((~keep).sum())
-        kept[image_id] = boxes[keep]
     counts["below_thr"] = below
     if not any(len(b) for b in kept.values()):
         raise ValueError(f"{path}: no person detection is left on the annotated images ({person} in the file, "
@@ -435,8 +438,8 @@ def evaluate(images=None, ann=None, engine=None, *, config: EvalConfig | None = 
     (COCOeval, the report) -> write (keypoints.json, metrics.json).
 
     Args:
-        images, ann, engine, options: the `EvalConfig` fields (`options`: dets, mode, ..., expert, by name).
-        config: an `EvalConfig`, instead of its fields.
+        config: an `EvalConfig`; `images`, `ann`, `engine` and `options` (its other fields by name:
+            dets, mode, ..., expert) replace its values, or make one without it.
 
     Returns:
         {"AP", ..., "ARl", "settings": {...}, "timing": {...}, "compare": [...]} (what metrics.json holds).
@@ -445,14 +448,12 @@ def evaluate(images=None, ann=None, engine=None, *, config: EvalConfig | None = 
         FileNotFoundError: the folder, annotation or detection file is missing, or no image is found.
         ValueError: bad annotations or detections, `limit` < 1, nothing to score, a model of no
             known dataset or of one without sigmas.
-        TypeError: both a config and fields, or neither images nor ann.
+        TypeError: an option that is no `EvalConfig` field, or neither a config nor images and ann.
     """
-    if config is None:
-        if images is None or ann is None:
-            raise TypeError("evaluate() needs images and ann (or config=EvalConfig(...))")
-        config = EvalConfig(images, ann, engine, **options)
-    elif images is not None or ann is not None or engine is not None or options:
-        raise TypeError("evaluate() takes an EvalConfig or its fields, not both")
+    given = {k: v for k, v in (("images", images), ("ann", ann), ("engine", engine)) if v is not None}
+    if config is None and ("images" not in given or "ann" not in given):
+        raise TypeError("evaluate() needs images and ann (or config=EvalConfig(...))")
+    config = with_options(EvalConfig, config, {**given, **options})
     inputs = _load(config)
     run = _run(config, inputs)
     report = _score(config, inputs, run)

@@ -126,10 +126,7 @@ def _torch_export(model: torch.nn.Module, *, opset: int, dynamic_batch: bool) ->
 
 def _metadata(model: torch.nn.Module) -> dict[str, str]:
     """The metadata_props `export_onnx` writes for `model` (read back by `model_info.read_metadata`)."""
-    config = model.config
-    return metadata_props(ModelInfo(config.variant, int(config.num_keypoints), config.decoder,
-                                    (int(config.input_size[0]), int(config.input_size[1])),
-                                    bool(getattr(model, "random_weights", False)), getattr(model, "dataset", None)))
+    return metadata_props(ModelInfo.of_model(model))
 
 
 def check_onnx_against_torch(model: torch.nn.Module, path: str | os.PathLike, *, batch: int = 2,

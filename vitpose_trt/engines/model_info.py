@@ -51,6 +51,14 @@ class ModelInfo:
     dataset: str | None = None
     precision: str = "fp32"
 
+    @classmethod
+    def of_model(cls, model: Any) -> ModelInfo:
+        """What a loaded `ViTPose` is: its config, and its `random_weights` / `dataset` attributes."""
+        config = model.config
+        return cls(str(config.variant), int(config.num_keypoints), str(config.decoder),
+                   (int(config.input_size[0]), int(config.input_size[1])),
+                   bool(getattr(model, "random_weights", False)), getattr(model, "dataset", None))
+
 
 def metadata_props(info: ModelInfo) -> dict[str, str]:
     """The `metadata_props` an export writes for `info` (read back by `read_metadata`)."""
@@ -113,7 +121,7 @@ def load_onnx(path: str | os.PathLike[str], *, weights: bool = True) -> Any:
     try:
         return onnx.load(os.fspath(path), load_external_data=weights)
     except DecodeError as e:
-        raise ValueError(f"{os.fspath(path)}: not an ONNX model (it does not parse: {e})") from None
+        raise ValueError(f"{os.fspath(path)}: not a loadable ONNX model (it does not parse: {e})") from None
 
 
 def info_from_onnx(proto: Any, path: str | os.PathLike[str] = "model.onnx") -> ModelInfo:

@@ -4,7 +4,7 @@
 sidecar's checks); `TensorRTEngine` is the pose model's engine on it, and a person detector's
 plan runs on it through `vitpose_trt.detect.Detector`.
 
-TensorRT is imported on use only (`_tensorrt()`), so `import vitpose_trt` works without it. A bare
+TensorRT is imported on use only (`trt`), so `import vitpose_trt` works without it. A bare
 `import tensorrt` is not proof that TensorRT is there: the `tensorrt-stubs` typing package makes
 that import succeed with no library behind it, hence `tensorrt_available()` looks for
 `tensorrt.Builder` / `tensorrt.Runtime`.
@@ -23,12 +23,12 @@ import logging
 import os
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from vitpose_trt._lazy import lazy_module
 from vitpose_trt.cuda_memory import GrowBuffer
 from vitpose_trt.cuda_runtime import Stream, runtime
 from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch
@@ -45,7 +45,9 @@ from vitpose_trt.engines.sidecar import (
 from vitpose_trt.model import warn_random_weights
 
 if TYPE_CHECKING:
-    import tensorrt as trt
+    import tensorrt as trt  # typed by tensorrt-stubs
+else:  # TensorRT is optional: imported on first use, looked up at each (test stand-ins)
+    trt = lazy_module("tensorrt")
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +67,12 @@ class TensorRTUnavailableError(ImportError):
 # availability
 
 
-def _tensorrt() -> ModuleType:
-    """The tensorrt module (ImportError when it is not installed)."""
-    # lazy: TensorRT is optional, and looked up on every use (the tests put stand-ins in sys.modules["tensorrt"])
-    import tensorrt
-
-    return tensorrt
-
-
 def tensorrt_available() -> bool:
     """True when the real TensorRT Python package is importable (not only `tensorrt-stubs`)."""
     try:
-        tensorrt = _tensorrt()
-    except ImportError:
+        return hasattr(trt, "Builder") and hasattr(trt, "Runtime")
+    except ImportError:  # not installed (the first attribute access imports it)
         return False
-    return hasattr(tensorrt, "Builder") and hasattr(tensorrt, "Runtime")
 
 
 def require_tensorrt() -> None:
@@ -97,7 +90,7 @@ def trt_logger() -> trt.ILogger:
     global _TRT_LOGGER
     if _TRT_LOGGER is None:
         require_tensorrt()
-        base: Any = _tensorrt().ILogger  # the installed TensorRT's (or a test stand-in's) logger interface
+        base: Any = trt.ILogger  # the installed TensorRT's (or a test stand-in's) logger interface
         # TensorRT severities 0..4 (internal error, error, warning, info, verbose). Build-time INFO
         # is dozens of lines per build, so it goes to DEBUG; VERBOSE below that.
         levels = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.DEBUG, 4: 5}
@@ -123,7 +116,7 @@ def trt_logger() -> trt.ILogger:
 def current_platform(device: torch.device | None = None) -> Platform:
     """This machine's TensorRT version and the GPU `device` (default: the current CUDA device)."""
     require_tensorrt()
-    version = _tensorrt().__version__
+    version = trt.__version__
     rt = runtime()
     if not rt.available():
         return Platform(version)
@@ -209,7 +202,7 @@ class TensorRTPlan:
     def _load(self, plan: bytes, current: Platform) -> trt.ICudaEngine:
         """Deserialize the plan and create its execution context, with the plan's device current."""
         with self._cuda.use(self.stream):  # the plan's device is current while TensorRT loads it
-            self._runtime: trt.Runtime | None = _tensorrt().Runtime(trt_logger())
+            self._runtime: trt.Runtime | None = trt.Runtime(trt_logger())
             try:
                 engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(plan)
             except RuntimeError as e:  # some versions raise instead of returning None
@@ -225,7 +218,7 @@ class TensorRTPlan:
 
     def _read_tensors(self, engine: trt.ICudaEngine) -> None:
         """The I/O tensors' dtypes and `TensorSpec`s, and each input's profile-0 shapes."""
-        input_mode = _tensorrt().TensorIOMode.INPUT
+        input_mode = trt.TensorIOMode.INPUT
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n), n) for n in names}
         self._profiles: dict[str, tuple[tuple[int, ...], ...]] = {}
@@ -515,7 +508,7 @@ def _dims(dims: trt.Dims) -> tuple[int, ...]:
 
 
 def _torch_dtype(dtype: trt.DataType, tensor: str) -> torch.dtype:
-    trt_types = _tensorrt().DataType
+    trt_types = trt.DataType
     # getattr: BF16 is new in TensorRT 9, INT64 in 10; engines built by the 8.x fallback must still load
     for trt_type, torch_type in ((trt_types.FLOAT, torch.float32), (trt_types.HALF, torch.float16),
                                  (getattr(trt_types, "BF16", None), torch.bfloat16),
