@@ -37,7 +37,7 @@ from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.detect import Detector, detect_format
 from vitpose_trt.engines.sidecar import PlanRecord, make_detector_sidecar, sidecar_path, write_sidecar
 from vitpose_trt.engines.tensorrt import current_platform, require_tensorrt
-from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, META_VARIANT, load_onnx
+from vitpose_trt.model_info import META_NUM_KEYPOINTS, META_VARIANT, load_onnx
 from vitpose_trt.export import save_onnx
 from vitpose_trt.options import with_options
 

@@ -58,7 +58,7 @@ from vitpose_trt.coco import image_id_from_name, load_detections
 from vitpose_trt.crop import preprocess
 from vitpose_trt.detect import make_detector
 from vitpose_trt.engines.onnx_cache import checkpoint_digest
-from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, load_onnx
+from vitpose_trt.model_info import META_PRECISION, META_QUANTIZATION, load_onnx
 from vitpose_trt.export import export_onnx, save_onnx, staged_onnx
 from vitpose_trt.options import with_options
 from vitpose_trt.sources import ImageSource, open_sources

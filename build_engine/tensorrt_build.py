@@ -44,7 +44,7 @@ from vitpose_trt.atomic import atomic_write, writable_target
 from vitpose_trt.batching import chunks
 from vitpose_trt.checkpoint import load_model
 from vitpose_trt.cuda_runtime import default_device, runtime
-from vitpose_trt.engines.model_info import ModelInfo, info_from_onnx, load_onnx
+from vitpose_trt.model_info import ModelInfo, info_from_onnx, load_onnx
 from vitpose_trt.engines.onnx_cache import checkpoint_digest, update_digest
 from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine
 from vitpose_trt.engines.pytorch import exact_fp32

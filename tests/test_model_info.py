@@ -1,4 +1,4 @@
-"""`engines.model_info`: what a model file records, read back by one reader (`describe`)."""
+"""`model_info`: what a model file records, read back by one reader (`describe`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from vitpose_trt.engines import ModelInfo, describe
-from vitpose_trt.engines.model_info import META_NUM_KEYPOINTS, metadata_props, read_metadata
+from vitpose_trt.model_info import META_NUM_KEYPOINTS, metadata_props, read_metadata
 
 
 def test_metadata_round_trip():

@@ -67,7 +67,7 @@ def test_int8_is_made_once_per_fp32_graph(tiny_model, tmp_path, coco_sample, cap
     made anew when the FP32 graph changes."""
     import torch
 
-    from vitpose_trt.engines.model_info import read_metadata
+    from vitpose_trt.model_info import read_metadata
     from vitpose_trt.export import export_onnx
 
     fp32 = export_onnx(tiny_model, tmp_path / "tiny.onnx", check=False).path

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from build_engine.tensorrt_build import default_timing_cache_path, profile_shapes
-from vitpose_trt.engines.model_info import ModelInfo
+from vitpose_trt.model_info import ModelInfo
 from vitpose_trt.engines.sidecar import (
     EngineMismatchError,
     Platform,

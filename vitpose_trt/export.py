@@ -22,7 +22,7 @@ import torch
 
 from vitpose_trt.atomic import writable_target
 from vitpose_trt.checkpoint import load_model
-from vitpose_trt.engines.model_info import ModelInfo, metadata_props
+from vitpose_trt.model_info import ModelInfo, metadata_props
 from vitpose_trt.model import warn_random_weights
 
 log = logging.getLogger(__name__)

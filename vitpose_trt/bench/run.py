@@ -33,9 +33,8 @@ from vitpose_trt.bench.reference import Reference, keypoint_disagreement, refere
 from vitpose_trt.bench.runners import FACTORIES, BenchContext, Skip, resolve_alternatives
 from vitpose_trt.bench.scenarios import FRAME_SIZE, Scenario, build_scenarios
 from vitpose_trt.coco import sample_checkpoint
-from vitpose_trt.engines import PLAN_SUFFIXES
+from vitpose_trt.engines import PLAN_SUFFIXES, describe
 from vitpose_trt.engines.base import check_threads
-from vitpose_trt.engines.model_info import describe
 from vitpose_trt.engines.pytorch import torch_threads
 from vitpose_trt.geometry import check_mode
 from vitpose_trt.model import count_macs, warn_random_weights

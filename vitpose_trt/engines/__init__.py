@@ -7,7 +7,7 @@
 `open_graph` opens any other model file (a person detector) by the same suffix rule (`is_plan`):
 a plan on TensorRT (`TensorRTPlan`, which the pose engine runs on too), an .onnx on ONNX Runtime.
 `describe(path) -> ModelInfo` reads what a model file records (variant, K, crop size, dataset)
-without opening a runner (`model_info.py`).
+without opening a runner: an .onnx's metadata (`vitpose_trt.model_info`) or a plan's sidecar.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 from vitpose_trt.cuda_runtime import default_device
 from vitpose_trt.engines.base import Engine, Graph
-from vitpose_trt.engines.model_info import ModelInfo, describe
 from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
 from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeGraph
-from vitpose_trt.engines.sidecar import read_sidecar, rebuild_command
+from vitpose_trt.engines.sidecar import read_sidecar, rebuild_command, sidecar_path
+from vitpose_trt.model_info import ModelInfo, info_from_onnx, load_onnx
 
 log = logging.getLogger(__name__)
 
@@ -249,3 +249,37 @@ def _check_cpu_device(device: str | None, runtime: str) -> None:
 
 
 __all__ = ["BACKENDS", "PRECISIONS", "Engine", "Graph", "ModelInfo", "describe", "is_plan", "open_engine", "open_graph"]
+
+
+def describe(path: str | os.PathLike[str]) -> ModelInfo:
+    """The pose model in an .onnx (its metadata; K and the crop size from its shapes where a graph
+    exported elsewhere does not record them) or a TensorRT plan (its sidecar), without running it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a plan without its sidecar, an .onnx whose shapes do not say K, or another kind
+            of file (a checkpoint is described by loading it: `load_model`).
+    """
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return info_from_onnx(load_onnx(path, weights=False), path)
+    if is_plan(path):
+        return _info_from_sidecar(path)
+    raise ValueError(f"{path}: describe() reads an .onnx or a TensorRT plan ({', '.join(PLAN_SUFFIXES)}); "
+                     "a checkpoint is read by loading it (vitpose_trt.load_model)")
+
+
+def _info_from_sidecar(path: Path) -> ModelInfo:
+    """`describe` of a plan: the model entries of its sidecar."""
+    sidecar = read_sidecar(path)
+    if sidecar is None or "num_keypoints" not in sidecar:
+        raise ValueError(f"{path}: the TensorRT plan's sidecar {sidecar_path(path).name} is missing or records no "
+                         "model; it is written by `vitpose-trt build` next to the plan")
+    size = sidecar.get("input_size") or (256, 192)
+    return ModelInfo(str(sidecar.get("variant", "unknown")), int(sidecar["num_keypoints"]),
+                     str(sidecar.get("decoder", "unknown")), (int(size[0]), int(size[1])),
+                     bool(sidecar.get("random_weights", False)), sidecar.get("dataset"),
+                     str(sidecar.get("precision", "fp32")))

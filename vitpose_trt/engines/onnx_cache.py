@@ -26,7 +26,7 @@ import platformdirs
 import vitpose_trt
 from vitpose_trt.agreement import INT8_DYNAMIC_TOLERANCE, compare_graphs, sample_crops
 from vitpose_trt.datasets import get
-from vitpose_trt.engines.model_info import META_PRECISION, META_QUANTIZATION, read_metadata
+from vitpose_trt.model_info import META_PRECISION, META_QUANTIZATION, read_metadata
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch, check_threads
-from vitpose_trt.engines.model_info import read_metadata
+from vitpose_trt.model_info import read_metadata
 
 # ONNX Runtime's tensor type strings -> numpy dtypes (the types the package's graphs use)
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,

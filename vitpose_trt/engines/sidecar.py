@@ -223,7 +223,7 @@ def make_sidecar(plan: PlanRecord, *, model: Any, mode: str, flip_test: bool,
 
     Args:
         plan: how the plan was built (the entries every sidecar has).
-        model: what the plan computes (`engines.model_info.ModelInfo`).
+        model: what the plan computes (`model_info.ModelInfo`).
         mode / flip_test: the pipeline the plan was built for.
         io: {"input": {"name", "dtype"}, "output": {"name", "dtype"}}.
     """

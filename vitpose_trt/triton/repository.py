@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vitpose_trt import datasets
-from vitpose_trt.engines import BACKENDS, PLAN_SUFFIXES
-from vitpose_trt.engines.model_info import describe
+from vitpose_trt.engines import BACKENDS, PLAN_SUFFIXES, describe
 from vitpose_trt.geometry import check_mode
 from vitpose_trt.options import with_options
 

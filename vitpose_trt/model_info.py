@@ -1,10 +1,10 @@
-"""What a model file says about the model in it: one reader, one set of keys.
+"""What a model file says about the model in it: the facts (`ModelInfo`) and their one set of keys.
 
 `vitpose-trt export` writes these facts into the .onnx (`metadata_props`, the keys below), the
-TensorRT builder copies them into a plan's sidecar (`sidecar.py`), and everything that opens a
-model file without loading the network (the engines, the builder, the Triton repository writer)
-reads them back here: `describe(path) -> ModelInfo` for an .onnx or a plan, `read_metadata(props)`
-for a graph already open.
+TensorRT builder copies them into a plan's sidecar (`engines/sidecar.py`), and everything that
+opens a model file without loading the network reads them back: `read_metadata(props)` and
+`info_from_onnx(proto)` here, and `vitpose_trt.engines.describe(path)` for any .onnx or plan.
+Light (no torch; onnx only when a file is loaded), so the export below and the engines above share it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from vitpose_trt.engines.sidecar import read_sidecar, sidecar_path
 
 # The .onnx metadata keys (`metadata_props`), written by `export.export_onnx` and the quantizers.
 META_VARIANT = "variant"
@@ -89,29 +86,6 @@ def read_metadata(props: Mapping[str, str]) -> dict[str, Any]:
             "dataset": props.get(META_DATASET) or None, "precision": props.get(META_PRECISION, "fp32")}
 
 
-def describe(path: str | os.PathLike[str]) -> ModelInfo:
-    """The pose model in an .onnx (its metadata; K and the crop size from its shapes where a graph
-    exported elsewhere does not record them) or a TensorRT plan (its sidecar), without running it.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a plan without its sidecar, an .onnx whose shapes do not say K, or another kind
-            of file (a checkpoint is described by loading it: `load_model`).
-    """
-    from vitpose_trt.engines import PLAN_SUFFIXES, is_plan  # lazy: a cycle (the engines package imports this module)
-
-    path = Path(os.fspath(path))
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return info_from_onnx(load_onnx(path, weights=False), path)
-    if is_plan(path):
-        return _info_from_sidecar(path)
-    raise ValueError(f"{path}: describe() reads an .onnx or a TensorRT plan ({', '.join(PLAN_SUFFIXES)}); "
-                     "a checkpoint is read by loading it (vitpose_trt.load_model)")
-
-
 def load_onnx(path: str | os.PathLike[str], *, weights: bool = True) -> Any:
     """`onnx.load`, with a file that is not an ONNX model (truncated, another format) refused by name
     (ValueError) rather than as protobuf's DecodeError; `weights=False` leaves external weights unread."""
@@ -125,7 +99,7 @@ def load_onnx(path: str | os.PathLike[str], *, weights: bool = True) -> Any:
 
 
 def info_from_onnx(proto: Any, path: str | os.PathLike[str] = "model.onnx") -> ModelInfo:
-    """`describe` of an loaded `onnx.ModelProto` (its weights need not be loaded)."""
+    """What a loaded `onnx.ModelProto` records (its weights need not be loaded; `engines.describe`)."""
     meta = read_metadata({p.key: p.value for p in proto.metadata_props})
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] if proto.graph.input else []
     out = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] if proto.graph.output else []
@@ -135,15 +109,3 @@ def info_from_onnx(proto: Any, path: str | os.PathLike[str] = "model.onnx") -> M
     size = meta["input_size"] or ((dims[2], dims[3]) if len(dims) == 4 and dims[2] and dims[3] else (256, 192))
     return ModelInfo(meta["variant"], int(k), meta["decoder"], (int(size[0]), int(size[1])), meta["random_weights"],
                      meta["dataset"], meta["precision"])
-
-
-def _info_from_sidecar(path: Path) -> ModelInfo:
-    sidecar = read_sidecar(path)
-    if sidecar is None or "num_keypoints" not in sidecar:
-        raise ValueError(f"{path}: the TensorRT plan's sidecar {sidecar_path(path).name} is missing or records no "
-                         "model; it is written by `vitpose-trt build` next to the plan")
-    size = sidecar.get("input_size") or (256, 192)
-    return ModelInfo(str(sidecar.get("variant", "unknown")), int(sidecar["num_keypoints"]),
-                     str(sidecar.get("decoder", "unknown")), (int(size[0]), int(size[1])),
-                     bool(sidecar.get("random_weights", False)), sidecar.get("dataset"),
-                     str(sidecar.get("precision", "fp32")))
