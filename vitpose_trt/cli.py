@@ -17,6 +17,7 @@ from vitpose_trt import __version__
 from vitpose_trt.atomic import output_folder, writable_target, write_json
 from vitpose_trt.coco import image_id_from_name, keypoint_results, load_detections
 from vitpose_trt import datasets
+from vitpose_trt import detect
 from vitpose_trt.detect import FAMILIES as DETECTOR_FAMILIES
 from vitpose_trt.detect import FORMATS as DETECTOR_FORMATS
 from vitpose_trt.engines import BACKENDS, PRECISIONS
@@ -454,10 +455,11 @@ def _infer(args) -> int:
                 warn_random_weights(f"{what} RANDOM WEIGHTS: the poses are meaningless")
             detector = None
             if args.detector or (detections is None and not args.whole_frame):
-                from vitpose_trt.detect import make_detector
-
-                detector = make_detector(args.detector, format=args.detector_format, family=args.detector_family,
-                                         score_thr=args.det_thr) if args.detector else make_detector(None)
+                if args.detector:
+                    detector = detect.make_detector(args.detector, format=args.detector_format,
+                                                    family=args.detector_family, score_thr=args.det_thr)
+                else:
+                    detector = detect.make_detector(None)
             rc = 0
             for image_source in images:
                 rc |= _infer_images(args, image_source, pose, detector, detections, out_dir)
