@@ -38,4 +38,5 @@ class lazy_module:  # noqa: N801 -- stands where a module name stands: `trt = la
         self._name = name
 
     def __getattr__(self, attr: str) -> object:
-        return getattr(importlib.import_module(self._name), attr)
+        module = sys.modules.get(self._name) or importlib.import_module(self._name)  # the dict first: hot paths
+        return getattr(module, attr)

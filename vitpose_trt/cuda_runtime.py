@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 
 from vitpose_trt import kernels
+from vitpose_trt._lazy import lazy_module
 
 if TYPE_CHECKING:
     import torch
+else:  # lazy: crop and decode import this module, and they must not import torch
+    torch = lazy_module("torch")
 
-
-def _torch() -> ModuleType:
-    """The torch module, imported on first use."""
-    # lazy: crop and decode import this module, and they must not import torch
-    import torch
-
-    return torch
 
 
 class Event(Protocol):
@@ -63,7 +58,7 @@ class CudaRuntime:
     # ---- devices ---------------------------------------------------------------------------
 
     def available(self) -> bool:
-        return _torch().cuda.is_available()
+        return torch.cuda.is_available()
 
     def has_kernels(self) -> bool:
         """True when the extension has CUDA kernels and a GPU is visible."""
@@ -75,7 +70,6 @@ class CudaRuntime:
         Raises:
             RuntimeError: no GPU is visible. ValueError: not a CUDA device, or no such index.
         """
-        torch = _torch()
         if not self.available():
             raise RuntimeError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False: no GPU, "
                                "or a CPU-only torch build)")
@@ -93,7 +87,6 @@ class CudaRuntime:
 
     def describe(self, device: torch.device) -> tuple[str, str]:
         """(GPU name, compute capability "major.minor") of `device`."""
-        torch = _torch()
         major, minor = torch.cuda.get_device_capability(device)
         return torch.cuda.get_device_name(device), f"{major}.{minor}"
 
@@ -104,39 +97,38 @@ class CudaRuntime:
     # ---- streams and events ----------------------------------------------------------------
 
     def stream(self, device: torch.device) -> Stream:
-        return _torch().cuda.Stream(device)
+        return torch.cuda.Stream(device)
 
     def event(self) -> Event:
-        return _torch().cuda.Event()
+        return torch.cuda.Event()
 
     def current_stream(self, device: torch.device) -> Stream:
-        return _torch().cuda.current_stream(device)
+        return torch.cuda.current_stream(device)
 
     def use(self, stream: Any) -> ContextManager[Any]:
         """Make `stream` (and its device) current for the block: kernels, copies and PyTorch ops in it
         are enqueued there."""
-        return _torch().cuda.stream(stream)
+        return torch.cuda.stream(stream)
 
     def external_stream(self, handle: int, device: torch.device) -> Stream:
         """A stream made elsewhere, by its cudaStream_t (1: the legacy default stream)."""
-        torch = _torch()
         if handle == 1:
             return torch.cuda.default_stream(device)
         return torch.cuda.ExternalStream(handle, device=device)
 
     def synchronize(self, device: torch.device) -> None:
         """Wait on the host until all work queued on `device` is done."""
-        _torch().cuda.synchronize(device)
+        torch.cuda.synchronize(device)
 
     # ---- memory ------------------------------------------------------------------------------
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Uninitialized device memory (PyTorch's caching allocator, on the current stream)."""
-        return _torch().empty(tuple(shape), dtype=dtype, device=device)
+        return torch.empty(tuple(shape), dtype=dtype, device=device)
 
     def empty_pinned(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         """Uninitialized page-locked host memory: asynchronous copies to and from it."""
-        return _torch().empty(tuple(shape), dtype=dtype, pin_memory=True)
+        return torch.empty(tuple(shape), dtype=dtype, pin_memory=True)
 
     def copy(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         """dst[...] = src, enqueued on the current stream; asynchronous where host memory is pinned."""
@@ -153,7 +145,7 @@ class CudaRuntime:
     def as_tensor(self, array: Any) -> torch.Tensor:
         """An object with `__cuda_array_interface__` as a tensor over the same memory, on the device
         the memory is on (no copy: `torch.as_tensor` with a device would copy across GPUs)."""
-        return _torch().as_tensor(array)
+        return torch.as_tensor(array)
 
     # ---- kernels (on the current stream) -------------------------------------------------------
 

@@ -16,9 +16,9 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vitpose_trt._lazy import lazy_module
 from vitpose_trt.cuda_runtime import default_device
 from vitpose_trt.engines.base import Engine, Graph
 from vitpose_trt.engines.onnx_cache import cached_int8_onnx, cached_onnx
@@ -26,19 +26,17 @@ from vitpose_trt.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeGraph
 from vitpose_trt.engines.sidecar import read_sidecar, rebuild_command, sidecar_path
 from vitpose_trt.model_info import ModelInfo, info_from_onnx, load_onnx
 
+if TYPE_CHECKING:
+    import torch
+else:  # lazy: the CLI imports this module for its --help, which must not import torch
+    torch = lazy_module("torch")
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "pytorch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 PLAN_SUFFIXES = (".engine", ".plan", ".trt")
 
-
-def _torch() -> ModuleType:
-    """The torch module, imported on first use."""
-    # lazy: the CLI imports this module for its --help, which must not import torch
-    import torch
-
-    return torch
 
 
 def is_plan(path: str | os.PathLike[str]) -> bool:
@@ -156,7 +154,7 @@ def _request(source, **options: Any) -> _Request:
     module = None
     path = None
     if source is not None and not isinstance(source, (str, os.PathLike)):
-        if not isinstance(source, _torch().nn.Module):
+        if not isinstance(source, torch.nn.Module):
             raise TypeError(f"engine must be a path, an nn.Module, an Engine or None, got {type(source).__name__}")
         module = source
     elif source is not None:

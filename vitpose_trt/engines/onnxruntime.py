@@ -5,31 +5,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vitpose_trt._lazy import lazy_module
 from vitpose_trt.engines.base import Engine, TensorSpec, check_max_batch, check_threads
 from vitpose_trt.model_info import read_metadata
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+else:  # lazy: the engines package (and so the CLI's --help) imports this module
+    ort = lazy_module("onnxruntime")
 
 # ONNX Runtime's tensor type strings -> numpy dtypes (the types the package's graphs use)
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
                 "tensor(int64)": np.int64, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8}
 
 
-def _ort() -> ModuleType:
-    """The onnxruntime module."""
-    # lazy: the engines package (and so the CLI's --help) imports this module; ONNX Runtime loads on first use
-    import onnxruntime
-
-    return onnxruntime
-
 
 def _load_session(path: Path, options: Any, providers: list[str]) -> Any:
     """An InferenceSession, or ValueError naming the file (ONNX Runtime raises its own classes, Fail,
     InvalidGraph, ..., for corrupt or unsupported files)."""
-    ort = _ort()
     try:
         return ort.InferenceSession(os.fspath(path), options, providers=providers)
     except Exception as e:
@@ -59,7 +56,6 @@ class OnnxRuntimeGraph:
 
     def __init__(self, path: str | os.PathLike[str], *, providers: list[str] | None = None,
                  threads: int | None = None) -> None:
-        ort = _ort()
         self.path = Path(os.fspath(path))
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
@@ -106,7 +102,6 @@ class OnnxRuntimeEngine(Engine):
     device = "cpu"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, max_batch: int | None = None) -> None:
-        ort = _ort()
         path = Path(os.fspath(path))
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
